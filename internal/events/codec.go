@@ -1,0 +1,278 @@
+// Package events is the bridge's side of the public event contract
+// (shared/design/contract.md): the CloudEvent types and their data, encoding
+// and decoding in structured and binary mode with schema validation,
+// publishing to JetStream with Nats-Msg-Id, the stream/consumer/bucket
+// topology, dead letters and the order state store. It knows nothing of
+// Inbank.
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
+	"github.com/smartrent-bridge/bridge/schemas"
+)
+
+// Headers and content types of the contract.
+const (
+	ContentTypeStructured = "application/cloudevents+json"
+	ContentTypeJSON       = "application/json"
+	HeaderContentType     = "Content-Type"
+	binaryPrefix          = "ce-"
+	// ExtensionTraceParent carries W3C trace context from event to event.
+	ExtensionTraceParent = "traceparent"
+)
+
+// Modes a message can be encoded in.
+const (
+	ModeStructured = "structured"
+	ModeBinary     = "binary"
+)
+
+// DecodeError kinds.
+const (
+	KindMalformed    = "malformed"     // not JSON, or not a CloudEvent
+	KindUnknownType  = "unknown_type"  // a CloudEvent of a type the contract lacks
+	KindInvalidData  = "invalid_data"  // data breaks its schema
+	KindWrongSubject = "wrong_subject" // subject is not data.orderId
+)
+
+// DecodeError is a message that cannot be handled: it goes to the dead
+// letters, never crashes a consumer. OrderID is set when the data names an
+// order, so that order can be told (order.rejected INVALID_ORDER).
+type DecodeError struct {
+	Kind    string
+	Type    string
+	OrderID string
+	Err     error
+}
+
+func (e *DecodeError) Error() string {
+	if e.Type != "" {
+		return fmt.Sprintf("decode %s event: %s: %v", e.Type, e.Kind, e.Err)
+	}
+	return fmt.Sprintf("decode event: %s: %v", e.Kind, e.Err)
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// Envelope is a decoded, validated event and its typed data (a pointer to
+// the type [TypeOf] names).
+type Envelope struct {
+	Event event.Event
+	Data  any
+	Mode  string
+}
+
+// OrderID is the order the event is about.
+func (e Envelope) OrderID() string { return e.Event.Subject() }
+
+// Codec encodes and decodes contract events, validating data against the
+// schemas. It is safe for concurrent use.
+type Codec struct {
+	schemas *schemas.Set
+	now     func() time.Time
+}
+
+// NewCodec returns a codec over the given schemas.
+func NewCodec(s *schemas.Set) *Codec { return &Codec{schemas: s, now: time.Now} }
+
+// New builds an event of eventType about orderID from data: a fresh id,
+// source, time now, dataschema and JSON data. It validates nothing; Encode
+// does.
+func (c *Codec) New(source, eventType, orderID string, data any) (event.Event, error) {
+	e := event.New(event.CloudEventsVersionV1)
+	e.SetID(NewID())
+	e.SetSource(source)
+	e.SetType(eventType)
+	e.SetSubject(orderID)
+	e.SetTime(c.now().UTC())
+	e.SetDataSchema(schemas.ID(eventType))
+	if err := e.SetData(ContentTypeJSON, data); err != nil {
+		return e, fmt.Errorf("encode %s data: %w", eventType, err)
+	}
+	return e, nil
+}
+
+// Encode checks e against the contract (required attributes, known type,
+// dataschema, data valid against its schema) and returns the structured-mode
+// body.
+func (c *Codec) Encode(e event.Event) ([]byte, error) {
+	if err := e.Validate(); err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	if _, ok := SubjectOf(e.Type()); !ok {
+		return nil, fmt.Errorf("encode event: %w: %q", schemas.ErrUnknownType, e.Type())
+	}
+	if e.Subject() == "" || e.Time().IsZero() {
+		return nil, fmt.Errorf("encode %s event: subject (order id) and time are required", e.Type())
+	}
+	if got, want := e.DataSchema(), schemas.ID(e.Type()); got != want {
+		return nil, fmt.Errorf("encode %s event: dataschema is %q, want %q", e.Type(), got, want)
+	}
+	if err := c.schemas.Validate(e.Type(), e.Data()); err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s event: %w", e.Type(), err)
+	}
+	return b, nil
+}
+
+// Decode reads a message in structured mode (Content-Type
+// application/cloudevents+json, or a JSON body with specversion) or binary
+// mode (ce-* headers, matched case-insensitively). The result is valid
+// against the contract, or the error is a *[DecodeError].
+func (c *Codec) Decode(h nats.Header, body []byte) (Envelope, error) {
+	var env Envelope
+	var err error
+	if hasBinaryHeaders(h) {
+		env.Mode = ModeBinary
+		env.Event, err = decodeBinary(h, body)
+	} else {
+		env.Mode = ModeStructured
+		err = json.Unmarshal(body, &env.Event)
+		if err == nil {
+			err = env.Event.Validate()
+		}
+	}
+	if err != nil {
+		return env, &DecodeError{Kind: KindMalformed, OrderID: orderIDOf(body), Err: err}
+	}
+	e := &env.Event
+	orderID := orderIDOf(e.Data())
+	if ct := e.DataContentType(); ct != "" && !strings.HasPrefix(ct, ContentTypeJSON) {
+		return env, &DecodeError{Kind: KindMalformed, Type: e.Type(), OrderID: orderID, Err: fmt.Errorf("datacontenttype %q is not JSON", ct)}
+	}
+	target := TypeOf(e.Type())
+	if target == nil || !c.schemas.Has(e.Type()) {
+		return env, &DecodeError{Kind: KindUnknownType, Type: e.Type(), OrderID: orderID, Err: fmt.Errorf("%w: %q", schemas.ErrUnknownType, e.Type())}
+	}
+	if ds := e.DataSchema(); ds != "" && ds != schemas.ID(e.Type()) {
+		return env, &DecodeError{Kind: KindInvalidData, Type: e.Type(), OrderID: orderID, Err: fmt.Errorf("dataschema %q does not match the type", ds)}
+	}
+	if err := c.schemas.Validate(e.Type(), e.Data()); err != nil {
+		return env, &DecodeError{Kind: KindInvalidData, Type: e.Type(), OrderID: orderID, Err: err}
+	}
+	if e.Subject() == "" {
+		e.SetSubject(orderID)
+	} else if e.Subject() != orderID {
+		return env, &DecodeError{Kind: KindWrongSubject, Type: e.Type(), OrderID: orderID, Err: errors.New("subject must be the order id of the data")}
+	}
+	if err := json.Unmarshal(e.Data(), target); err != nil {
+		return env, &DecodeError{Kind: KindInvalidData, Type: e.Type(), OrderID: orderID, Err: err}
+	}
+	env.Data = target
+	return env, nil
+}
+
+func hasBinaryHeaders(h nats.Header) bool {
+	for k := range h {
+		if strings.EqualFold(k, binaryPrefix+"specversion") {
+			return true
+		}
+	}
+	return false
+}
+
+func decodeBinary(h nats.Header, body []byte) (event.Event, error) {
+	attrs := map[string]string{}
+	for k, v := range h {
+		lk := strings.ToLower(k)
+		if name, ok := strings.CutPrefix(lk, binaryPrefix); ok && len(v) > 0 {
+			attrs[name] = v[0]
+		}
+	}
+	e := event.New(attrs["specversion"])
+	for name, v := range attrs {
+		var err error
+		switch name {
+		case "specversion", "datacontenttype": // the content type is read below
+		case "id":
+			e.SetID(v)
+		case "source":
+			e.SetSource(v)
+		case "type":
+			e.SetType(v)
+		case "subject":
+			e.SetSubject(v)
+		case "dataschema":
+			e.SetDataSchema(v)
+		case "time":
+			var t time.Time
+			t, err = time.Parse(time.RFC3339Nano, v)
+			e.SetTime(t)
+		default:
+			e.SetExtension(name, v)
+		}
+		if err != nil {
+			return e, fmt.Errorf("binary attribute %s: %w", name, err)
+		}
+	}
+	ct := headerGet(h, HeaderContentType)
+	if ct == "" {
+		ct = attrs["datacontenttype"]
+	}
+	if ct == "" {
+		ct = ContentTypeJSON
+	}
+	if err := e.SetData(ct, body); err != nil {
+		return e, err
+	}
+	return e, e.Validate()
+}
+
+// headerGet reads a header case-insensitively (nats.Header is not canonical).
+func headerGet(h nats.Header, key string) string {
+	if v := h.Get(key); v != "" {
+		return v
+	}
+	for k, v := range h {
+		if strings.EqualFold(k, key) && len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// orderIDOf reads data.orderId (or, for a structured body, the event's
+// data.orderId) without trusting anything else in it.
+func orderIDOf(raw []byte) string {
+	var probe struct {
+		OrderID string          `json:"orderId"`
+		Data    json.RawMessage `json:"data"`
+	}
+	if json.Unmarshal(bytes.TrimSpace(raw), &probe) != nil {
+		return ""
+	}
+	if probe.OrderID != "" {
+		return probe.OrderID
+	}
+	if len(probe.Data) > 0 {
+		var d struct {
+			OrderID string `json:"orderId"`
+		}
+		if json.Unmarshal(probe.Data, &d) == nil {
+			return d.OrderID
+		}
+	}
+	return ""
+}
+
+// TraceParent returns the event's traceparent extension, if any.
+func TraceParent(e event.Event) string {
+	v, _ := e.Extensions()[ExtensionTraceParent].(string)
+	return v
+}
+
+// NewID returns a random UUID v4 for an event id.
+func NewID() string { return uuid.NewString() }

@@ -1,0 +1,314 @@
+package events_test
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/schemas"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/ and deploy/nats/")
+
+var schemaSet = schemas.MustLoad()
+
+// TestEveryTypeHasSchemaAndAsyncAPIMessage keeps Go, schemas/ and
+// asyncapi.yaml in step, in both directions.
+func TestEveryTypeHasSchemaAndAsyncAPIMessage(t *testing.T) {
+	if got, want := schemaSet.Types(), events.Types(); !slices.Equal(got, want) {
+		t.Fatalf("schemas %v, Go types %v", got, want)
+	}
+	doc := loadAsyncAPI(t)
+	var inDoc []string
+	for _, m := range doc.Components.Messages {
+		inDoc = append(inDoc, m.Name)
+	}
+	slices.Sort(inDoc)
+	if want := events.Types(); !slices.Equal(inDoc, want) {
+		t.Fatalf("asyncapi messages %v, Go types %v", inDoc, want)
+	}
+	for name, ch := range doc.Channels {
+		for _, ref := range ch.Messages {
+			msg := doc.Components.Messages[strings.TrimPrefix(ref.Ref, "#/components/messages/")]
+			if subj, _ := events.SubjectOf(msg.Name); subj != ch.Address {
+				t.Errorf("channel %s: address %s, but %s is published on %s", name, ch.Address, msg.Name, subj)
+			}
+		}
+	}
+}
+
+type asyncAPIDoc struct {
+	AsyncAPI string `yaml:"asyncapi"`
+	Info     struct {
+		Title, Version string
+	}
+	Channels map[string]struct {
+		Address  string
+		Messages map[string]struct {
+			Ref string `yaml:"$ref"`
+		}
+	}
+	Operations map[string]struct {
+		Action  string
+		Channel struct {
+			Ref string `yaml:"$ref"`
+		}
+		Messages []struct {
+			Ref string `yaml:"$ref"`
+		}
+	}
+	Components struct {
+		Schemas  map[string]any
+		Messages map[string]struct {
+			Name        string
+			ContentType string `yaml:"contentType"`
+			Payload     struct {
+				AllOf []struct {
+					Ref        string `yaml:"$ref"`
+					Properties map[string]struct {
+						Const string
+						Ref   string `yaml:"$ref"`
+					}
+				} `yaml:"allOf"`
+			}
+			Examples []struct {
+				Name    string
+				Payload map[string]any
+			}
+		}
+	}
+}
+
+func loadAsyncAPI(t *testing.T) asyncAPIDoc {
+	t.Helper()
+	raw, err := schemas.FS.ReadFile("asyncapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc asyncAPIDoc
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("asyncapi.yaml: %v", err)
+	}
+	return doc
+}
+
+// TestAsyncAPIDocumentIsValid checks the structure AsyncAPI 3.0 requires
+// and that every reference resolves and every example is a valid event.
+func TestAsyncAPIDocumentIsValid(t *testing.T) {
+	doc := loadAsyncAPI(t)
+	if doc.AsyncAPI != "3.0.0" || doc.Info.Title == "" || doc.Info.Version == "" {
+		t.Fatalf("asyncapi %q, info %+v: want 3.0.0 with title and version", doc.AsyncAPI, doc.Info)
+	}
+	for name, op := range doc.Operations {
+		if op.Action != "send" && op.Action != "receive" {
+			t.Errorf("operation %s: action %q", name, op.Action)
+		}
+		ch, ok := doc.Channels[strings.TrimPrefix(op.Channel.Ref, "#/channels/")]
+		if !ok {
+			t.Errorf("operation %s: channel %s does not resolve", name, op.Channel.Ref)
+			continue
+		}
+		for _, m := range op.Messages {
+			parts := strings.Split(strings.TrimPrefix(m.Ref, "#/channels/"), "/messages/")
+			if len(parts) != 2 || doc.Channels[parts[0]].Address != ch.Address {
+				t.Errorf("operation %s: message %s is not in its channel", name, m.Ref)
+			}
+			if _, ok := ch.Messages[parts[1]]; !ok {
+				t.Errorf("operation %s: message %s does not resolve", name, m.Ref)
+			}
+		}
+	}
+	codec := events.NewCodec(schemaSet)
+	for key, m := range doc.Components.Messages {
+		if m.ContentType != events.ContentTypeStructured {
+			t.Errorf("message %s: contentType %q", key, m.ContentType)
+		}
+		var dataRef string
+		for _, part := range m.Payload.AllOf {
+			if part.Ref != "" && part.Ref != "#/components/schemas/cloudEvent" {
+				t.Errorf("message %s: payload ref %s", key, part.Ref)
+			}
+			if p, ok := part.Properties["data"]; ok {
+				dataRef = p.Ref
+			}
+		}
+		if dataRef != "./"+m.Name+".json" {
+			t.Errorf("message %s: data refers to %q, want ./%s.json", key, dataRef, m.Name)
+		}
+		if len(m.Examples) == 0 {
+			t.Errorf("message %s: no example", key)
+		}
+		for _, ex := range m.Examples {
+			body, _ := json.Marshal(ex.Payload)
+			if _, err := codec.Decode(nil, body); err != nil {
+				t.Errorf("message %s example %s: %v", key, ex.Name, err)
+			}
+		}
+	}
+}
+
+// TestSchemaExamplesValidate: each schema's own example is valid data.
+func TestSchemaExamplesValidate(t *testing.T) {
+	for _, typ := range schemaSet.Types() {
+		raw, _ := schemas.FS.ReadFile(typ + ".json")
+		var s struct {
+			Examples []json.RawMessage `json:"examples"`
+		}
+		if err := json.Unmarshal(raw, &s); err != nil || len(s.Examples) == 0 {
+			t.Fatalf("%s: no examples (%v)", typ, err)
+		}
+		for _, ex := range s.Examples {
+			if err := schemaSet.Validate(typ, ex); err != nil {
+				t.Errorf("%s example: %v", typ, err)
+			}
+		}
+	}
+}
+
+func TestSchemaRules(t *testing.T) {
+	order := func(edit func(m map[string]any)) []byte {
+		m := map[string]any{
+			"orderId": "o-1", "period": 24, "locale": "et-EE", "description": "d",
+			"returnUrl": "https://shop.example/r", "cancelUrl": "https://shop.example/c",
+			"heroDevice": map[string]any{"identifierType": "EAN", "identifier": "1", "modelId": "m", "modelName": "M", "netPrice": 10},
+		}
+		edit(m)
+		b, _ := json.Marshal(m)
+		return b
+	}
+	tests := []struct {
+		name  string
+		data  []byte
+		field string
+		rule  string
+	}{
+		{"valid", order(func(map[string]any) {}), "", ""},
+		{"extra top-level field is allowed", order(func(m map[string]any) { m["loyaltyTier"] = "gold" }), "", ""},
+		{"missing description", order(func(m map[string]any) { delete(m, "description") }), "", "missing required description"},
+		{"negative price", order(func(m map[string]any) { m["heroDevice"].(map[string]any)["netPrice"] = -1 }), "/heroDevice/netPrice", "minimum violated"},
+		{"bad identifier type", order(func(m map[string]any) { m["heroDevice"].(map[string]any)["identifierType"] = "SKU" }), "/heroDevice/identifierType", "must be one of EAN, MANUFACTURER_PRODUCT_CODE"},
+		{"period not a number", order(func(m map[string]any) { m["period"] = "24" }), "/period", "must be integer, got string"},
+		{"customer names without identity code", order(func(m map[string]any) {
+			m["customer"] = map[string]any{"firstName": "Mari", "lastName": "Maasikas"}
+		}), "/customer", "firstName requires identityCode"},
+		{"email without mobile", order(func(m map[string]any) { m["customer"] = map[string]any{"email": "mari@example.ee"} }), "/customer", "email requires mobile"},
+		{"bad email", order(func(m map[string]any) {
+			m["customer"] = map[string]any{"email": "mari-at-example.ee", "mobile": "+372 5555 5555"}
+		}), "/customer/email", "must be a valid email"},
+		{"currency USD", order(func(m map[string]any) { m["currency"] = "USD" }), "/currency", "must be one of EUR"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := schemaSet.Validate(events.TypeOrderPlaced, tt.data)
+			if tt.rule == "" {
+				if err != nil {
+					t.Fatalf("err = %v, want valid", err)
+				}
+				return
+			}
+			var fe *schemas.FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("err = %v, want *FieldError", err)
+			}
+			if fe.Field != tt.field || fe.Rule != tt.rule {
+				t.Fatalf("got field %q rule %q, want %q %q", fe.Field, fe.Rule, tt.field, tt.rule)
+			}
+			for _, pii := range []string{"Mari", "Maasikas", "mari-at-example.ee", "USD"} {
+				if strings.Contains(err.Error(), pii) {
+					t.Fatalf("error quotes the value %q: %v", pii, err)
+				}
+			}
+		})
+	}
+}
+
+// TestGoldenEvents encodes one sample of every type and compares it with
+// testdata/<type>.json; each golden file is also checked against schemas/.
+func TestGoldenEvents(t *testing.T) {
+	codec := events.NewCodec(schemaSet)
+	for typ, data := range samples() {
+		t.Run(typ, func(t *testing.T) {
+			e, err := codec.New("urn:smartrent:test", typ, "ORD-1001", data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.SetID("00000000-0000-4000-8000-000000000001")
+			e.SetTime(time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC))
+			body, err := codec.Encode(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pretty map[string]any
+			json.Unmarshal(body, &pretty)
+			got, _ := json.MarshalIndent(pretty, "", "  ")
+			got = append(got, '\n')
+			path := filepath.Join("testdata", typ+".json")
+			if *update {
+				os.MkdirAll("testdata", 0o755)
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./internal/events -run TestGoldenEvents -update)", err)
+			}
+			if string(got) != string(want) {
+				t.Fatalf("encoding changed:\n got %s\nwant %s", got, want)
+			}
+			if _, err := codec.Decode(nil, want); err != nil {
+				t.Fatalf("golden file is not a valid event: %v", err)
+			}
+		})
+	}
+}
+
+func TestSamplesCoverEveryType(t *testing.T) {
+	var got []string
+	for typ, data := range samples() {
+		got = append(got, typ)
+		if reflect.TypeOf(data) != reflect.TypeOf(events.TypeOf(typ)).Elem() {
+			t.Errorf("%s: sample is %T", typ, data)
+		}
+	}
+	slices.Sort(got)
+	if want := events.Types(); !slices.Equal(got, want) {
+		t.Fatalf("samples for %v, want %v", got, want)
+	}
+}
+
+func TestEventsDoesNotImportInbank(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "./").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "/internal/inbank") {
+		t.Fatal("internal/events depends on internal/inbank")
+	}
+}
+
+func TestOrderKey(t *testing.T) {
+	tests := []struct{ id, want string }{
+		{"ORD-1001", "ORD-1001"},
+		{"a_b-C9", "a_b-C9"},
+		{"shop/1001", "=c2hvcC8xMDAx"},
+		{"ä", "=w6Q"},
+		{"a.b", "=YS5i"},
+	}
+	for _, tt := range tests {
+		if got := events.OrderKey(tt.id); got != tt.want {
+			t.Errorf("OrderKey(%q) = %q, want %q", tt.id, got, tt.want)
+		}
+	}
+}

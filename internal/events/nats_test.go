@@ -1,0 +1,393 @@
+package events_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	cejs "github.com/cloudevents/sdk-go/protocol/nats_jetstream/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/schemas"
+)
+
+func setup(t *testing.T) (*nats.Conn, jetstream.JetStream, *events.Publisher) {
+	t.Helper()
+	srv := natstest.Run(t, natstest.Options{})
+	nc, js := natstest.Connect(t, srv.ClientURL())
+	if err := events.ProvisionStreams(context.Background(), js, events.DefaultTopology()); err != nil {
+		t.Fatal(err)
+	}
+	return nc, js, events.NewPublisher(js, events.NewCodec(schemaSet))
+}
+
+// TestRoundTripEveryType publishes each event type and reads it back three
+// ways: as plain JSON with a core NATS subscriber, with the CloudEvents SDK,
+// and with our decoder.
+func TestRoundTripEveryType(t *testing.T) {
+	nc, _, pub := setup(t)
+	ctx := context.Background()
+	codec := pub.Codec()
+	for typ, data := range samples() {
+		t.Run(typ, func(t *testing.T) {
+			subject, _ := events.SubjectOf(typ)
+			sub, err := nc.SubscribeSync(subject)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Unsubscribe()
+			e, err := codec.New("urn:smartrent:test", typ, "ORD-1001", data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ack, err := pub.Publish(ctx, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ack.Duplicate || ack.Sequence == 0 {
+				t.Fatalf("ack = %+v", ack)
+			}
+			msg, err := sub.NextMsg(5 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := msg.Header.Get("Content-Type"); got != events.ContentTypeStructured {
+				t.Errorf("Content-Type = %q", got)
+			}
+			if got := msg.Header.Get(jetstream.MsgIDHeader); got != e.ID() {
+				t.Errorf("Nats-Msg-Id = %q, want the event id %q", got, e.ID())
+			}
+			var plain map[string]any
+			if err := json.Unmarshal(msg.Data, &plain); err != nil {
+				t.Fatal(err)
+			}
+			for k, want := range map[string]any{"specversion": "1.0", "type": typ, "subject": "ORD-1001", "datacontenttype": "application/json", "dataschema": schemas.ID(typ), "id": e.ID()} {
+				if plain[k] != want {
+					t.Errorf("%s = %v, want %v", k, plain[k], want)
+				}
+			}
+			if d, ok := plain["data"].(map[string]any); !ok || d["orderId"] != "ORD-1001" {
+				t.Errorf("data = %v, want an object with the order id", plain["data"])
+			}
+			var sdk event.Event
+			if err := json.Unmarshal(msg.Data, &sdk); err != nil || sdk.Validate() != nil {
+				t.Fatalf("CloudEvents SDK: %v / %v", err, sdk.Validate())
+			}
+			if sdk.ID() != e.ID() || sdk.Type() != typ {
+				t.Errorf("SDK read %s %s", sdk.ID(), sdk.Type())
+			}
+			env, err := codec.Decode(msg.Header, msg.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if env.Mode != events.ModeStructured || env.OrderID() != "ORD-1001" {
+				t.Errorf("decoded %s for %s", env.Mode, env.OrderID())
+			}
+			got, _ := json.Marshal(env.Data)
+			want, _ := json.Marshal(data)
+			if !bytes.Equal(got, want) {
+				t.Errorf("data round trip:\n got %s\nwant %s", got, want)
+			}
+		})
+	}
+}
+
+// TestBinaryModeFromSDKProducer publishes with the CloudEvents SDK's NATS
+// JetStream binding in binary mode and decodes the stored message.
+func TestBinaryModeFromSDKProducer(t *testing.T) {
+	_, js, pub := setup(t)
+	ctx := context.Background()
+	e := event.New()
+	e.SetID("evt-binary-1")
+	e.SetSource("urn:shop:orders")
+	e.SetType(events.TypeDeviceShipped)
+	e.SetSubject("ORD-7")
+	e.SetTime(time.Now())
+	e.SetExtension(events.ExtensionTraceParent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	if err := e.SetData(event.ApplicationJSON, events.DeviceShipped{OrderID: "ORD-7", AssetIdentifiers: []events.AssetIdentifier{{Identifier: "356938035643809", IdentifierType: "IMEI"}}}); err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	header, err := cejs.WriteMsg(binding.WithForceBinary(ctx), binding.ToMessage(&e), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := &nats.Msg{Subject: events.SubjectDeviceShipped, Header: header, Data: body.Bytes()}
+	msg.Header.Set(jetstream.MsgIDHeader, e.ID())
+	if _, err := pub.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := js.Stream(ctx, events.StreamIn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := stored.GetLastMsgForSubject(ctx, events.SubjectDeviceShipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := pub.Codec().Decode(raw.Header, raw.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := env.Data.(*events.DeviceShipped)
+	if env.Mode != events.ModeBinary || d.AssetIdentifiers[0].Identifier != "356938035643809" || env.Event.ID() != "evt-binary-1" {
+		t.Fatalf("decoded %+v %+v", env, d)
+	}
+	if got := events.TraceParent(env.Event); got != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" {
+		t.Fatalf("traceparent = %q", got)
+	}
+}
+
+func TestBinaryModeHeadersAreCaseInsensitive(t *testing.T) {
+	codec := events.NewCodec(schemaSet)
+	h := nats.Header{}
+	h["CE-SpecVersion"] = []string{"1.0"}
+	h["Ce-Id"] = []string{"x1"}
+	h["ce-SOURCE"] = []string{"urn:shop"}
+	h["ce-type"] = []string{events.TypeDeviceDelivered}
+	h["content-type"] = []string{"application/json"}
+	env, err := codec.Decode(h, []byte(`{"orderId":"ORD-9"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.OrderID() != "ORD-9" || env.Event.ID() != "x1" {
+		t.Fatalf("decoded %+v", env.Event)
+	}
+}
+
+func TestDuplicatePublishStoredOnce(t *testing.T) {
+	_, js, pub := setup(t)
+	ctx := context.Background()
+	e, _ := pub.Codec().New("urn:test", events.TypeDeviceDelivered, "ORD-1", events.DeviceDelivered{OrderID: "ORD-1"})
+	first, err := pub.Publish(ctx, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := pub.Publish(ctx, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Duplicate || !second.Duplicate || second.Sequence != first.Sequence {
+		t.Fatalf("first %+v second %+v, want the second a duplicate of the first", first, second)
+	}
+	s, _ := js.Stream(ctx, events.StreamIn)
+	info, _ := s.Info(ctx)
+	if info.State.Msgs != 1 {
+		t.Fatalf("stream holds %d messages, want 1", info.State.Msgs)
+	}
+}
+
+func TestPublishRefusesInvalidData(t *testing.T) {
+	_, _, pub := setup(t)
+	e, _ := pub.Codec().New("urn:test", events.TypeOrderRejected, "ORD-1", events.OrderRejected{OrderID: "ORD-1", Message: "m"})
+	_, err := pub.Publish(context.Background(), e)
+	var fe *schemas.FieldError
+	if !errors.As(err, &fe) || fe.Field != "/reason" {
+		t.Fatalf("err = %v, want a FieldError naming reason", err)
+	}
+}
+
+func TestPublishFailsWithoutServer(t *testing.T) {
+	srv := natstest.Run(t, natstest.Options{})
+	_, js := natstest.Connect(t, srv.ClientURL())
+	pub := events.NewPublisher(js, events.NewCodec(schemaSet))
+	e, _ := pub.Codec().New("urn:test", events.TypeDeviceDelivered, "ORD-1", events.DeviceDelivered{OrderID: "ORD-1"})
+	// No stream: the server answers "no responders" at once.
+	if _, err := pub.Publish(context.Background(), e); err == nil {
+		t.Fatal("publish without a stream succeeded")
+	}
+	srv.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := pub.Publish(ctx, e); err == nil {
+		t.Fatal("publish with the server down succeeded")
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	codec := events.NewCodec(schemaSet)
+	valid := func(typ, data string) []byte {
+		return []byte(`{"specversion":"1.0","id":"1","source":"urn:x","type":"` + typ + `","subject":"O-1","datacontenttype":"application/json","data":` + data + `}`)
+	}
+	tests := []struct {
+		name    string
+		body    []byte
+		kind    string
+		orderID string
+	}{
+		{"not json", []byte("hello"), events.KindMalformed, ""},
+		{"not a cloudevent", []byte(`{"orderId":"O-1"}`), events.KindMalformed, "O-1"},
+		{"unknown type", valid("smartrent.order.cancelled.v1", `{"orderId":"O-1"}`), events.KindUnknownType, "O-1"},
+		{"invalid data", valid(events.TypeDeviceShipped, `{"orderId":"O-1","assetIdentifiers":[]}`), events.KindInvalidData, "O-1"},
+		{"subject is not the order", valid(events.TypeDeviceDelivered, `{"orderId":"O-2"}`), events.KindWrongSubject, "O-2"},
+		{"wrong dataschema", []byte(`{"specversion":"1.0","id":"1","source":"urn:x","type":"` + events.TypeDeviceDelivered + `","dataschema":"urn:other","data":{"orderId":"O-1"}}`), events.KindInvalidData, "O-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := codec.Decode(nil, tt.body)
+			var de *events.DecodeError
+			if !errors.As(err, &de) {
+				t.Fatalf("err = %v, want *DecodeError", err)
+			}
+			if de.Kind != tt.kind || de.OrderID != tt.orderID {
+				t.Fatalf("kind %q order %q, want %q %q (%v)", de.Kind, de.OrderID, tt.kind, tt.orderID, err)
+			}
+		})
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"urn:x","type":"smartrent.device.delivered.v1","data":{"orderId":"O"}}`), "")
+	f.Add([]byte(`{"orderId":"O"}`), "1.0")
+	f.Add([]byte(`{`), "")
+	codec := events.NewCodec(schemaSet)
+	f.Fuzz(func(t *testing.T, body []byte, specversion string) {
+		var h nats.Header
+		if specversion != "" {
+			h = nats.Header{"ce-specversion": {specversion}, "ce-id": {"1"}, "ce-source": {"s"}, "ce-type": {events.TypeDeviceDelivered}}
+		}
+		env, err := codec.Decode(h, body)
+		if err == nil && env.Data == nil {
+			t.Fatal("no error and no data")
+		}
+	})
+}
+
+func TestProvisionIsIdempotentAndUpdates(t *testing.T) {
+	srv := natstest.Run(t, natstest.Options{})
+	_, js := natstest.Connect(t, srv.ClientURL())
+	ctx := context.Background()
+	topo := events.DefaultTopology()
+	for range 2 {
+		if _, err := events.ProvisionBridge(ctx, js, topo); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := js.StreamNames(ctx)
+	n := 0
+	for range names.Name() {
+		n++
+	}
+	if n != 4 { // three streams and the KV bucket's
+		t.Fatalf("%d streams, want 4", n)
+	}
+	// An operator changed the limits: start-up updates, not duplicates.
+	topo.InMaxAge = 48 * time.Hour
+	if _, err := events.ProvisionBridge(ctx, js, topo); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := js.Stream(ctx, events.StreamIn)
+	if info, _ := s.Info(ctx); info.Config.MaxAge != 48*time.Hour {
+		t.Fatalf("max age = %v, want the updated 48h", info.Config.MaxAge)
+	}
+}
+
+func TestProvisionRefusesIncompatibleStream(t *testing.T) {
+	srv := natstest.Run(t, natstest.Options{})
+	_, js := natstest.Connect(t, srv.ClientURL())
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: events.StreamOut, Subjects: []string{"smartrent.out.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	err := events.ProvisionStreams(ctx, js, events.DefaultTopology())
+	if !errors.Is(err, events.ErrIncompatible) {
+		t.Fatalf("err = %v, want ErrIncompatible", err)
+	}
+}
+
+func TestProvisionConcurrently(t *testing.T) {
+	srv := natstest.Run(t, natstest.Options{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 { // two bridges and two ingresses starting together
+		_, js := natstest.Connect(t, srv.ClientURL())
+		wg.Go(func() {
+			_, err := events.ProvisionBridge(context.Background(), js, events.DefaultTopology())
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestProvisionOnR3Cluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test skipped in -short mode")
+	}
+	c := natstest.RunCluster(t)
+	_, js := natstest.Connect(t, c.URLs())
+	topo := events.DefaultTopology()
+	topo.Replicas = 3
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := events.ProvisionBridge(ctx, js, topo); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := js.Stream(ctx, events.StreamIn)
+	if info, _ := s.Info(ctx); info.Config.Replicas != 3 {
+		t.Fatalf("replicas = %d", info.Config.Replicas)
+	}
+}
+
+// TestDeployDefinitionsInSync keeps deploy/nats/*.json equal to the Go
+// definitions (regenerate with -update).
+func TestDeployDefinitionsInSync(t *testing.T) {
+	dir := filepath.Join("..", "..", "deploy", "nats")
+	topo := events.DefaultTopology()
+	files := map[string]any{}
+	for _, s := range topo.Streams() {
+		files[filepath.Join("streams", s.Name+".json")] = s
+	}
+	for _, c := range topo.Consumers() {
+		files[filepath.Join("consumers", c.Durable+".json")] = c
+	}
+	files[filepath.Join("kv", events.BucketOrders+".json")] = topo.OrdersBucket()
+	for name, v := range files {
+		got, _ := json.MarshalIndent(v, "", "  ")
+		got = append(got, '\n')
+		path := filepath.Join(dir, name)
+		if *update {
+			os.MkdirAll(filepath.Dir(path), 0o755)
+			os.WriteFile(path, got, 0o644)
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%v (regenerate with -update)", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s is out of date with the Go definition (regenerate with -update)", path)
+		}
+	}
+}
+
+func TestDeployServerConfigs(t *testing.T) {
+	for _, f := range []string{"nats-server.conf", "cluster-a.conf", "cluster-b.conf", "cluster-c.conf"} {
+		opts, err := server.ProcessConfigFile(filepath.Join("..", "..", "deploy", "nats", f))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if !opts.JetStream || !opts.SyncAlways || opts.HTTPPort == 0 {
+			t.Errorf("%s: jetstream %v sync always %v monitoring %d", f, opts.JetStream, opts.SyncAlways, opts.HTTPPort)
+		}
+		if f != "nats-server.conf" && len(opts.Routes) != 3 {
+			t.Errorf("%s: %d routes, want 3", f, len(opts.Routes))
+		}
+	}
+}

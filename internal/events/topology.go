@@ -1,0 +1,229 @@
+package events
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sethvargo/go-retry"
+)
+
+// Stream, bucket and consumer names of the contract.
+const (
+	StreamIn     = "SMARTRENT_IN"
+	StreamOut    = "SMARTRENT_OUT"
+	StreamDLQ    = "SMARTRENT_DLQ"
+	BucketOrders = "smartrent_orders"
+
+	ConsumerOrders    = "bridge-orders"
+	ConsumerDevices   = "bridge-devices"
+	ConsumerCallbacks = "bridge-callbacks"
+)
+
+// Topology is the JetStream layout both binaries create at start-up. Its
+// zero value is not useful; start from [DefaultTopology] and override what
+// the operator set.
+type Topology struct {
+	Replicas        int           // 1 for one server, 3 for a cluster
+	InMaxAge        time.Duration // SMARTRENT_IN retention (replay and audit)
+	OutMaxAge       time.Duration // SMARTRENT_OUT retention
+	DLQMaxAge       time.Duration // SMARTRENT_DLQ retention
+	MaxBytes        int64         // per stream; -1 = unlimited
+	DuplicateWindow time.Duration // Nats-Msg-Id de-duplication window
+	MaxDeliver      int           // deliveries of one message before it is dead-lettered
+	AckWait         time.Duration // time a consumer may hold a message without acking or progress
+	MaxAckPending   int           // messages in flight per consumer, across all bridges
+}
+
+// DefaultTopology is what the contract specifies.
+func DefaultTopology() Topology {
+	return Topology{
+		Replicas:        1,
+		InMaxAge:        7 * 24 * time.Hour,
+		OutMaxAge:       7 * 24 * time.Hour,
+		DLQMaxAge:       30 * 24 * time.Hour,
+		MaxBytes:        -1,
+		DuplicateWindow: 2 * time.Minute,
+		MaxDeliver:      20,
+		AckWait:         30 * time.Second,
+		MaxAckPending:   1024,
+	}
+}
+
+// Validate reports settings that JetStream would refuse or that break the
+// contract.
+func (t Topology) Validate() error {
+	switch {
+	case t.Replicas != 1 && t.Replicas != 3 && t.Replicas != 5:
+		return fmt.Errorf("replicas must be 1, 3 or 5, got %d", t.Replicas)
+	case t.DuplicateWindow < 2*time.Minute:
+		return fmt.Errorf("duplicate window must be at least 2m, got %s", t.DuplicateWindow)
+	case t.InMaxAge < t.DuplicateWindow || t.OutMaxAge < t.DuplicateWindow || t.DLQMaxAge < t.DuplicateWindow:
+		return errors.New("stream max age must not be shorter than the duplicate window")
+	case t.MaxDeliver < 2:
+		return fmt.Errorf("max deliver must be at least 2, got %d", t.MaxDeliver)
+	case t.AckWait < time.Second:
+		return fmt.Errorf("ack wait must be at least 1s, got %s", t.AckWait)
+	case t.MaxAckPending < 1:
+		return fmt.Errorf("max ack pending must be positive, got %d", t.MaxAckPending)
+	}
+	return nil
+}
+
+// Streams returns the three stream definitions. Discard is DiscardNew: a
+// full stream refuses new messages (the publisher sees an error and the
+// ingress answers 503) instead of silently dropping old ones.
+func (t Topology) Streams() []jetstream.StreamConfig {
+	mk := func(name, desc string, subjects []string, age time.Duration) jetstream.StreamConfig {
+		return jetstream.StreamConfig{
+			Name: name, Description: desc, Subjects: subjects,
+			Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardNew,
+			Storage: jetstream.FileStorage, Replicas: t.Replicas,
+			MaxAge: age, MaxBytes: t.MaxBytes, MaxMsgs: -1, MaxMsgsPerSubject: -1, MaxMsgSize: 1 << 20,
+			Duplicates: t.DuplicateWindow,
+		}
+	}
+	return []jetstream.StreamConfig{
+		mk(StreamIn, "Smart Rent: events from shop systems and Inbank callbacks, read by the bridge", []string{"smartrent.in.>"}, t.InMaxAge),
+		mk(StreamOut, "Smart Rent: session and contract state events published by the bridge", []string{"smartrent.out.>"}, t.OutMaxAge),
+		mk(StreamDLQ, "Smart Rent: dead letters, the original message with Smartrent-Dlq-* headers", []string{SubjectDLQPrefix + ">"}, t.DLQMaxAge),
+	}
+}
+
+// OrdersBucket returns the KV bucket definition for order state.
+func (t Topology) OrdersBucket() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      BucketOrders,
+		Description: "Smart Rent: one key per order, changed only by compare-and-set",
+		History:     5,
+		Storage:     jetstream.FileStorage,
+		Replicas:    t.Replicas,
+	}
+}
+
+// Consumers returns the bridge's durable pull consumers on SMARTRENT_IN.
+// Retries are spaced by the bridge with NakWithDelay (BackOff does not
+// apply to Nak); BackOff spaces redeliveries of messages whose handler
+// died without an answer.
+func (t Topology) Consumers() []jetstream.ConsumerConfig {
+	mk := func(name, desc string, subjects ...string) jetstream.ConsumerConfig {
+		return jetstream.ConsumerConfig{
+			Durable: name, Description: desc, FilterSubjects: subjects,
+			AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckWait: t.AckWait, MaxDeliver: t.MaxDeliver, MaxAckPending: t.MaxAckPending,
+			BackOff:  []time.Duration{t.AckWait, 2 * t.AckWait, 4 * t.AckWait},
+			Replicas: t.Replicas,
+		}
+	}
+	return []jetstream.ConsumerConfig{
+		mk(ConsumerOrders, "Smart Rent bridge: order.placed", SubjectOrderPlaced),
+		mk(ConsumerDevices, "Smart Rent bridge: device.shipped and device.delivered", SubjectDeviceShipped, SubjectDeviceDelivered),
+		mk(ConsumerCallbacks, "Smart Rent bridge: Inbank callbacks", SubjectCallbackReceived),
+	}
+}
+
+// ErrIncompatible is returned when an existing stream, bucket or consumer
+// cannot be changed to the definition (e.g. another storage type).
+var ErrIncompatible = errors.New("existing definition is incompatible")
+
+// ProvisionStreams creates or updates the three streams. It is idempotent
+// and safe to run from several processes at once.
+func ProvisionStreams(ctx context.Context, js jetstream.JetStream, t Topology) error {
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("topology: %w", err)
+	}
+	for _, cfg := range t.Streams() {
+		if err := createOrUpdateStream(ctx, js, cfg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// JetStream error codes that mean the existing definition cannot become the
+// wanted one (nats-server errors.json).
+var incompatibleCodes = map[jetstream.ErrorCode]bool{
+	10012: true, // consumer create error
+	10052: true, // stream configuration invalid (e.g. storage type change)
+	10058: true, // stream name in use with another configuration
+	10065: true, // subjects overlap with another stream
+	10069: true, // stream update error
+	10074: true, // replicas > 1 on a single server
+}
+
+// provisionBackoff spaces start-up retries while a cluster elects leaders
+// or places peers; the caller's context bounds them.
+func provisionBackoff() retry.Backoff {
+	return retry.WithCappedDuration(time.Second, retry.WithJitterPercent(20, retry.NewExponential(50*time.Millisecond)))
+}
+
+// apply runs one create-or-update, retrying what can pass by itself (no
+// peers yet, a concurrent creator winning the race) and classifying a
+// refusal of the definition as ErrIncompatible.
+func apply(ctx context.Context, what string, f func(context.Context) error) error {
+	return retry.Do(ctx, provisionBackoff(), func(ctx context.Context) error {
+		err := f(ctx)
+		if err == nil {
+			return nil
+		}
+		var apiErr *jetstream.APIError
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
+			return retry.RetryableError(err)
+		case errors.As(err, &apiErr) && incompatibleCodes[apiErr.ErrorCode]:
+			return fmt.Errorf("%s: %w: %s (change or delete it with the nats CLI; see deploy/nats)", what, ErrIncompatible, apiErr.Description)
+		case errors.Is(err, context.Canceled):
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return retry.RetryableError(fmt.Errorf("%s: %w", what, err))
+	})
+}
+
+func createOrUpdateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	return apply(ctx, "stream "+cfg.Name, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, cfg)
+		return err
+	})
+}
+
+// ProvisionBridge creates or updates everything the bridge needs: the
+// streams, the orders bucket and the durable consumers.
+func ProvisionBridge(ctx context.Context, js jetstream.JetStream, t Topology) (jetstream.KeyValue, error) {
+	if err := ProvisionStreams(ctx, js, t); err != nil {
+		return nil, err
+	}
+	var kv jetstream.KeyValue
+	err := apply(ctx, "bucket "+BucketOrders, func(ctx context.Context) error {
+		var err error
+		kv, err = js.CreateOrUpdateKeyValue(ctx, t.OrdersBucket())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, cfg := range t.Consumers() {
+		err := apply(ctx, "consumer "+cfg.Durable, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateConsumer(ctx, StreamIn, cfg)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return kv, nil
+}
+
+var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// OrderKey is the KV key of an order: the id itself when it is made of
+// [A-Za-z0-9_-], otherwise "=" + base64url-without-padding(id).
+func OrderKey(orderID string) string {
+	if plainKey.MatchString(orderID) {
+		return orderID
+	}
+	return "=" + base64.RawURLEncoding.EncodeToString([]byte(orderID))
+}
