@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
+	"github.com/smartrent-bridge/bridge/internal/natstest"
+)
+
+const secret = "ingress-test-secret-0123"
+
+func TestIngressBinary(t *testing.T) {
+	srv := natstest.Run(t, natstest.Options{})
+	env := map[string]string{
+		"NATS_URL": srv.ClientURL(), "CALLBACK_SECRET": secret,
+		"LISTEN_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan Addrs, 1)
+	done := make(chan error, 1)
+	devnull, _ := os.Open(os.DevNull)
+	defer devnull.Close()
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, devnull, started) }()
+	var addrs Addrs
+	select {
+	case addrs = <-started:
+	case err := <-done:
+		t.Fatalf("ingress did not start: %v", err)
+	}
+	tokens, _ := callbacktoken.New([]string{secret})
+	resp, err := http.Post("http://"+addrs.Callbacks.String()+callbacktoken.PathPrefix+tokens.Token("ORD-1"), "application/json", strings.NewReader(`{"status":"granted"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "OK" {
+		t.Fatalf("callback: %d %q", resp.StatusCode, b)
+	}
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": `smartrent_ingress_callbacks_total{outcome="accepted"} 1`} {
+		resp, err := http.Get("http://" + addrs.Ops.String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Errorf("%s: %d, want %q in:\n%.300s", path, resp.StatusCode, want, b)
+		}
+	}
+	srv.Stop()
+	resp, err = http.Get("http://" + addrs.Ops.String() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("/readyz with NATS down: %d, want 503", resp.StatusCode)
+	}
+	cancel() // SIGTERM
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ingress did not shut down")
+	}
+}
+
+func TestIngressStartupErrors(t *testing.T) {
+	devnull, _ := os.Open(os.DevNull)
+	defer devnull.Close()
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"no secret", map[string]string{}, "CALLBACK_SECRET is required"},
+		{"weak secret", map[string]string{"CALLBACK_SECRET": "short"}, "at least 16"},
+		{"no NATS", map[string]string{"CALLBACK_SECRET": secret, "NATS_URL": "nats://127.0.0.1:1", "NATS_CONNECT_TIMEOUT": "300ms"}, "cannot reach NATS"},
+		{"bad signature mode", map[string]string{"CALLBACK_SECRET": secret, "INBANK_CALLBACK_SIGNATURE": "maybe", "NATS_CONNECT_TIMEOUT": "300ms", "NATS_URL": "nats://127.0.0.1:1"}, "want off, optional or required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			err := run(context.Background(), nil, func(k string) string { return tt.env[k] }, devnull, nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("took %v", time.Since(start))
+			}
+		})
+	}
+	if err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, devnull, nil); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+}

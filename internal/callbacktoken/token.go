@@ -1,0 +1,109 @@
+// Package callbacktoken makes and checks the token in the callback URL the
+// bridge gives Inbank (contract: "Callback token"):
+//
+//	token = base64url(orderId) "." base64url(HMAC-SHA256(secret, "smartrent-callback-v1:" + orderId))
+//
+// without padding. The first secret signs; every secret verifies, so a
+// secret can be rotated by prepending the new one and removing the old one
+// once no session signed with it is still open.
+package callbacktoken
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"strings"
+)
+
+// PathPrefix is where the ingress serves callbacks.
+const PathPrefix = "/v1/inbank/callbacks/"
+
+const domain = "smartrent-callback-v1:"
+
+// maxOrderID bounds what a token may name, so a huge path costs nothing.
+const maxOrderID = 200
+
+var enc = base64.RawURLEncoding.Strict()
+
+// Signer makes and verifies tokens. It is safe for concurrent use.
+type Signer struct {
+	secrets [][]byte
+}
+
+// ErrNoSecret is returned when no usable secret is configured.
+var ErrNoSecret = errors.New("callback secret is required")
+
+// New returns a signer over secrets: the first signs, all verify. Empty
+// entries are ignored; secrets shorter than 16 bytes are refused.
+func New(secrets []string) (*Signer, error) {
+	s := &Signer{}
+	for _, sec := range secrets {
+		sec = strings.TrimSpace(sec)
+		if sec == "" {
+			continue
+		}
+		if len(sec) < 16 {
+			return nil, errors.New("callback secret must be at least 16 characters")
+		}
+		s.secrets = append(s.secrets, []byte(sec))
+	}
+	if len(s.secrets) == 0 {
+		return nil, ErrNoSecret
+	}
+	return s, nil
+}
+
+// Parse splits a CALLBACK_SECRET value ("new,old") into secrets.
+func Parse(list string) []string { return strings.Split(list, ",") }
+
+func mac(secret []byte, orderID string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(domain))
+	m.Write([]byte(orderID))
+	return m.Sum(nil)
+}
+
+// Token returns the token for orderID, signed with the first secret.
+func (s *Signer) Token(orderID string) string {
+	return enc.EncodeToString([]byte(orderID)) + "." + enc.EncodeToString(mac(s.secrets[0], orderID))
+}
+
+// URL returns the callback URL for orderID under base (the ingress's
+// public base URL).
+func (s *Signer) URL(base, orderID string) string {
+	return strings.TrimRight(base, "/") + PathPrefix + s.Token(orderID)
+}
+
+// Verify returns the order a token names, or ok=false for a token that is
+// malformed, in another encoding (padding, standard alphabet), or not
+// signed by any configured secret. Comparison is in constant time.
+func (s *Signer) Verify(token string) (orderID string, ok bool) {
+	idPart, sigPart, found := strings.Cut(token, ".")
+	if !found || idPart == "" || len(idPart) > enc.EncodedLen(maxOrderID) || len(sigPart) != enc.EncodedLen(sha256.Size) {
+		return "", false
+	}
+	id, err := enc.DecodeString(idPart)
+	if err != nil || len(id) == 0 {
+		return "", false
+	}
+	sig, err := enc.DecodeString(sigPart)
+	if err != nil {
+		return "", false
+	}
+	// Strict decoding already refuses padding and stray bits; re-encoding
+	// guards against any other non-canonical form.
+	if enc.EncodeToString(id) != idPart || enc.EncodeToString(sig) != sigPart {
+		return "", false
+	}
+	valid := false
+	for _, sec := range s.secrets {
+		if hmac.Equal(sig, mac(sec, string(id))) {
+			valid = true // no early return: every secret costs the same
+		}
+	}
+	if !valid {
+		return "", false
+	}
+	return string(id), true
+}

@@ -1,0 +1,121 @@
+// Package natsconn connects a binary to NATS the same way everywhere: the
+// contract's settings (NATS_URL, NATS_CREDS, NATS_CONNECT_TIMEOUT, the
+// topology overrides), a bounded first connection, endless reconnects after
+// it, and connection events in the log.
+package natsconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/smartrent-bridge/bridge/internal/cli"
+	"github.com/smartrent-bridge/bridge/internal/events"
+)
+
+// Settings are the NATS settings of both binaries.
+type Settings struct {
+	URL            string
+	Creds          string
+	ConnectTimeout time.Duration
+	Topology       events.Topology
+}
+
+// Bind defines the NATS flags on fs and returns the settings they fill.
+func Bind(fs *cli.Flags) *Settings {
+	s := &Settings{Topology: events.DefaultTopology()}
+	d := s.Topology
+	fs.StringVar(&s.URL, "nats-url", "NATS_URL", nats.DefaultURL, "NATS server(s), comma-separated")
+	fs.StringVar(&s.Creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file (optional)")
+	fs.DurationVar(&s.ConnectTimeout, "nats-connect-timeout", "NATS_CONNECT_TIMEOUT", 10*time.Second, "give up start-up when NATS cannot be reached and set up within this time")
+	fs.IntVar(&s.Topology.Replicas, "nats-replicas", "NATS_REPLICAS", d.Replicas, "replicas of streams and the KV bucket (1, or 3 on a cluster)")
+	fs.DurationVar(&s.Topology.InMaxAge, "stream-in-max-age", "STREAM_IN_MAX_AGE", d.InMaxAge, "how long SMARTRENT_IN keeps events")
+	fs.DurationVar(&s.Topology.OutMaxAge, "stream-out-max-age", "STREAM_OUT_MAX_AGE", d.OutMaxAge, "how long SMARTRENT_OUT keeps events")
+	fs.DurationVar(&s.Topology.DLQMaxAge, "stream-dlq-max-age", "STREAM_DLQ_MAX_AGE", d.DLQMaxAge, "how long SMARTRENT_DLQ keeps dead letters")
+	fs.Int64Var(&s.Topology.MaxBytes, "stream-max-bytes", "STREAM_MAX_BYTES", d.MaxBytes, "size limit of each stream in bytes (-1 = none); a full stream refuses new events")
+	fs.DurationVar(&s.Topology.DuplicateWindow, "duplicate-window", "DUPLICATE_WINDOW", d.DuplicateWindow, "de-duplication window of Nats-Msg-Id (at least 2m)")
+	return s
+}
+
+// Connect opens the connection within s.ConnectTimeout (or ctx), then
+// reconnects forever. name appears in the server's connection list.
+func Connect(ctx context.Context, s *Settings, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.Timeout(s.ConnectTimeout),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("nats disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Error("nats async error", "subject", subj, "err", err)
+		}),
+	}
+	if s.Creds != "" {
+		opts = append(opts, nats.UserCredentials(s.Creds))
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.ConnectTimeout)
+	defer cancel()
+	var nc *nats.Conn
+	var err error
+	for {
+		nc, err = nats.Connect(s.URL, opts...)
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("cannot reach NATS at %s within %s: %w", s.URL, s.ConnectTimeout, err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
+}
+
+// Ready reports whether nc is connected and the stream exists.
+func Ready(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, stream string) error {
+	if !nc.IsConnected() {
+		return errors.New("nats is not connected")
+	}
+	if _, err := js.Stream(ctx, stream); err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	return nil
+}
+
+// Drain drains nc (subscriptions finish what they hold, pending publishes
+// are flushed) and waits until it is closed or timeout passes.
+func Drain(nc *nats.Conn, timeout time.Duration) error {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		if nc.IsClosed() {
+			return nil
+		}
+		return fmt.Errorf("drain: %w", err)
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-time.After(timeout):
+		nc.Close()
+		return errors.New("drain: timed out; connection closed")
+	}
+}
