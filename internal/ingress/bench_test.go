@@ -59,7 +59,7 @@ func BenchmarkIngress(b *testing.B) {
 		msg := &nats.Msg{Subject: events.SubjectCallbackReceived, Data: body, Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprint("plain-", seq.Add(1)))
 		if _, err := js.PublishMsg(r.Context(), msg); err != nil {
-			http.Error(w, err.Error(), 503)
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "OK")
