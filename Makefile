@@ -36,5 +36,18 @@ sandbox:
 
 demo: sandbox
 
+# bench prints each rate as a ratio to its baseline measured in the same
+# run (median of BENCH_COUNT runs): the ingress against raw JetStream sync
+# publishes on one server with sync_interval always.
+BENCH_COUNT ?= 7
+bench:
+	$(GO) test -run '^$$' -bench 'BenchmarkIngress$$' -benchtime 2s -count $(BENCH_COUNT) ./internal/ingress \
+	  | tee .bench-ingress.txt \
+	  | $(GO) run ./tools/benchratio -baseline BenchmarkIngress=raw_publish -target BenchmarkIngress/ingress_handler=0.75
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/callbacktoken ./internal/events
+
 fuzz:
 	$(GO) test ./internal/inbank -run '^$$' -fuzz FuzzDecodeResponse -fuzztime 20s
+	$(GO) test ./internal/events -run '^$$' -fuzz FuzzDecode -fuzztime 20s
+	$(GO) test ./internal/ingress -run '^$$' -fuzz FuzzHandler -fuzztime 20s
+	$(GO) test ./internal/callbacktoken -run '^$$' -fuzz FuzzVerify -fuzztime 20s

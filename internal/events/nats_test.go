@@ -391,3 +391,40 @@ func TestDeployServerConfigs(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeCallbackMatchesGenericEncoding: the ingress's fast path writes
+// the same event that New+Encode would.
+func TestEncodeCallbackMatchesGenericEncoding(t *testing.T) {
+	codec := events.NewCodec(schemaSet)
+	d := samples()[events.TypeCallbackReceived].(events.CallbackReceived)
+	fast, err := codec.EncodeCallback("id-1", "urn:smartrent:webhook-ingress", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := codec.New("urn:smartrent:webhook-ingress", events.TypeCallbackReceived, d.OrderID, d)
+	e.SetID("id-1")
+	generic, err := codec.Encode(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b map[string]any
+	json.Unmarshal(fast, &a)
+	json.Unmarshal(generic, &b)
+	delete(a, "time")
+	delete(b, "time")
+	if ga, gb := fmtJSON(a), fmtJSON(b); ga != gb {
+		t.Fatalf("fast path:\n%s\ngeneric:\n%s", ga, gb)
+	}
+	if _, err := codec.Decode(nil, fast); err != nil {
+		t.Fatal(err)
+	}
+	d.OrderID = ""
+	if _, err := codec.EncodeCallback("id-2", "urn:x", d); err == nil {
+		t.Fatal("fast path accepted data that breaks the schema")
+	}
+}
+
+func fmtJSON(v any) string {
+	b, _ := json.MarshalIndent(v, "", " ")
+	return string(b)
+}

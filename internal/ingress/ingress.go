@@ -31,7 +31,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -181,8 +180,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (outcome, orderI
 		plain(w, http.StatusBadRequest, "cannot read body\n")
 		return OutcomeBadBody, orderID
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
+	var fields callbackFields
+	if !isObject(body) || json.Unmarshal(body, &fields) != nil {
 		plain(w, http.StatusBadRequest, "body must be a JSON object\n")
 		return OutcomeBadBody, orderID
 	}
@@ -254,46 +253,59 @@ func (h *Handler) checkSignature(hdr http.Header, body []byte) (string, error) {
 	return "", errors.New("does not match")
 }
 
+// callbackFields are the parts of a callback body the event names. Inbank
+// documents no body format; these are the keys seen or plausible.
+type callbackFields struct {
+	PosSessionUUID json.RawMessage `json:"posSessionUuid"`
+	SessionUUID    json.RawMessage `json:"sessionUuid"`
+	UUID           json.RawMessage `json:"uuid"`
+	Status         json.RawMessage `json:"status"`
+}
+
+// isObject reports whether a JSON text starts as an object (json.Unmarshal
+// into a struct also accepts null).
+func isObject(b []byte) bool {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		return c == '{'
+	}
+	return false
+}
+
 // event builds the CloudEvent message: id derived from token, body and
 // signed timestamp.
-func (h *Handler) event(token, orderID, timestamp string, body []byte, fields map[string]json.RawMessage) (*nats.Msg, error) {
+func (h *Handler) event(token, orderID, timestamp string, body []byte, f callbackFields) (*nats.Msg, error) {
 	sum := sha256.New()
 	for _, part := range [][]byte{[]byte(token), body, []byte(timestamp)} {
 		fmt.Fprintf(sum, "%d:", len(part))
 		sum.Write(part)
 	}
 	id := hex.EncodeToString(sum.Sum(nil)[:16])
-	data := events.CallbackReceived{
+	b, err := h.cfg.Codec.EncodeCallback(id, h.cfg.Source, events.CallbackReceived{
 		OrderID:     orderID,
-		SessionUUID: stringField(fields, "posSessionUuid", "sessionUuid", "uuid"),
-		Status:      stringField(fields, "status"),
+		SessionUUID: shortString(f.PosSessionUUID, f.SessionUUID, f.UUID),
+		Status:      shortString(f.Status),
 		ReceivedAt:  h.cfg.Now().UTC(),
 		Body:        body,
-	}
-	e, err := h.cfg.Codec.New(h.cfg.Source, events.TypeCallbackReceived, orderID, data)
-	if err != nil {
-		return nil, err
-	}
-	e.SetID(id)
-	return encode(h.cfg.Codec, e)
-}
-
-func encode(c *events.Codec, e event.Event) (*nats.Msg, error) {
-	b, err := c.Encode(e)
+	})
 	if err != nil {
 		return nil, err
 	}
 	msg := &nats.Msg{Subject: events.SubjectCallbackReceived, Data: b, Header: nats.Header{}}
 	msg.Header.Set(events.HeaderContentType, events.ContentTypeStructured)
-	msg.Header.Set(events.HeaderMsgID, e.ID())
+	msg.Header.Set(events.HeaderMsgID, id)
 	return msg, nil
 }
 
-// stringField returns the first of keys that holds a short string.
-func stringField(fields map[string]json.RawMessage, keys ...string) string {
-	for _, k := range keys {
+// shortString returns the first value that is a string of at most 100
+// characters.
+func shortString(values ...json.RawMessage) string {
+	for _, v := range values {
 		var s string
-		if json.Unmarshal(fields[k], &s) == nil && s != "" && len(s) <= 100 {
+		if len(v) > 0 && json.Unmarshal(v, &s) == nil && s != "" && len(s) <= 100 {
 			return s
 		}
 	}
