@@ -1,0 +1,392 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Dead-letter headers (contract: "Dead letters").
+const (
+	HeaderDLQReason     = "Smartrent-Dlq-Reason"
+	HeaderDLQStream     = "Smartrent-Dlq-Stream"
+	HeaderDLQStreamSeq  = "Smartrent-Dlq-Stream-Seq"
+	HeaderDLQDeliveries = "Smartrent-Dlq-Deliveries"
+	HeaderDLQTime       = "Smartrent-Dlq-Time"
+)
+
+// Delivery describes one delivery of a message.
+type Delivery struct {
+	Subject      string
+	Stream       string
+	StreamSeq    uint64
+	NumDelivered uint64
+	MaxDeliver   int
+	Published    time.Time // when the message was stored
+}
+
+// Last reports whether this is the last delivery the consumer allows.
+func (d Delivery) Last() bool { return d.MaxDeliver > 0 && d.NumDelivered >= uint64(d.MaxDeliver) }
+
+// Handler handles decoded events of one consumer.
+type Handler interface {
+	// Handle applies the event. nil acks it; an error marked with
+	// [Permanent] dead-letters it; any other error retries it later
+	// (after [RetryAfter]'s delay when given).
+	Handle(ctx context.Context, env Envelope, d Delivery) error
+	// Invalid is told about a message that cannot be decoded, before it
+	// is dead-lettered (for example to reject the order it names).
+	Invalid(ctx context.Context, d Delivery, err *DecodeError) error
+	// GiveUp is told about an event that failed permanently or ran out of
+	// deliveries, before it is dead-lettered.
+	GiveUp(ctx context.Context, env Envelope, d Delivery, cause error) error
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as not worth retrying: the message is dead-lettered.
+func Permanent(err error) error { return &permanentError{err} }
+
+// IsPermanent reports whether err was marked with [Permanent].
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+type retryError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+// RetryAfter asks for the message to be redelivered after d (e.g. Inbank's
+// Retry-After, or the wait for an order that has not arrived yet).
+func RetryAfter(err error, d time.Duration) error { return &retryError{err, d} }
+
+// ConsumerConfig configures [Consume].
+type ConsumerConfig struct {
+	Stream, Consumer string
+	Concurrency      int           // messages handled at once (default 16)
+	MaxDeliver       int           // as on the server's consumer
+	AckWait          time.Duration // as on the server's consumer; progress is reported at a third of it
+	RetryBase        time.Duration // first retry delay (default 1 s), doubling per delivery
+	RetryMax         time.Duration // cap of the retry delay (default 1 min)
+	Logger           *slog.Logger
+	Metrics          *ConsumerMetrics
+}
+
+// Consumer runs a durable pull consumer.
+type Consumer struct {
+	cfg   ConsumerConfig
+	js    jetstream.JetStream
+	nc    *nats.Conn
+	codec *Codec
+	pub   *Publisher
+	h     Handler
+
+	wg      sync.WaitGroup
+	sem     chan struct{}
+	cc      jetstream.ConsumeContext
+	adv     *nats.Subscription
+	advWork sync.WaitGroup
+}
+
+// Consume starts handling messages of an existing durable consumer until
+// Stop. Messages that cannot be decoded, fail permanently or run out of
+// deliveries are republished to SMARTRENT_DLQ before they are terminated;
+// nothing is dropped without a trace.
+func Consume(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, codec *Codec, h Handler, cfg ConsumerConfig) (*Consumer, error) {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 16
+	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = time.Second
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = time.Minute
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Consumer{cfg: cfg, js: js, nc: nc, codec: codec, pub: NewPublisher(js, codec), h: h, sem: make(chan struct{}, cfg.Concurrency)}
+	cons, err := js.Consumer(ctx, cfg.Stream, cfg.Consumer)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", cfg.Consumer, err)
+	}
+	// A message whose last delivery was never answered (the process died)
+	// is given up by the server with an advisory: dead-letter it then.
+	subj := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", cfg.Stream, cfg.Consumer)
+	c.adv, err = nc.Subscribe(subj, c.onMaxDeliveries)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to %s: %w", subj, err)
+	}
+	c.cc, err = cons.Consume(func(m jetstream.Msg) {
+		c.sem <- struct{}{}
+		c.wg.Add(1)
+		go func() {
+			defer func() { <-c.sem; c.wg.Done() }()
+			c.handle(m)
+		}()
+	}, jetstream.PullMaxMessages(cfg.Concurrency), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			cfg.Logger.Warn("consume", "consumer", cfg.Consumer, "err", err)
+		}
+	}))
+	if err != nil {
+		c.adv.Unsubscribe()
+		return nil, fmt.Errorf("consume %s: %w", cfg.Consumer, err)
+	}
+	return c, nil
+}
+
+// Stop stops fetching, lets buffered and in-flight messages finish (or
+// ctx end), and returns.
+func (c *Consumer) Stop(ctx context.Context) {
+	c.adv.Unsubscribe()
+	c.cc.Drain()
+	select {
+	case <-c.cc.Closed():
+	case <-ctx.Done():
+		c.cc.Stop()
+	}
+	done := make(chan struct{})
+	go func() { c.wg.Wait(); c.advWork.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+func delivery(m jetstream.Msg, maxDeliver int) Delivery {
+	d := Delivery{Subject: m.Subject(), MaxDeliver: maxDeliver}
+	if md, err := m.Metadata(); err == nil {
+		d.Stream, d.StreamSeq, d.NumDelivered, d.Published = md.Stream, md.Sequence.Stream, md.NumDelivered, md.Timestamp
+	}
+	return d
+}
+
+func (c *Consumer) handle(m jetstream.Msg) {
+	start := time.Now()
+	d := delivery(m, c.cfg.MaxDeliver)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.heartbeat(ctx, m)
+	log := c.cfg.Logger.With("consumer", c.cfg.Consumer, "subject", d.Subject, "stream_seq", d.StreamSeq, "delivery", d.NumDelivered)
+
+	env, err := c.codec.Decode(m.Headers(), m.Data())
+	var de *DecodeError
+	if errors.As(err, &de) {
+		log = log.With("order_id", de.OrderID)
+		if herr := c.h.Invalid(ctx, d, de); herr != nil {
+			log.Error("could not report an invalid message; will retry", "err", herr)
+			c.retry(m, d, herr, log)
+			c.cfg.Metrics.observe(c.cfg.Consumer, "", "retry", start)
+			return
+		}
+		c.deadLetter(ctx, m, d, "invalid message: "+de.Error(), log)
+		c.cfg.Metrics.observe(c.cfg.Consumer, de.Type, "invalid", start)
+		return
+	}
+	log = log.With("order_id", env.OrderID(), "type", env.Event.Type())
+	err = c.h.Handle(ctx, env, d)
+	switch {
+	case err == nil:
+		if aerr := m.Ack(); aerr != nil {
+			log.Warn("ack failed; the message will come again and is handled idempotently", "err", aerr)
+		}
+		c.cfg.Metrics.observe(c.cfg.Consumer, env.Event.Type(), "ok", start)
+	case IsPermanent(err) || d.Last():
+		reason := err.Error()
+		if !IsPermanent(err) {
+			reason = fmt.Sprintf("gave up after %d deliveries: %s", d.NumDelivered, reason)
+		}
+		if herr := c.h.GiveUp(ctx, env, d, err); herr != nil {
+			log.Error("could not report a failed message; will retry", "err", herr, "cause", err)
+			_ = m.NakWithDelay(c.cfg.RetryBase)
+			c.cfg.Metrics.observe(c.cfg.Consumer, env.Event.Type(), "retry", start)
+			return
+		}
+		c.deadLetter(ctx, m, d, reason, log)
+		c.cfg.Metrics.observe(c.cfg.Consumer, env.Event.Type(), "dead_letter", start)
+	default:
+		c.retry(m, d, err, log)
+		c.cfg.Metrics.observe(c.cfg.Consumer, env.Event.Type(), "retry", start)
+	}
+}
+
+// retry naks with a delay that doubles per delivery up to RetryMax, or the
+// delay the error asks for. A bare Nak would burn MaxDeliver at once.
+func (c *Consumer) retry(m jetstream.Msg, d Delivery, err error, log *slog.Logger) {
+	delay := c.cfg.RetryBase << min(max(d.NumDelivered, 1)-1, 16)
+	var re *retryError
+	if errors.As(err, &re) && re.after > 0 {
+		delay = re.after
+	}
+	delay = min(delay, c.cfg.RetryMax)
+	log.Info("retrying later", "after", delay.String(), "err", err)
+	if nerr := m.NakWithDelay(delay); nerr != nil {
+		log.Warn("nak failed; the message will come again after the ack wait", "err", nerr)
+	}
+}
+
+func (c *Consumer) heartbeat(ctx context.Context, m jetstream.Msg) {
+	t := time.NewTicker(c.cfg.AckWait / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = m.InProgress()
+		}
+	}
+}
+
+// deadLetter republishes m to the DLQ, then terminates it. If the DLQ
+// publish fails the message is left for redelivery: nothing is dropped.
+func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, d Delivery, reason string, log *slog.Logger) {
+	if err := DeadLetter(ctx, c.pub, d, m.Headers(), m.Data(), reason); err != nil {
+		log.Error("dead-letter failed; will retry", "err", err)
+		_ = m.NakWithDelay(c.cfg.RetryBase)
+		return
+	}
+	log.Warn("dead-lettered", "reason", oneLine(reason))
+	c.cfg.Metrics.deadLetter(c.cfg.Consumer)
+	if err := m.TermWithReason(oneLine(reason)); err != nil {
+		log.Warn("term failed", "err", err)
+	}
+}
+
+// DeadLetter republishes a message to smartrent.dlq.<subject> with the
+// contract's headers. Its Nats-Msg-Id is the original's, or
+// <stream>-<seq>, so dead-lettering the same message twice stores it once.
+func DeadLetter(ctx context.Context, pub *Publisher, d Delivery, hdr nats.Header, data []byte, reason string) error {
+	out := &nats.Msg{Subject: SubjectDLQPrefix + d.Subject, Data: data, Header: nats.Header{}}
+	for k, v := range hdr {
+		out.Header[k] = append([]string(nil), v...)
+	}
+	if out.Header.Get(HeaderMsgID) == "" {
+		out.Header.Set(HeaderMsgID, fmt.Sprintf("%s-%d", d.Stream, d.StreamSeq))
+	}
+	out.Header.Set(HeaderDLQReason, oneLine(reason))
+	out.Header.Set(HeaderDLQStream, d.Stream)
+	out.Header.Set(HeaderDLQStreamSeq, strconv.FormatUint(d.StreamSeq, 10))
+	out.Header.Set(HeaderDLQDeliveries, strconv.FormatUint(d.NumDelivered, 10))
+	out.Header.Set(HeaderDLQTime, time.Now().UTC().Format(time.RFC3339))
+	_, err := pub.PublishMsg(ctx, out)
+	return err
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 500 {
+		s = s[:500]
+	}
+	return s
+}
+
+// onMaxDeliveries dead-letters a message the server gave up on.
+func (c *Consumer) onMaxDeliveries(advisory *nats.Msg) {
+	var a struct {
+		StreamSeq  uint64 `json:"stream_seq"`
+		Deliveries uint64 `json:"deliveries"`
+	}
+	if err := json.Unmarshal(advisory.Data, &a); err != nil || a.StreamSeq == 0 {
+		return
+	}
+	c.advWork.Add(1)
+	go func() {
+		defer c.advWork.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		log := c.cfg.Logger.With("consumer", c.cfg.Consumer, "stream_seq", a.StreamSeq)
+		s, err := c.js.Stream(ctx, c.cfg.Stream)
+		if err != nil {
+			log.Error("max deliveries: cannot read the stream", "err", err)
+			return
+		}
+		raw, err := s.GetMsg(ctx, a.StreamSeq)
+		if err != nil {
+			log.Error("max deliveries: cannot read the message", "err", err)
+			return
+		}
+		d := Delivery{Subject: raw.Subject, Stream: c.cfg.Stream, StreamSeq: a.StreamSeq, NumDelivered: a.Deliveries, MaxDeliver: c.cfg.MaxDeliver, Published: raw.Time}
+		reason := fmt.Sprintf("gave up after %d deliveries without an answer", a.Deliveries)
+		if env, err := c.codec.Decode(raw.Header, raw.Data); err == nil {
+			if err := c.h.GiveUp(ctx, env, d, errors.New(reason)); err != nil {
+				log.Error("max deliveries: could not report", "err", err)
+			}
+		}
+		if err := DeadLetter(ctx, c.pub, d, raw.Header, raw.Data, reason); err != nil {
+			log.Error("max deliveries: dead-letter failed", "err", err)
+			return
+		}
+		c.cfg.Metrics.deadLetter(c.cfg.Consumer)
+		log.Warn("dead-lettered", "reason", reason)
+	}()
+}
+
+// ConsumerMetrics counts handled messages. A nil *ConsumerMetrics records
+// nothing.
+type ConsumerMetrics struct {
+	handled  *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	dlq      *prometheus.CounterVec
+}
+
+// NewConsumerMetrics registers the consumer metrics with reg.
+func NewConsumerMetrics(reg prometheus.Registerer) (*ConsumerMetrics, error) {
+	m := &ConsumerMetrics{
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "smartrent_events_handled_total",
+			Help: "Consumed events by consumer, event type and outcome (ok, retry, invalid, dead_letter).",
+		}, []string{"consumer", "type", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "smartrent_handler_duration_seconds",
+			Help:    "Time to handle one event, by consumer.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"consumer"}),
+		dlq: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "smartrent_dead_letters_total",
+			Help: "Messages republished to SMARTRENT_DLQ, by consumer.",
+		}, []string{"consumer"}),
+	}
+	for _, c := range []prometheus.Collector{m.handled, m.duration, m.dlq} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *ConsumerMetrics) observe(consumer, typ, outcome string, start time.Time) {
+	if m == nil {
+		return
+	}
+	m.handled.WithLabelValues(consumer, typ, outcome).Inc()
+	m.duration.WithLabelValues(consumer).Observe(time.Since(start).Seconds())
+}
+
+func (m *ConsumerMetrics) deadLetter(consumer string) {
+	if m != nil {
+		m.dlq.WithLabelValues(consumer).Inc()
+	}
+}

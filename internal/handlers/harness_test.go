@@ -1,0 +1,261 @@
+package handlers_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
+	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/handlers"
+	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/schemas"
+)
+
+var schemaSet = schemas.MustLoad()
+
+// memStore is a map-backed Store with revisions, like the KV bucket.
+type memStore struct {
+	mu   sync.Mutex
+	data map[string][]byte
+	revs map[string]uint64
+	seq  uint64
+}
+
+func newMemStore() *memStore { return &memStore{data: map[string][]byte{}, revs: map[string]uint64{}} }
+
+func (s *memStore) Load(_ context.Context, id string) (handlers.Order, uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var o handlers.Order
+	b, ok := s.data[id]
+	if !ok {
+		return o, 0, fmt.Errorf("order %s: %w", id, events.ErrNotFound)
+	}
+	return o, s.revs[id], json.Unmarshal(b, &o)
+}
+
+func (s *memStore) Create(_ context.Context, id string, o handlers.Order) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.data[id]; ok {
+		return 0, events.ErrExists
+	}
+	return s.put(id, o), nil
+}
+
+func (s *memStore) Save(_ context.Context, id string, o handlers.Order, rev uint64) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.revs[id] != rev {
+		return 0, events.ErrConflict
+	}
+	return s.put(id, o), nil
+}
+
+func (s *memStore) put(id string, o handlers.Order) uint64 {
+	b, err := json.Marshal(o)
+	if err != nil {
+		panic(err)
+	}
+	s.seq++
+	s.data[id], s.revs[id] = b, s.seq
+	return s.seq
+}
+
+func (s *memStore) All(ctx context.Context) iter.Seq2[handlers.Order, error] {
+	return func(yield func(handlers.Order, error) bool) {
+		s.mu.Lock()
+		ids := make([]string, 0, len(s.data))
+		for id := range s.data {
+			ids = append(ids, id)
+		}
+		s.mu.Unlock()
+		slices.Sort(ids)
+		for _, id := range ids {
+			o, _, err := s.Load(ctx, id)
+			if !yield(o, err) {
+				return
+			}
+		}
+	}
+}
+
+func (s *memStore) get(t *testing.T, id string) handlers.Order {
+	t.Helper()
+	o, _, err := s.Load(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// capture is a Publisher that keeps events, storing an id once as
+// JetStream does within its duplicate window.
+type capture struct {
+	mu     sync.Mutex
+	codec  *events.Codec
+	seen   map[string]bool
+	events []event.Event
+	fail   error
+}
+
+func (c *capture) Publish(_ context.Context, e event.Event) (events.PubAck, error) {
+	if _, err := c.codec.Encode(e); err != nil {
+		return events.PubAck{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fail != nil {
+		return events.PubAck{}, c.fail
+	}
+	if c.seen[e.ID()] {
+		return events.PubAck{Duplicate: true}, nil
+	}
+	c.seen[e.ID()] = true
+	c.events = append(c.events, e)
+	return events.PubAck{}, nil
+}
+
+// of returns the data of the events of one type for one order.
+func (c *capture) of(orderID, typ string) []map[string]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []map[string]any
+	for _, e := range c.events {
+		if e.Subject() == orderID && e.Type() == typ {
+			var m map[string]any
+			json.Unmarshal(e.Data(), &m)
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+type harness struct {
+	t      *testing.T
+	fake   *inbanktest.Fake
+	client *inbank.Client
+	store  *memStore
+	pub    *capture
+	codec  *events.Codec
+	wf     *handlers.Workflow
+	now    time.Time
+	nowMu  sync.Mutex
+	// publishedAt, when set, is the stored time of delivered inputs.
+	publishedAt time.Time
+}
+
+func newHarness(t *testing.T, mutate func(*handlers.Config)) *harness {
+	t.Helper()
+	fake, srv := inbanktest.NewServer(t, inbanktest.Config{})
+	client, err := inbank.New(inbank.Config{BaseURL: srv.URL, APIKey: inbanktest.DefaultAPIKey, ShopUUID: inbanktest.DefaultShopUUID, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec := events.NewCodec(schemaSet)
+	h := &harness{t: t, fake: fake, client: client, store: newMemStore(), codec: codec,
+		pub: &capture{codec: codec, seen: map[string]bool{}}, now: time.Now().UTC()}
+	tokens, _ := callbacktoken.New([]string{"handlers-test-secret-0123"})
+	cfg := handlers.Config{
+		Inbank: client, Store: h.store, Publisher: h.pub, Codec: codec, Tokens: tokens,
+		CallbackBaseURL: "http://ingress.test", DefaultProductCode: inbanktest.DefaultProductCode,
+		ClaimTTL: time.Second, ActivationSettle: 5 * time.Second, ActivationPoll: time.Second,
+		Now: h.clock,
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	h.wf, err = handlers.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func (h *harness) clock() time.Time {
+	h.nowMu.Lock()
+	defer h.nowMu.Unlock()
+	return h.now
+}
+
+func (h *harness) advanceClock(d time.Duration) {
+	h.nowMu.Lock()
+	defer h.nowMu.Unlock()
+	h.now = h.now.Add(d)
+}
+
+func placed(orderID string, net float64) *events.OrderPlaced {
+	return &events.OrderPlaced{
+		OrderID: orderID, Period: 24, Locale: "et-EE", Description: "iPhone rental",
+		ReturnURL: "https://shop.example/r", CancelURL: "https://shop.example/c",
+		HeroDevice: events.HeroDevice{IdentifierType: inbank.ModelIdentifierEAN, Identifier: inbanktest.EANPhone, ModelID: inbanktest.ModelPhone, ModelName: "iPhone 16", NetPrice: net},
+	}
+}
+
+// deliver hands an input event to the workflow as the consumer would.
+func (h *harness) deliver(data any) error {
+	h.t.Helper()
+	var typ, orderID string
+	switch d := data.(type) {
+	case *events.OrderPlaced:
+		typ, orderID = events.TypeOrderPlaced, d.OrderID
+	case *events.DeviceShipped:
+		typ, orderID = events.TypeDeviceShipped, d.OrderID
+	case *events.DeviceDelivered:
+		typ, orderID = events.TypeDeviceDelivered, d.OrderID
+	case *events.CallbackReceived:
+		typ, orderID = events.TypeCallbackReceived, d.OrderID
+	}
+	e, err := h.codec.New("urn:test", typ, orderID, data)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	subject, _ := events.SubjectOf(typ)
+	published := h.publishedAt
+	if published.IsZero() {
+		published = h.clock()
+	}
+	return h.wf.Handle(context.Background(), events.Envelope{Event: e, Data: data}, events.Delivery{Subject: subject, Published: published, NumDelivered: 1})
+}
+
+func (h *harness) mustDeliver(data any) {
+	h.t.Helper()
+	if err := h.deliver(data); err != nil {
+		h.t.Fatalf("deliver %T: %v", data, err)
+	}
+}
+
+func (h *harness) callback(orderID string) {
+	h.t.Helper()
+	h.mustDeliver(&events.CallbackReceived{OrderID: orderID, ReceivedAt: h.clock(), Body: json.RawMessage(`{}`)})
+}
+
+func (h *harness) session(orderID string) string {
+	h.t.Helper()
+	return h.store.get(h.t, orderID).SessionUUID
+}
+
+func (h *harness) contract(orderID string) string {
+	h.t.Helper()
+	return h.store.get(h.t, orderID).ContractUUID
+}
+
+func imei() []events.AssetIdentifier {
+	return []events.AssetIdentifier{{Identifier: "356938035643809", IdentifierType: inbank.AssetIdentifierIMEI}}
+}
+
+func (h *harness) count(orderID, typ string, want int) {
+	h.t.Helper()
+	if got := len(h.pub.of(orderID, typ)); got != want {
+		h.t.Fatalf("%s: %d × %s, want %d", orderID, got, typ, want)
+	}
+}

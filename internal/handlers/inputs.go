@@ -1,0 +1,224 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/smartrent-bridge/bridge/internal/events"
+)
+
+// Handle records one input event in its order and advances the order. It
+// implements [events.Handler].
+func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Delivery) error {
+	var err error
+	switch data := env.Data.(type) {
+	case *events.OrderPlaced:
+		err = w.orderPlaced(ctx, data)
+	case *events.DeviceShipped:
+		err = w.device(ctx, env, d, data.OrderID, events.InputDeviceShipped, data.AssetIdentifiers, func(o *Order) {
+			at := w.now()
+			if data.ShippedAt != nil {
+				at = data.ShippedAt.UTC()
+			}
+			o.ShippedAt, o.Carrier, o.Tracking = &at, data.Carrier, data.TrackingNumber
+		})
+	case *events.DeviceDelivered:
+		err = w.device(ctx, env, d, data.OrderID, events.InputDeviceDelivered, data.AssetIdentifiers, func(o *Order) {
+			at := w.now()
+			if data.DeliveredAt != nil {
+				at = data.DeliveredAt.UTC()
+			}
+			o.DeliveredAt = &at
+		})
+	case *events.CallbackReceived:
+		err = w.callback(ctx, d, data)
+	default:
+		err = events.Permanent(fmt.Errorf("no handler for %s", env.Event.Type()))
+	}
+	return AsConsumerError(err)
+}
+
+func (w *Workflow) orderPlaced(ctx context.Context, p *events.OrderPlaced) error {
+	now := w.now()
+	product := p.ProductCode
+	if product == "" {
+		product = w.cfg.DefaultProductCode
+	}
+	o := Order{
+		OrderID: p.OrderID, Shop: p.Shop, State: StateNew, CreatedAt: now, UpdatedAt: now,
+		Placed: p, ProductCode: product, Period: p.Period,
+	}
+	o.note(now, "order placed")
+	if product == "" {
+		w.rejectOrder(&o, reject(events.ReasonInvalidOrder, "productCode is missing and no default product code is configured"))
+	}
+	if _, err := w.cfg.Store.Create(ctx, p.OrderID, o); err != nil && !errors.Is(err, events.ErrExists) {
+		return err
+	} else if err != nil {
+		w.log.Info("order.placed for a known order; no new session", "order_id", p.OrderID)
+	} else {
+		w.cfg.Metrics.state(o.State)
+	}
+	return w.Advance(ctx, p.OrderID, false)
+}
+
+// device records a shipment or delivery. An order that has not arrived
+// yet is waited for; a wrong identifier is rejected without touching the
+// order; a late or repeated event is a no-op.
+func (w *Workflow) device(ctx context.Context, env events.Envelope, d events.Delivery, orderID, input string, ids []events.AssetIdentifier, apply func(*Order)) error {
+	o, _, err := w.cfg.Store.Load(ctx, orderID)
+	if errors.Is(err, events.ErrNotFound) {
+		if age := w.now().Sub(d.Published); age < w.cfg.UnknownOrderWait {
+			return wait(min(2*time.Second, w.cfg.UnknownOrderWait-age), "order %s not known yet", orderID)
+		}
+		return w.rejectInput(ctx, env, orderID, input, reject(events.ReasonOrderUnknown, "no order.placed for order %s", orderID))
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case o.State == StateActivated:
+		return nil // late or repeated: the order is done
+	case Final(o.State):
+		return w.rejectInput(ctx, env, orderID, input, reject(events.ReasonOrderNotActive, "order %s is %s", orderID, o.State))
+	}
+	if len(ids) > 0 {
+		if r := CheckIdentifiers(ids, o.IdentifierTypes); r != nil {
+			return w.rejectInput(ctx, env, orderID, input, r)
+		}
+	}
+	_, err = w.update(ctx, orderID, func(o *Order) error {
+		apply(o)
+		if len(ids) > 0 {
+			switch {
+			case len(o.IdentifiersAssigned) > 0 && !slices.Equal(o.IdentifiersAssigned, ids):
+				w.log.Warn("identifiers differ from those already assigned; keeping the assigned ones", "order_id", orderID, "input", input)
+			case len(o.IdentifiersAssigned) == 0:
+				o.Identifiers = slices.Clone(ids)
+			}
+		}
+		o.note(w.now(), input)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return w.Advance(ctx, orderID, false)
+}
+
+// callback is a hint: it marks the order for a fresh read of the session.
+func (w *Workflow) callback(ctx context.Context, d events.Delivery, c *events.CallbackReceived) error {
+	_, err := w.update(ctx, c.OrderID, func(o *Order) error {
+		if Final(o.State) || o.RefreshRequested {
+			return errSkip
+		}
+		o.RefreshRequested = true
+		return nil
+	})
+	switch {
+	case errors.Is(err, events.ErrNotFound):
+		if age := w.now().Sub(d.Published); age < w.cfg.UnknownOrderWait {
+			return wait(min(2*time.Second, w.cfg.UnknownOrderWait-age), "order %s not known yet", c.OrderID)
+		}
+		w.log.Warn("callback for an order this bridge never saw; ignored", "order_id", c.OrderID)
+		return nil
+	case errors.Is(err, errSkip):
+	case err != nil:
+		return err
+	}
+	return w.Advance(ctx, c.OrderID, false)
+}
+
+// rejectInput publishes order.rejected for one input, leaving the order
+// as it is. Its id follows from the input's, so a redelivery publishes
+// nothing new.
+func (w *Workflow) rejectInput(ctx context.Context, env events.Envelope, orderID, input string, r *Rejection) error {
+	w.log.Warn("input rejected", "order_id", orderID, "input", input, "reason", r.Reason)
+	return w.publishNow(ctx, orderID, events.TypeOrderRejected, env.Event.ID(), events.OrderRejected{
+		OrderID: orderID, InputType: input, Reason: r.Reason, Message: r.Message,
+	})
+}
+
+func (w *Workflow) publishNow(ctx context.Context, orderID, typ, discriminator string, data any) error {
+	e, err := w.cfg.Codec.New(w.cfg.Source, typ, orderID, data)
+	if err != nil {
+		return err
+	}
+	e.SetID(eventID(orderID, typ, discriminator))
+	if _, err := w.cfg.Publisher.Publish(ctx, e); err != nil {
+		return fmt.Errorf("publish %s for order %s: %w", typ, orderID, err)
+	}
+	w.cfg.Metrics.published(typ)
+	return nil
+}
+
+// inputType names the input of a subject, for order.rejected.
+func inputType(subject string) string {
+	switch subject {
+	case events.SubjectOrderPlaced:
+		return events.InputOrderPlaced
+	case events.SubjectDeviceShipped:
+		return events.InputDeviceShipped
+	case events.SubjectDeviceDelivered:
+		return events.InputDeviceDelivered
+	}
+	return ""
+}
+
+// Invalid tells the order named by an undecodable input (order.rejected
+// INVALID_ORDER); an invalid order.placed ends its order. It implements
+// [events.Handler].
+func (w *Workflow) Invalid(ctx context.Context, d events.Delivery, de *events.DecodeError) error {
+	input := inputType(d.Subject)
+	if de.OrderID == "" || input == "" {
+		return nil // nothing to tell: the dead letter is the record
+	}
+	if input == events.InputOrderPlaced {
+		now := w.now()
+		o := Order{OrderID: de.OrderID, State: StateRejected, CreatedAt: now, UpdatedAt: now}
+		o.note(now, "rejected: INVALID_ORDER")
+		if _, err := w.cfg.Store.Create(ctx, de.OrderID, o); err != nil && !errors.Is(err, events.ErrExists) {
+			return err
+		}
+	}
+	return w.publishNow(ctx, de.OrderID, events.TypeOrderRejected, fmt.Sprintf("%s-%d", d.Stream, d.StreamSeq), events.OrderRejected{
+		OrderID: de.OrderID, InputType: input, Reason: events.ReasonInvalidOrder, Message: de.Err.Error(),
+	})
+}
+
+// GiveUp reports an input that failed permanently or ran out of
+// deliveries with order.failed (once: the order keeps it in its state).
+// It implements [events.Handler].
+func (w *Workflow) GiveUp(ctx context.Context, env events.Envelope, d events.Delivery, cause error) error {
+	orderID := env.OrderID()
+	step := "handle_" + inputType(d.Subject)
+	var se *StepError
+	if errors.As(cause, &se) {
+		step = se.Step
+	}
+	if env.Event.Type() == events.TypeOrderPlaced {
+		_, err := w.update(ctx, orderID, func(o *Order) error {
+			if Final(o.State) {
+				return errSkip
+			}
+			w.markFailed(o, step, cause, int(d.NumDelivered))
+			return nil
+		})
+		switch {
+		case errors.Is(err, errSkip):
+			return nil // already final: its event is out or in the outbox
+		case err != nil && !errors.Is(err, events.ErrNotFound):
+			return err
+		case err == nil:
+			return w.Advance(ctx, orderID, false)
+		}
+	}
+	return w.publishNow(ctx, orderID, events.TypeOrderFailed, env.Event.ID(), events.OrderFailed{
+		OrderID: orderID, Step: step, Message: cause.Error(), Attempts: int(d.NumDelivered),
+	})
+}
+
+var _ events.Handler = (*Workflow)(nil)

@@ -1,0 +1,134 @@
+package handlers
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/smartrent-bridge/bridge/internal/events"
+)
+
+// Order states. The first three are waiting for Inbank or the customer;
+// the last six are final.
+const (
+	StateNew       = "new"       // order.placed recorded, no session yet
+	StatePending   = "pending"   // session created, customer in Inbank's dialog
+	StateGranted   = "granted"   // customer signed; waiting for identifiers and activation (or the portal)
+	StateActivated = "activated" // contract in force; contract.activated published
+	StateRejected  = "rejected"  // order.placed was wrong
+	StateFailed    = "failed"    // Inbank refused permanently
+	StateDeclined  = "declined"
+	StateCancelled = "cancelled"
+	StateExpired   = "expired"
+)
+
+// Final reports whether nothing more happens for an order in state s.
+func Final(s string) bool {
+	switch s {
+	case StateActivated, StateRejected, StateFailed, StateDeclined, StateCancelled, StateExpired:
+		return true
+	}
+	return false
+}
+
+// Order is what the bridge knows of one order, stored in the
+// smartrent_orders bucket. Every field is there so that any bridge can
+// pick the order up after any crash.
+type Order struct {
+	OrderID   string    `json:"orderId"`
+	Shop      string    `json:"shop,omitempty"`
+	State     string    `json:"state"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+
+	// Placed is the order.placed data, kept to create the session.
+	// Customer data is dropped once the session exists.
+	Placed      *events.OrderPlaced `json:"placed,omitempty"`
+	ProductCode string              `json:"productCode"`
+	Period      int                 `json:"period"`
+	// IdentifierTypes are the model's assetIdentifierTypes.
+	IdentifierTypes []string      `json:"identifierTypes,omitempty"`
+	Quote           *events.Quote `json:"quote,omitempty"`
+
+	// Session creation: Attempts counts claims. A claim whose owner died
+	// before recording the session is taken over after it expires; the
+	// session that owner may have created is never published and expires
+	// at Inbank.
+	SessionClaim    *Claim     `json:"sessionClaim,omitempty"`
+	SessionAttempts int        `json:"sessionAttempts,omitempty"`
+	SessionUUID     string     `json:"sessionUuid,omitempty"`
+	RedirectURL     string     `json:"redirectUrl,omitempty"`
+	ValidUntil      *time.Time `json:"validUntil,omitempty"`
+	SessionStatus   string     `json:"sessionStatus,omitempty"`
+	ContractUUID    string     `json:"contractUuid,omitempty"`
+	// RefreshRequested is set by a callback: re-read the session.
+	RefreshRequested bool `json:"refreshRequested,omitempty"`
+
+	// Shipment and delivery as the shop's systems reported them.
+	Identifiers []events.AssetIdentifier `json:"identifiers,omitempty"`
+	ShippedAt   *time.Time               `json:"shippedAt,omitempty"`
+	DeliveredAt *time.Time               `json:"deliveredAt,omitempty"`
+	Carrier     string                   `json:"carrier,omitempty"`
+	Tracking    string                   `json:"trackingNumber,omitempty"`
+
+	// IdentifiersAssigned are the identifiers Inbank has for the contract.
+	IdentifiersAssigned []events.AssetIdentifier `json:"identifiersAssigned,omitempty"`
+
+	// Activation: a claim before the call; ActivationCalled once Inbank
+	// answered 2xx. ActivationUncertain is when an attempt may or may not
+	// have reached Inbank: the contract is read, and the call repeated only
+	// after ActivationSettle.
+	ActivationClaim     *Claim     `json:"activationClaim,omitempty"`
+	ActivationAttempts  int        `json:"activationAttempts,omitempty"`
+	ActivationCalled    bool       `json:"activationCalled,omitempty"`
+	ActivationUncertain *time.Time `json:"activationUncertain,omitempty"`
+	ActivatedVia        string     `json:"activatedVia,omitempty"`
+	ActivatedAt         *time.Time `json:"activatedAt,omitempty"`
+
+	// Outbox holds events decided but not yet acknowledged by JetStream.
+	// They are published after the state that implies them is saved, and
+	// removed after their PubAck; their ids are fixed, so publishing one
+	// twice stores it once.
+	Outbox []OutboxEvent `json:"outbox,omitempty"`
+
+	// ReconcileClaim makes one bridge at a time reconcile the order.
+	ReconcileClaim *Claim `json:"reconcileClaim,omitempty"`
+
+	History []Step `json:"history,omitempty"`
+	Failure string `json:"failure,omitempty"`
+}
+
+// Claim reserves a step with a side effect for one bridge until Until.
+type Claim struct {
+	Owner string    `json:"owner"`
+	Until time.Time `json:"until"`
+}
+
+// HeldBy reports whether the claim is live and not owner's (an attempt id,
+// or a bridge's id for reconciliation).
+func (c *Claim) HeldBy(owner string, now time.Time) bool {
+	return c != nil && c.Owner != owner && now.Before(c.Until)
+}
+
+// OutboxEvent is a state event waiting to be published.
+type OutboxEvent struct {
+	ID   string          `json:"id"`
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data"`
+}
+
+// Step is one line of an order's history, for operators.
+type Step struct {
+	At   time.Time `json:"at"`
+	What string    `json:"what"`
+}
+
+// maxHistory bounds the history kept per order.
+const maxHistory = 50
+
+func (o *Order) note(now time.Time, what string) {
+	o.History = append(o.History, Step{At: now, What: what})
+	if len(o.History) > maxHistory {
+		o.History = o.History[len(o.History)-maxHistory:]
+	}
+	o.UpdatedAt = now
+}

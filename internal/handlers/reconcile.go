@@ -1,0 +1,90 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"math/rand/v2"
+	"time"
+)
+
+// Lister lists every stored order.
+type Lister interface {
+	All(ctx context.Context) iter.Seq2[Order, error]
+}
+
+// Reconcile re-reads from Inbank every unfinished order whose last change
+// is older than interval and drives it through the same transitions as a
+// callback would, so orders complete with no callback at all. A claim in
+// the order (compare-and-set) lets one bridge at a time reconcile it. It
+// returns how many orders it advanced.
+func (w *Workflow) Reconcile(ctx context.Context, orders Lister, interval time.Duration) (int, error) {
+	now := w.now()
+	counts := map[string]int{}
+	var due []string
+	for o, err := range orders.All(ctx) {
+		if err != nil {
+			w.log.Error("reconcile: cannot read an order", "err", err)
+			continue
+		}
+		counts[o.State]++
+		if Final(o.State) && len(o.Outbox) == 0 {
+			continue
+		}
+		if now.Sub(o.UpdatedAt) < interval || o.ReconcileClaim.HeldBy(w.cfg.Owner, now) {
+			continue
+		}
+		due = append(due, o.OrderID)
+	}
+	w.cfg.Metrics.setStates(counts)
+	advanced := 0
+	for _, id := range due {
+		if ctx.Err() != nil {
+			return advanced, ctx.Err()
+		}
+		_, err := w.update(ctx, id, func(o *Order) error {
+			if o.ReconcileClaim.HeldBy(w.cfg.Owner, w.now()) {
+				return errSkip
+			}
+			o.ReconcileClaim = &Claim{Owner: w.cfg.Owner, Until: w.now().Add(interval)}
+			return nil
+		})
+		if errors.Is(err, errSkip) {
+			continue
+		}
+		if err == nil {
+			err = w.Advance(ctx, id, true)
+		}
+		var we *waitError
+		if err != nil && !errors.As(err, &we) {
+			w.log.Warn("reconcile: order not advanced", "order_id", id, "err", err)
+			continue
+		}
+		advanced++
+	}
+	w.cfg.Metrics.reconciled("orders", advanced)
+	return advanced, nil
+}
+
+// RunReconciler reconciles every interval (with 10 % jitter, so bridges
+// started together spread out) until ctx ends.
+func (w *Workflow) RunReconciler(ctx context.Context, orders Lister, interval time.Duration) {
+	for {
+		jitter := time.Duration(rand.Int64N(int64(interval)/10 + 1))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval - interval/20 + jitter):
+		}
+		n, err := w.Reconcile(ctx, orders, interval)
+		if err != nil && ctx.Err() == nil {
+			w.cfg.Metrics.reconciled("error", 1)
+			w.log.Error("reconcile pass failed", "err", err)
+			continue
+		}
+		w.cfg.Metrics.reconciled("ok", 1)
+		if n > 0 {
+			w.log.Info("reconcile pass", "orders_advanced", n)
+		}
+	}
+}

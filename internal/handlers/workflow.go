@@ -1,0 +1,429 @@
+// Package handlers is the Smart Rent order workflow: it turns the shop's
+// events and Inbank's callbacks into Inbank calls and state events, over
+// small interfaces (Inbank, Store, Publisher) so its transitions are tested
+// without NATS.
+//
+// # Delivery and crashes
+//
+// Every input is first recorded in the order's state (a KV entry changed
+// only by compare-and-set), then [Workflow.Advance] drives the order as far
+// as it can go. Advance can be run again at any time, by any bridge, after
+// any crash: every step looks at the stored state first. Reconciliation
+// runs it for unfinished orders without any input, so orders complete with
+// no callback at all.
+//
+// Events to publish are put in the order's outbox in the same write as the
+// state that implies them, published, then removed. Their ids are derived
+// from the order and the step, so a publish repeated after a crash is
+// stored once by JetStream's de-duplication.
+//
+// Inbank calls with a side effect are claimed first: a claim (owner and
+// expiry, longer than a request's timeout) is written by compare-and-set
+// before the call, and the result is recorded after it. What happens when
+// the process dies between the call and the record:
+//
+//   - Session creation (no idempotency key at Inbank): the claim expires,
+//     another attempt creates a second session. Only a session that was
+//     recorded is ever published (session.created is in the outbox of the
+//     write that records it); the unrecorded one is never shown to the
+//     shop and expires at Inbank at its validUntil.
+//   - Identifier assignment is repeatable: it is simply assigned again.
+//   - Activation: the next attempt reads the contract first. If it is
+//     activated, the activation is recorded without a second call. If not,
+//     and the earlier attempt may have reached Inbank (the process died,
+//     or the request timed out without an answer), the call is repeated
+//     only after ActivationSettle, since activation may take effect
+//     asynchronously. An answer of 429 or 502–504 means Inbank did not act,
+//     so that attempt is repeated after a short delay.
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/uuid"
+	"github.com/sethvargo/go-retry"
+
+	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
+	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/schemas"
+)
+
+// Inbank is the part of the Inbank client the workflow uses.
+type Inbank interface {
+	RentalConditions(ctx context.Context, productCode, identifierType, identifier string) (inbank.RentalConditions, error)
+	Calculate(ctx context.Context, productCode string, req inbank.CalculationRequest) (inbank.Calculation, error)
+	CreateSession(ctx context.Context, req inbank.SessionRequest) (inbank.CreatedSession, error)
+	Session(ctx context.Context, sessionUUID string) (inbank.Session, error)
+	AssignAssetIdentifiers(ctx context.Context, productCode, contractUUID string, req inbank.AssetIdentifiersRequest) error
+	ActivateContract(ctx context.Context, productCode, contractUUID string) error
+	Contract(ctx context.Context, contractUUID string) (inbank.Contract, error)
+}
+
+// Store keeps order state. Save is a compare-and-set on rev.
+type Store interface {
+	Load(ctx context.Context, orderID string) (Order, uint64, error)
+	Create(ctx context.Context, orderID string, o Order) (uint64, error)
+	Save(ctx context.Context, orderID string, o Order, rev uint64) (uint64, error)
+}
+
+// Publisher publishes a state event and waits for the PubAck.
+type Publisher interface {
+	Publish(ctx context.Context, e event.Event) (events.PubAck, error)
+}
+
+// Activation policies (ACTIVATION_POLICY).
+const (
+	PolicyOnDelivery = "on-delivery"
+	PolicyOnShipment = "on-shipment"
+	PolicyPortal     = "portal"
+)
+
+// Steps named in order.failed and logs.
+const (
+	StepConditions  = "get_rental_conditions"
+	StepCalculate   = "calculate"
+	StepSession     = "create_session"
+	StepReadSession = "get_session"
+	StepIdentifiers = "assign_asset_identifiers"
+	StepActivate    = "activate_contract"
+	StepContract    = "get_contract"
+)
+
+// Hooks let tests stop the workflow at the worst moments.
+type Hooks struct {
+	// AfterInbankCall runs after a call with a side effect returned and
+	// before its result is recorded. An error abandons the work there, as
+	// if the process had died.
+	AfterInbankCall func(step, orderID string) error
+}
+
+// Config configures a [Workflow].
+type Config struct {
+	Inbank     Inbank
+	Store      Store
+	Publisher  Publisher
+	Codec      *events.Codec
+	Tokens     *callbacktoken.Signer
+	Conditions *ConditionsCache
+
+	CallbackBaseURL    string
+	DefaultProductCode string
+	Policy             string
+	SessionTTL         time.Duration // validUntil = now + SessionTTL (24h)
+	ClaimTTL           time.Duration // how long a claim holds; longer than an Inbank request (45s)
+	ActivationSettle   time.Duration // wait before repeating an activation that may have reached Inbank (2m)
+	ActivationPoll     time.Duration // how long a handler polls the contract after activation (10s)
+	UnknownOrderWait   time.Duration // how long a shipment or callback waits for its order.placed (10s)
+
+	Owner   string // this bridge's id in claims
+	Source  string // CloudEvent source
+	Logger  *slog.Logger
+	Metrics *Metrics
+	Hooks   Hooks
+	Now     func() time.Time
+}
+
+// Workflow drives orders. It is safe for concurrent use.
+type Workflow struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New checks cfg and fills defaults.
+func New(cfg Config) (*Workflow, error) {
+	if cfg.Inbank == nil || cfg.Store == nil || cfg.Publisher == nil || cfg.Codec == nil || cfg.Tokens == nil {
+		return nil, errors.New("handlers: inbank, store, publisher, codec and tokens are required")
+	}
+	if cfg.CallbackBaseURL == "" {
+		return nil, errors.New("handlers: callback base URL is required")
+	}
+	switch cfg.Policy {
+	case "":
+		cfg.Policy = PolicyOnDelivery
+	case PolicyOnDelivery, PolicyOnShipment, PolicyPortal:
+	default:
+		return nil, fmt.Errorf("handlers: activation policy %q: want on-delivery, on-shipment or portal", cfg.Policy)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.SessionTTL, 24*time.Hour)
+	def(&cfg.ClaimTTL, 45*time.Second)
+	def(&cfg.ActivationSettle, 2*time.Minute)
+	def(&cfg.ActivationPoll, 10*time.Second)
+	def(&cfg.UnknownOrderWait, 10*time.Second)
+	if cfg.Conditions == nil {
+		cfg.Conditions = NewConditionsCache(10*time.Minute, 10000)
+	}
+	if cfg.Owner == "" {
+		cfg.Owner = uuid.NewString()
+	}
+	if cfg.Source == "" {
+		cfg.Source = "urn:smartrent:bridge"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Hooks.AfterInbankCall == nil {
+		cfg.Hooks.AfterInbankCall = func(string, string) error { return nil }
+	}
+	return &Workflow{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// errWait means another bridge holds the step or Inbank needs time; the
+// input is retried after the delay.
+type waitError struct {
+	why   string
+	after time.Duration
+}
+
+func (e *waitError) Error() string { return "waiting: " + e.why }
+
+func wait(after time.Duration, format string, args ...any) error {
+	return &waitError{why: fmt.Sprintf(format, args...), after: max(after, 100*time.Millisecond)}
+}
+
+// StepError is an Inbank call that failed.
+type StepError struct {
+	Step string
+	Err  error
+}
+
+func (e *StepError) Error() string { return e.Step + ": " + e.Err.Error() }
+func (e *StepError) Unwrap() error { return e.Err }
+
+// ErrAbandoned is returned when a hook stopped the work.
+var ErrAbandoned = errors.New("abandoned by hook")
+
+// AsConsumerError maps a workflow error onto what the consumer does with
+// the message: wait and transient errors are retried later (Inbank's
+// Retry-After honoured), permanent ones dead-lettered.
+func AsConsumerError(err error) error {
+	var w *waitError
+	var se *StepError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &w):
+		return events.RetryAfter(err, w.after)
+	case errors.Is(err, ErrAbandoned):
+		return events.RetryAfter(err, time.Second)
+	case errors.As(err, &se) && !inbank.IsTransient(se.Err):
+		return events.Permanent(err)
+	case inbank.IsTransient(err):
+		return events.RetryAfter(err, inbank.RetryAfter(err))
+	}
+	return err
+}
+
+// maxLoops bounds one Advance; each loop makes progress or returns.
+const maxLoops = 30
+
+// Advance drives the order as far as it can go now. refresh re-reads the
+// session (and, once activation was called, the contract) from Inbank even
+// without a callback.
+func (w *Workflow) Advance(ctx context.Context, orderID string, refresh bool) error {
+	for range maxLoops {
+		o, rev, err := w.cfg.Store.Load(ctx, orderID)
+		if err != nil {
+			return err
+		}
+		progressed, err := w.step(ctx, &o, rev, refresh)
+		if errors.Is(err, events.ErrConflict) {
+			continue // someone else moved the order: look again
+		}
+		if err != nil {
+			return err
+		}
+		if !progressed {
+			return nil
+		}
+		refresh = false // once per Advance is enough
+	}
+	return fmt.Errorf("order %s: no rest after %d steps", orderID, maxLoops)
+}
+
+// step makes one move; it reports whether it changed anything.
+func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool) (bool, error) {
+	if len(o.Outbox) > 0 {
+		return true, w.flush(ctx, o, rev)
+	}
+	switch {
+	case o.State == StateNew:
+		return true, w.createSession(ctx, o, rev)
+	case Final(o.State):
+		return false, nil
+	case o.SessionUUID != "" && (refresh || o.RefreshRequested):
+		return w.refreshSession(ctx, o, rev)
+	case o.State == StateGranted:
+		return w.fulfil(ctx, o, rev, refresh)
+	}
+	return false, nil
+}
+
+// flush publishes the outbox, then removes what was acknowledged.
+func (w *Workflow) flush(ctx context.Context, o *Order, rev uint64) error {
+	for _, ev := range o.Outbox {
+		e := event.New(event.CloudEventsVersionV1)
+		e.SetID(ev.ID)
+		e.SetSource(w.cfg.Source)
+		e.SetType(ev.Type)
+		e.SetSubject(o.OrderID)
+		e.SetTime(w.cfg.Now().UTC())
+		e.SetDataSchema(schemas.ID(ev.Type))
+		if err := e.SetData(events.ContentTypeJSON, []byte(ev.Data)); err != nil {
+			return fmt.Errorf("outbox %s: %w", ev.Type, err)
+		}
+		if _, err := w.cfg.Publisher.Publish(ctx, e); err != nil {
+			return fmt.Errorf("publish %s for order %s: %w", ev.Type, o.OrderID, err)
+		}
+		w.cfg.Metrics.published(ev.Type)
+	}
+	o.Outbox = nil
+	_, err := w.cfg.Store.Save(ctx, o.OrderID, *o, rev)
+	return err
+}
+
+// enqueue adds an event to the outbox with an id fixed by order, type and
+// discriminator.
+func (w *Workflow) enqueue(o *Order, typ, discriminator string, data any) {
+	b, err := json.Marshal(data)
+	if err != nil {
+		panic(fmt.Sprintf("handlers: marshal %s: %v", typ, err)) // our own types always marshal
+	}
+	o.Outbox = append(o.Outbox, OutboxEvent{ID: eventID(o.OrderID, typ, discriminator), Type: typ, Data: b})
+}
+
+var eventNamespace = uuid.MustParse("6f1d7c8e-2b7a-4f0e-9a51-3c0d8e6b9f42")
+
+// eventID fixes an event's id by order, type and a discriminator (the
+// session, the status, the input's id…), so the same decision published
+// twice is stored once.
+func eventID(orderID, typ, discriminator string) string {
+	return uuid.NewSHA1(eventNamespace, []byte(orderID+"\x00"+typ+"\x00"+discriminator)).String()
+}
+
+// update loads the order, applies fn and saves, again on conflicts. fn
+// returning errSkip leaves the order as it is.
+func (w *Workflow) update(ctx context.Context, orderID string, fn func(o *Order) error) (Order, error) {
+	for range maxLoops {
+		o, rev, err := w.cfg.Store.Load(ctx, orderID)
+		if err != nil {
+			return o, err
+		}
+		if err := fn(&o); err != nil {
+			return o, err
+		}
+		if _, err := w.cfg.Store.Save(ctx, orderID, o, rev); err != nil {
+			if errors.Is(err, events.ErrConflict) {
+				continue
+			}
+			return o, err
+		}
+		return o, nil
+	}
+	return Order{}, fmt.Errorf("order %s: too many concurrent changes", orderID)
+}
+
+var errSkip = errors.New("skip")
+
+// attemptID names one attempt at a step. Claims are per attempt, not per
+// process: two deliveries of one message in the same bridge (after an ack
+// timeout) must not both call Inbank either.
+func (w *Workflow) attemptID() string { return w.cfg.Owner + "/" + uuid.NewString() }
+
+func (w *Workflow) now() time.Time { return w.cfg.Now().UTC() }
+
+// fail ends the order after a permanent Inbank refusal and queues
+// order.failed.
+func (w *Workflow) fail(ctx context.Context, orderID, step string, cause error, attempts int) error {
+	_, err := w.update(ctx, orderID, func(o *Order) error {
+		if Final(o.State) {
+			return errSkip
+		}
+		w.markFailed(o, step, cause, attempts)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errSkip) {
+		return err
+	}
+	w.log.Error("order failed", "order_id", orderID, "step", step, "err", cause)
+	if err := w.Advance(ctx, orderID, false); err != nil {
+		return err
+	}
+	return events.Permanent(&StepError{Step: step, Err: cause})
+}
+
+func (w *Workflow) markFailed(o *Order, step string, cause error, attempts int) {
+	now := w.now()
+	o.State, o.Failure = StateFailed, cause.Error()
+	o.SessionClaim, o.ActivationClaim = nil, nil
+	o.Placed = dropCustomer(o.Placed)
+	data := events.OrderFailed{OrderID: o.OrderID, Shop: o.Shop, Step: step, Message: cause.Error(), Attempts: attempts}
+	var api *inbank.APIError
+	if errors.As(cause, &api) {
+		data.HTTPStatus, data.ErrorCode = api.Status, api.ErrorCode
+	}
+	w.enqueue(o, events.TypeOrderFailed, step, data)
+	o.note(now, "failed at "+step)
+	w.cfg.Metrics.state(StateFailed)
+}
+
+// rejectOrder ends an order whose order.placed was wrong.
+func (w *Workflow) rejectOrder(o *Order, r *Rejection) {
+	o.State = StateRejected
+	o.Placed = dropCustomer(o.Placed)
+	w.enqueue(o, events.TypeOrderRejected, events.InputOrderPlaced, events.OrderRejected{
+		OrderID: o.OrderID, Shop: o.Shop, InputType: events.InputOrderPlaced, Reason: r.Reason, Message: r.Message,
+	})
+	o.note(w.now(), "rejected: "+r.Reason)
+	w.cfg.Metrics.state(StateRejected)
+}
+
+func dropCustomer(p *events.OrderPlaced) *events.OrderPlaced {
+	if p == nil || p.Customer == nil {
+		return p
+	}
+	c := *p
+	c.Customer = nil
+	return &c
+}
+
+// shortRetry retries a repeatable Inbank call for a short burst on
+// transient failures; a Retry-After longer than the burst ends it.
+func shortRetry(ctx context.Context, fn func(context.Context) error) error {
+	b := retry.WithMaxRetries(2, retry.WithCappedDuration(2*time.Second, retry.WithJitterPercent(25, retry.NewExponential(200*time.Millisecond))))
+	return retry.Do(ctx, b, func(ctx context.Context) error {
+		err := fn(ctx)
+		if err == nil || !inbank.IsTransient(err) || inbank.RetryAfter(err) > 2*time.Second {
+			return err
+		}
+		if ra := inbank.RetryAfter(err); ra > 0 {
+			select {
+			case <-time.After(ra):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return retry.RetryableError(err)
+	})
+}
+
+// answeredTransient reports an Inbank answer of 429 or 502–504: Inbank
+// did not act on the request.
+func answeredTransient(err error) bool {
+	var api *inbank.APIError
+	return errors.As(err, &api) && api.Retryable()
+}

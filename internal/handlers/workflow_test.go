@@ -1,0 +1,374 @@
+package handlers_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/handlers"
+	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+)
+
+func TestPathAOnDelivery(t *testing.T) {
+	h := newHarness(t, nil)
+	h.mustDeliver(placed("A1", 800))
+	h.count("A1", events.TypeSessionCreated, 1)
+	created := h.pub.of("A1", events.TypeSessionCreated)[0]
+	if q := created["quote"].(map[string]any); q["grossMonthlyPayment"] != 42.07 || q["period"] != 24.0 {
+		t.Fatalf("quote = %v", q)
+	}
+	if _, err := h.fake.Sign(h.session("A1")); err != nil {
+		t.Fatal(err)
+	}
+	h.callback("A1")
+	changed := h.pub.of("A1", events.TypeSessionStatusChange)
+	if len(changed) != 1 || changed[0]["status"] != "granted" || changed[0]["previousStatus"] != "pending" || changed[0]["contractUuid"] == nil {
+		t.Fatalf("status_changed = %v", changed)
+	}
+	h.mustDeliver(&events.DeviceShipped{OrderID: "A1", AssetIdentifiers: imei()})
+	h.count("A1", events.TypeIdentifiersAssigned, 1)
+	if got := h.fake.Activations(h.contract("A1")); got != 0 {
+		t.Fatalf("activated on shipment under on-delivery: %d calls", got)
+	}
+	h.mustDeliver(&events.DeviceDelivered{OrderID: "A1"})
+	act := h.pub.of("A1", events.TypeContractActivated)
+	if len(act) != 1 || act[0]["activatedVia"] != "api" || act[0]["grossMonthlyPayment"] != 42.07 {
+		t.Fatalf("contract.activated = %v", act)
+	}
+	// Inbank moves the session to completed and calls back: not a portal activation.
+	h.callback("A1")
+	h.mustDeliver(&events.DeviceDelivered{OrderID: "A1"})
+	h.count("A1", events.TypeContractActivated, 1)
+	if got := h.fake.Activations(h.contract("A1")); got != 1 {
+		t.Fatalf("activation calls = %d, want 1", got)
+	}
+	if got := h.fake.IdentifierAssignments(h.contract("A1")); got != 1 {
+		t.Fatalf("identifier assignments = %d, want 1", got)
+	}
+	if o := h.store.get(t, "A1"); o.State != handlers.StateActivated || o.Placed.Customer != nil {
+		t.Fatalf("order = %s", o.State)
+	}
+}
+
+func TestPathAOnShipment(t *testing.T) {
+	h := newHarness(t, func(c *handlers.Config) { c.Policy = handlers.PolicyOnShipment })
+	h.mustDeliver(placed("S1", 500))
+	h.fake.Sign(h.session("S1"))
+	h.callback("S1")
+	h.mustDeliver(&events.DeviceShipped{OrderID: "S1", AssetIdentifiers: imei()})
+	h.count("S1", events.TypeContractActivated, 1)
+}
+
+func TestShipmentBeforeGrantIsKeptUntilGranted(t *testing.T) {
+	h := newHarness(t, func(c *handlers.Config) { c.Policy = handlers.PolicyOnShipment })
+	h.mustDeliver(placed("E1", 500))
+	h.mustDeliver(&events.DeviceShipped{OrderID: "E1", AssetIdentifiers: imei()})
+	h.count("E1", events.TypeIdentifiersAssigned, 0)
+	h.fake.Sign(h.session("E1"))
+	h.callback("E1")
+	h.count("E1", events.TypeIdentifiersAssigned, 1)
+	h.count("E1", events.TypeContractActivated, 1)
+}
+
+func TestPathBPortal(t *testing.T) {
+	h := newHarness(t, func(c *handlers.Config) { c.Policy = handlers.PolicyPortal })
+	h.mustDeliver(placed("B1", 500))
+	h.fake.Sign(h.session("B1"))
+	h.callback("B1")
+	h.mustDeliver(&events.DeviceShipped{OrderID: "B1", AssetIdentifiers: imei()})
+	h.mustDeliver(&events.DeviceDelivered{OrderID: "B1"})
+	c := h.contract("B1")
+	if h.fake.IdentifierAssignments(c) != 0 || h.fake.Activations(c) != 0 {
+		t.Fatal("portal policy called Inbank for identifiers or activation")
+	}
+	if o := h.store.get(t, "B1"); o.ShippedAt == nil || o.DeliveredAt == nil || len(o.Identifiers) != 1 {
+		t.Fatalf("shipment not recorded: %+v", o)
+	}
+	h.count("B1", events.TypeIdentifiersAssigned, 0)
+	if err := h.fake.PortalApprove(h.session("B1")); err != nil {
+		t.Fatal(err)
+	}
+	h.callback("B1")
+	act := h.pub.of("B1", events.TypeContractActivated)
+	if len(act) != 1 || act[0]["activatedVia"] != "portal" {
+		t.Fatalf("contract.activated = %v", act)
+	}
+}
+
+func TestPortalApprovalUnderAPIPolicy(t *testing.T) {
+	h := newHarness(t, nil)
+	h.mustDeliver(placed("B2", 500))
+	h.fake.Sign(h.session("B2"))
+	h.fake.PortalApprove(h.session("B2"))
+	h.callback("B2")
+	act := h.pub.of("B2", events.TypeContractActivated)
+	if len(act) != 1 || act[0]["activatedVia"] != "portal" {
+		t.Fatalf("contract.activated = %v", act)
+	}
+}
+
+func TestFinalOutcomes(t *testing.T) {
+	h := newHarness(t, nil)
+	h.mustDeliver(placed("D1", 1050)) // the demo decline range
+	h.fake.Sign(h.session("D1"))
+	h.callback("D1")
+	if o := h.store.get(t, "D1"); o.State != handlers.StateDeclined {
+		t.Fatalf("state = %s", o.State)
+	}
+	h.mustDeliver(placed("C1", 500))
+	h.fake.Cancel(h.session("C1"))
+	h.callback("C1")
+	if o := h.store.get(t, "C1"); o.State != handlers.StateCancelled {
+		t.Fatalf("state = %s", o.State)
+	}
+	// A late granted callback after cancellation changes nothing.
+	h.callback("C1")
+	h.count("C1", events.TypeSessionStatusChange, 1)
+	// A shipment for a cancelled order is rejected, and the order stays.
+	h.mustDeliver(&events.DeviceShipped{OrderID: "C1", AssetIdentifiers: imei()})
+	rej := h.pub.of("C1", events.TypeOrderRejected)
+	if len(rej) != 1 || rej[0]["reason"] != events.ReasonOrderNotActive || rej[0]["inputType"] != "device.shipped" {
+		t.Fatalf("rejections = %v", rej)
+	}
+}
+
+func TestExpiredWithoutCallbacksThroughReconciliation(t *testing.T) {
+	h := newHarness(t, nil)
+	h.mustDeliver(placed("X1", 500))
+	h.mustDeliver(placed("X2", 500))
+	h.fake.Expire(h.session("X1"))
+	h.fake.Sign(h.session("X2"))
+	h.advanceClock(2 * time.Minute)
+	n, err := h.wf.Reconcile(context.Background(), h.store, time.Minute)
+	if err != nil || n != 2 {
+		t.Fatalf("reconciled %d, %v", n, err)
+	}
+	if o := h.store.get(t, "X1"); o.State != handlers.StateExpired {
+		t.Fatalf("X1 = %s", o.State)
+	}
+	if o := h.store.get(t, "X2"); o.State != handlers.StateGranted {
+		t.Fatalf("X2 = %s", o.State)
+	}
+	// Not yet due again: nothing is re-read.
+	calls := h.fake.Calls(inbank.OpGetSession)
+	if n, _ := h.wf.Reconcile(context.Background(), h.store, time.Minute); n != 0 || h.fake.Calls(inbank.OpGetSession) != calls {
+		t.Fatalf("reconciled %d orders that changed just now", n)
+	}
+}
+
+func TestDuplicateOrderPlacedMakesOneSession(t *testing.T) {
+	h := newHarness(t, nil)
+	h.mustDeliver(placed("P1", 500))
+	h.mustDeliver(placed("P1", 500))
+	if got := h.fake.SessionsCreated("P1"); got != 1 {
+		t.Fatalf("sessions = %d", got)
+	}
+	h.count("P1", events.TypeSessionCreated, 1)
+}
+
+func TestCrashBetweenSessionCallAndRecord(t *testing.T) {
+	crash := true
+	h := newHarness(t, func(c *handlers.Config) {
+		c.Hooks.AfterInbankCall = func(step, _ string) error {
+			if step == handlers.StepSession && crash {
+				crash = false
+				return errors.New("killed")
+			}
+			return nil
+		}
+	})
+	err := h.deliver(placed("K1", 500))
+	if err == nil {
+		t.Fatal("no error after the crash hook")
+	}
+	// Redelivered before the claim expired: waits.
+	if err := h.deliver(placed("K1", 500)); err == nil {
+		t.Fatal("a second bridge did not wait for the live claim")
+	}
+	h.advanceClock(2 * time.Second)
+	h.mustDeliver(placed("K1", 500))
+	if got := h.fake.SessionsCreated("K1"); got != 2 {
+		t.Fatalf("sessions at Inbank = %d, want 2 (the first was never recorded)", got)
+	}
+	h.count("K1", events.TypeSessionCreated, 1)
+	if o := h.store.get(t, "K1"); o.SessionUUID != h.pub.of("K1", events.TypeSessionCreated)[0]["sessionUuid"] {
+		t.Fatal("published session is not the recorded one")
+	}
+}
+
+func TestCrashBetweenActivationAndRecord(t *testing.T) {
+	crash := true
+	h := newHarness(t, func(c *handlers.Config) {
+		c.Hooks.AfterInbankCall = func(step, _ string) error {
+			if step == handlers.StepActivate && crash {
+				crash = false
+				return errors.New("killed")
+			}
+			return nil
+		}
+	})
+	h.mustDeliver(placed("K2", 500))
+	h.fake.Sign(h.session("K2"))
+	h.callback("K2")
+	h.mustDeliver(&events.DeviceShipped{OrderID: "K2", AssetIdentifiers: imei()})
+	if err := h.deliver(&events.DeviceDelivered{OrderID: "K2"}); err == nil {
+		t.Fatal("no error after the crash hook")
+	}
+	h.advanceClock(2 * time.Second)
+	h.mustDeliver(&events.DeviceDelivered{OrderID: "K2"})
+	if got := h.fake.Activations(h.contract("K2")); got != 1 {
+		t.Fatalf("activation calls = %d, want 1", got)
+	}
+	act := h.pub.of("K2", events.TypeContractActivated)
+	if len(act) != 1 || act[0]["activatedVia"] != "api" {
+		t.Fatalf("contract.activated = %v", act)
+	}
+}
+
+func TestUncertainActivationWaitsForTheSettleTime(t *testing.T) {
+	h := newHarness(t, nil)
+	h.mustDeliver(placed("U1", 500))
+	h.fake.Sign(h.session("U1"))
+	h.callback("U1")
+	h.mustDeliver(&events.DeviceShipped{OrderID: "U1", AssetIdentifiers: imei()})
+	// The activation times out without an answer and did not take effect.
+	h.fake.SetFault(inbank.OpActivateContract, inbanktest.Fault{Timeout: true, Remaining: 1})
+	if err := h.deliver(&events.DeviceDelivered{OrderID: "U1"}); err == nil {
+		t.Fatal("no error for a timed-out activation")
+	}
+	if err := h.deliver(&events.DeviceDelivered{OrderID: "U1"}); err == nil {
+		t.Fatal("activation repeated before the settle time")
+	}
+	if got := h.fake.Activations(h.contract("U1")); got != 0 {
+		t.Fatalf("activation calls = %d", got)
+	}
+	h.advanceClock(6 * time.Second)
+	h.mustDeliver(&events.DeviceDelivered{OrderID: "U1"})
+	h.count("U1", events.TypeContractActivated, 1)
+}
+
+func TestIneligibleOrdersAreRejectedWithoutSession(t *testing.T) {
+	f := false
+	tests := []struct {
+		name   string
+		edit   func(*events.OrderPlaced)
+		reason string
+	}{
+		{"period 48", func(p *events.OrderPlaced) { p.Period = 48 }, events.ReasonPeriodNotOffered},
+		{"period the model lacks", func(p *events.OrderPlaced) {
+			p.HeroDevice.Identifier, p.HeroDevice.ModelID, p.Period = inbanktest.EANTablet, inbanktest.ModelTablet, 12
+		}, events.ReasonPeriodNotOffered},
+		{"price above the limit", func(p *events.OrderPlaced) { p.HeroDevice.NetPrice = 5000 }, events.ReasonPriceOutOfLimits},
+		{"insurance refused where required", func(p *events.OrderPlaced) {
+			p.HeroDevice.Identifier, p.HeroDevice.ModelID, p.InsuranceUsed = inbanktest.EANTablet, inbanktest.ModelTablet, &f
+		}, events.ReasonInsuranceRequired},
+		{"unknown model", func(p *events.OrderPlaced) { p.HeroDevice.Identifier = "4006381333931" }, events.ReasonModelNotRentable},
+		{"add-on category not allowed", func(p *events.OrderPlaced) {
+			p.AddOns = []events.AddOn{{CategoryCode: "warranty", ModelName: "Extra", NetPrice: 10}}
+		}, events.ReasonAddOnNotAllowed},
+		{"currency", func(p *events.OrderPlaced) { p.Currency = "USD" }, events.ReasonInvalidOrder},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			p := placed("R1", 500)
+			tt.edit(p)
+			h.mustDeliver(p)
+			rej := h.pub.of("R1", events.TypeOrderRejected)
+			if len(rej) != 1 || rej[0]["reason"] != tt.reason || rej[0]["inputType"] != "order.placed" {
+				t.Fatalf("rejections = %v, want %s", rej, tt.reason)
+			}
+			if got := h.fake.Calls(inbank.OpCreateSession); got != 0 {
+				t.Fatalf("%d sessions created", got)
+			}
+			if o := h.store.get(t, "R1"); o.State != handlers.StateRejected {
+				t.Fatalf("state = %s", o.State)
+			}
+		})
+	}
+}
+
+func TestInvalidIMEIIsRejectedWithoutPatch(t *testing.T) {
+	h := newHarness(t, nil)
+	h.mustDeliver(placed("I1", 500))
+	h.fake.Sign(h.session("I1"))
+	h.callback("I1")
+	bad := []events.AssetIdentifier{{Identifier: "356938035643808", IdentifierType: inbank.AssetIdentifierIMEI}}
+	h.mustDeliver(&events.DeviceShipped{OrderID: "I1", AssetIdentifiers: bad})
+	rej := h.pub.of("I1", events.TypeOrderRejected)
+	if len(rej) != 1 || rej[0]["reason"] != events.ReasonInvalidIdentifier {
+		t.Fatalf("rejections = %v", rej)
+	}
+	if got := h.fake.Calls(inbank.OpAssignAssetIdentifiers); got != 0 {
+		t.Fatalf("PATCH sent %d times", got)
+	}
+	// The order stays where it was: a corrected shipment goes on.
+	h.mustDeliver(&events.DeviceShipped{OrderID: "I1", AssetIdentifiers: imei()})
+	h.count("I1", events.TypeIdentifiersAssigned, 1)
+}
+
+func TestSessionCreationRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fake.SetFault(inbank.OpCreateSession, inbanktest.Fault{Status: 400})
+	err := h.deliver(placed("F1", 500))
+	if !events.IsPermanent(err) {
+		t.Fatalf("err = %v, want permanent", err)
+	}
+	failed := h.pub.of("F1", events.TypeOrderFailed)
+	if len(failed) != 1 || failed[0]["step"] != handlers.StepSession || failed[0]["httpStatus"] != 400.0 {
+		t.Fatalf("order.failed = %v", failed)
+	}
+	if o := h.store.get(t, "F1"); o.State != handlers.StateFailed {
+		t.Fatalf("state = %s", o.State)
+	}
+}
+
+func TestInbankUnavailableThenRecovers(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fake.SetFault(inbanktest.AllOperations, inbanktest.Fault{Status: 503, RetryAfterSeconds: 7})
+	err := h.deliver(placed("T1", 500))
+	if err == nil || events.IsPermanent(err) {
+		t.Fatalf("err = %v, want a transient error", err)
+	}
+	h.fake.ClearFaults()
+	h.mustDeliver(placed("T1", 500))
+	h.count("T1", events.TypeSessionCreated, 1)
+	if got := h.fake.SessionsCreated("T1"); got != 1 {
+		t.Fatalf("sessions = %d", got)
+	}
+}
+
+func TestUnknownOrderWaitsThenIsRejected(t *testing.T) {
+	h := newHarness(t, nil)
+	h.publishedAt = h.clock()
+	if err := h.deliver(&events.DeviceShipped{OrderID: "N1", AssetIdentifiers: imei()}); err == nil {
+		t.Fatal("shipment for an unknown order did not wait")
+	}
+	h.count("N1", events.TypeOrderRejected, 0)
+	h.advanceClock(11 * time.Second)
+	h.mustDeliver(&events.DeviceShipped{OrderID: "N1", AssetIdentifiers: imei()})
+	rej := h.pub.of("N1", events.TypeOrderRejected)
+	if len(rej) != 1 || rej[0]["reason"] != events.ReasonOrderUnknown {
+		t.Fatalf("rejections = %v", rej)
+	}
+}
+
+func TestPublishFailureKeepsTheOutbox(t *testing.T) {
+	h := newHarness(t, nil)
+	h.pub.fail = errors.New("nats down")
+	if err := h.deliver(placed("O1", 500)); err == nil {
+		t.Fatal("no error while publishing fails")
+	}
+	if o := h.store.get(t, "O1"); len(o.Outbox) != 1 || o.SessionUUID == "" {
+		t.Fatalf("outbox = %v", o.Outbox)
+	}
+	h.pub.fail = nil
+	h.mustDeliver(placed("O1", 500))
+	h.count("O1", events.TypeSessionCreated, 1)
+	if got := h.fake.SessionsCreated("O1"); got != 1 {
+		t.Fatalf("sessions = %d", got)
+	}
+}
