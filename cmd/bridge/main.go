@@ -78,6 +78,11 @@ func run(ctx context.Context, args []string, getenv cli.Getenv, logOut io.Writer
 	); err != nil {
 		return err
 	}
+	switch *policy {
+	case handlers.PolicyOnDelivery, handlers.PolicyOnShipment, handlers.PolicyPortal:
+	default:
+		return fmt.Errorf("ACTIVATION_POLICY: activation policy %q: want on-delivery, on-shipment or portal", *policy)
+	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("LOG_LEVEL: %w", err)

@@ -112,7 +112,7 @@ func (w *Workflow) device(ctx context.Context, env events.Envelope, d events.Del
 // callback is a hint: it marks the order for a fresh read of the session.
 func (w *Workflow) callback(ctx context.Context, d events.Delivery, c *events.CallbackReceived) error {
 	_, err := w.update(ctx, c.OrderID, func(o *Order) error {
-		if Final(o.State) || o.RefreshRequested {
+		if (Final(o.State) && o.State != StateActivated) || o.RefreshRequested {
 			return errSkip
 		}
 		o.RefreshRequested = true

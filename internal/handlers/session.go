@@ -203,7 +203,7 @@ func (w *Workflow) refreshSession(ctx context.Context, o *Order, rev uint64) (bo
 		return false, w.fail(ctx, o.OrderID, StepReadSession, err, 1)
 	}
 	changed := s.Status != o.SessionStatus && sessionRank[s.Status] >= sessionRank[o.SessionStatus] &&
-		!(inbank.SessionFinal(o.SessionStatus)) && o.State != StateActivated
+		!inbank.SessionFinal(o.SessionStatus)
 	if _, known := sessionRank[s.Status]; !known {
 		w.log.Warn("unknown session status from Inbank; ignored", "order_id", o.OrderID, "status", s.Status)
 		changed = false
@@ -218,6 +218,11 @@ func (w *Workflow) refreshSession(ctx context.Context, o *Order, rev uint64) (bo
 		}
 		return false, nil
 	}
+	if o.State == StateActivated && !changed {
+		o.RefreshRequested = false
+		_, err = w.cfg.Store.Save(ctx, o.OrderID, *o, rev)
+		return true, err
+	}
 	o.RefreshRequested = false
 	if s.CreditContractUUID != "" {
 		o.ContractUUID = s.CreditContractUUID
@@ -228,14 +233,17 @@ func (w *Workflow) refreshSession(ctx context.Context, o *Order, rev uint64) (bo
 		w.enqueue(o, events.TypeSessionStatusChange, s.Status, events.SessionStatusChanged{
 			OrderID: o.OrderID, Shop: o.Shop, SessionUUID: o.SessionUUID, PreviousStatus: prev, Status: s.Status, ContractUUID: o.ContractUUID,
 		})
-		switch s.Status {
-		case inbank.SessionGranted, inbank.SessionCompleted:
+		switch {
+		case o.State == StateActivated:
+			// The order's own state only moves forward; the event above
+			// still reports Inbank's change.
+		case s.Status == inbank.SessionGranted, s.Status == inbank.SessionCompleted:
 			o.State = StateGranted
-		case inbank.SessionDeclined:
+		case s.Status == inbank.SessionDeclined:
 			o.State = StateDeclined
-		case inbank.SessionCancelled:
+		case s.Status == inbank.SessionCancelled:
 			o.State = StateCancelled
-		case inbank.SessionExpired:
+		case s.Status == inbank.SessionExpired:
 			o.State = StateExpired
 		}
 		o.note(w.now(), "session "+s.Status)

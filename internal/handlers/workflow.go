@@ -263,6 +263,10 @@ func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool)
 	switch {
 	case o.State == StateNew:
 		return true, w.createSession(ctx, o, rev)
+	case o.State == StateActivated && o.RefreshRequested:
+		// Done, but Inbank still moves the session (to completed after an
+		// API activation): report that change too.
+		return w.refreshSession(ctx, o, rev)
 	case Final(o.State):
 		return false, nil
 	case o.SessionUUID != "" && (refresh || o.RefreshRequested):
