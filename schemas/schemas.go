@@ -150,16 +150,31 @@ func (s *Set) validateValue(eventType string, sch *jsonschema.Schema, v any) err
 	if !errors.As(err, &ve) {
 		return fmt.Errorf("%s data: %w", eventType, err)
 	}
-	leaf := firstLeaf(ve)
-	return &FieldError{Type: eventType, Field: pointer(leaf.InstanceLocation), Rule: rule(leaf)}
+	// The validator's causes come in no fixed order: report the first
+	// most specific error by field and rule, so the same data always gets
+	// the same message.
+	var all []*FieldError
+	for _, leaf := range leaves(ve, nil) {
+		all = append(all, &FieldError{Type: eventType, Field: pointer(leaf.InstanceLocation), Rule: rule(leaf)})
+	}
+	slices.SortFunc(all, func(a, b *FieldError) int {
+		if c := strings.Compare(a.Field, b.Field); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Rule, b.Rule)
+	})
+	return all[0]
 }
 
-// firstLeaf follows the first cause down to the most specific error.
-func firstLeaf(e *jsonschema.ValidationError) *jsonschema.ValidationError {
-	for len(e.Causes) > 0 {
-		e = e.Causes[0]
+// leaves collects the most specific errors under e.
+func leaves(e *jsonschema.ValidationError, out []*jsonschema.ValidationError) []*jsonschema.ValidationError {
+	if len(e.Causes) == 0 {
+		return append(out, e)
 	}
-	return e
+	for _, c := range e.Causes {
+		out = leaves(c, out)
+	}
+	return out
 }
 
 func pointer(loc []string) string {

@@ -78,11 +78,16 @@ func newWorld(t *testing.T, fakeCfg inbanktest.Config, env map[string]string) *w
 // bridge runs one bridge until the returned stop is called (or the test ends).
 func (w *world) bridge(opts ...Options) (stop func()) {
 	w.t.Helper()
+	return w.bridgeLogging(io.Discard, opts...)
+}
+
+func (w *world) bridgeLogging(logOut io.Writer, opts ...Options) (stop func()) {
+	w.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan Started, 1)
 	done := make(chan error, 1)
 	env := w.env
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard, started, opts...) }()
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, logOut, started, opts...) }()
 	select {
 	case <-started:
 	case err := <-done:
@@ -207,10 +212,23 @@ func (c *collector) wait(orderID, typ string, n int) {
 	}
 }
 
-// waitUntil waits for cond (checked under the lock at every new event).
+// waitUntil waits for cond, checked under the lock at every new event and
+// every 50 ms (for conditions on other streams).
 func (c *collector) waitUntil(timeout time.Duration, cond func() bool) bool {
-	timer := time.AfterFunc(timeout, c.cond.Broadcast)
-	defer timer.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				c.cond.Broadcast()
+			case <-stop:
+				return
+			}
+		}
+	}()
 	deadline := time.Now().Add(timeout)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -223,9 +241,28 @@ func (c *collector) waitUntil(timeout time.Duration, cond func() bool) bool {
 	return true
 }
 
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 func TestE2EPathAOnDelivery(t *testing.T) {
-	w := newWorld(t, inbanktest.Config{Callbacks: inbanktest.CallbackPolicy{Sign: true}}, nil)
-	w.bridge()
+	w := newWorld(t, inbanktest.Config{Callbacks: inbanktest.CallbackPolicy{Sign: true}}, map[string]string{"LOG_LEVEL": "debug"})
+	logs := &syncBuffer{}
+	stop := w.bridgeLogging(logs)
 	w.place("ORD-A", 800)
 	s := w.sessionOf("ORD-A")
 	if _, err := w.fake.Sign(s); err != nil {
@@ -248,6 +285,42 @@ func TestE2EPathAOnDelivery(t *testing.T) {
 	}
 	if n := len(w.out.of("ORD-A", events.TypeContractActivated)); n != 1 {
 		t.Fatalf("%d contract.activated", n)
+	}
+	stop()
+	out := logs.String()
+	if !strings.Contains(out, `"order_id":"ORD-A"`) {
+		t.Fatalf("logs do not name the order:\n%.2000s", out)
+	}
+	for _, secret := range []string{"49403136515", "Maasikas", "mari@example.ee", "+37255555555", inbanktest.DefaultAPIKey, testSecret} {
+		if strings.Contains(out, secret) {
+			t.Errorf("logs contain %q", secret)
+		}
+	}
+}
+
+func TestE2EInbankFailingPastMaxDeliver(t *testing.T) {
+	w := newWorld(t, inbanktest.Config{}, map[string]string{"MAX_DELIVER": "3"})
+	w.bridge()
+	w.fake.SetFault(inbank.OpGetRentalConditions, inbanktest.Fault{Status: 503, RetryAfterSeconds: 1})
+	w.place("ORD-G", 500)
+	w.out.wait("ORD-G", events.TypeOrderFailed, 1)
+	f := w.out.of("ORD-G", events.TypeOrderFailed)[0]
+	if f["step"] != handlers.StepConditions || f["attempts"] != 3.0 {
+		t.Fatalf("order.failed = %v", f)
+	}
+	var dl []*jetstream.RawStreamMsg
+	if !w.out.waitUntil(10*time.Second, func() bool {
+		dl = w.deadLetters(events.SubjectDLQPrefix + events.SubjectOrderPlaced)
+		return len(dl) == 1
+	}) {
+		t.Fatalf("%d dead letters", len(dl))
+	}
+	if got := dl[0].Header.Get(events.HeaderDLQDeliveries); got != "3" {
+		t.Fatalf("deliveries header = %q", got)
+	}
+	// Spaced retries: three deliveries took at least the two Retry-After waits.
+	if calls := w.fake.Calls(inbank.OpGetRentalConditions); calls < 3 || calls > 9 {
+		t.Fatalf("%d conditions calls for 3 deliveries", calls)
 	}
 }
 
