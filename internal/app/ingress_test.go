@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"flag"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,27 +14,25 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/natstest"
 )
 
-const secret = "ingress-test-secret-0123"
+const ingressSecret = "ingress-test-secret-0123"
 
 func TestIngressBinary(t *testing.T) {
 	srv := natstest.Run(t, natstest.Options{})
 	env := map[string]string{
-		"NATS_URL": srv.ClientURL(), "CALLBACK_SECRET": secret,
+		"NATS_URL": srv.ClientURL(), "CALLBACK_SECRET": ingressSecret,
 		"LISTEN_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan Addrs, 1)
+	started := make(chan IngressStarted, 1)
 	done := make(chan error, 1)
-	devnull, _ := os.Open(os.DevNull)
-	defer devnull.Close()
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, devnull, started) }()
-	var addrs Addrs
+	go func() { done <- RunIngress(ctx, nil, func(k string) string { return env[k] }, io.Discard, started) }()
+	var addrs IngressStarted
 	select {
 	case addrs = <-started:
 	case err := <-done:
 		t.Fatalf("ingress did not start: %v", err)
 	}
-	tokens, _ := callbacktoken.New([]string{secret})
+	tokens, _ := callbacktoken.New([]string{ingressSecret})
 	resp, err := http.Post("http://"+addrs.Callbacks.String()+callbacktoken.PathPrefix+tokens.Token("ORD-1"), "application/json", strings.NewReader(`{"status":"granted"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -77,22 +74,20 @@ func TestIngressBinary(t *testing.T) {
 }
 
 func TestIngressStartupErrors(t *testing.T) {
-	devnull, _ := os.Open(os.DevNull)
-	defer devnull.Close()
 	tests := []struct {
 		name string
 		env  map[string]string
 		want string
 	}{
-		{"no secret", map[string]string{}, "CALLBACK_SECRET is required"},
-		{"weak secret", map[string]string{"CALLBACK_SECRET": "short"}, "at least 16"},
-		{"no NATS", map[string]string{"CALLBACK_SECRET": secret, "NATS_URL": "nats://127.0.0.1:1", "NATS_CONNECT_TIMEOUT": "300ms"}, "cannot reach NATS"},
-		{"bad signature mode", map[string]string{"CALLBACK_SECRET": secret, "INBANK_CALLBACK_SIGNATURE": "maybe", "NATS_CONNECT_TIMEOUT": "300ms", "NATS_URL": "nats://127.0.0.1:1"}, "want off, optional or required"},
+		{"no ingressSecret", map[string]string{}, "CALLBACK_SECRET is required"},
+		{"weak ingressSecret", map[string]string{"CALLBACK_SECRET": "short"}, "at least 16"},
+		{"no NATS", map[string]string{"CALLBACK_SECRET": ingressSecret, "NATS_URL": "nats://127.0.0.1:1", "NATS_CONNECT_TIMEOUT": "300ms"}, "cannot reach NATS"},
+		{"bad signature mode", map[string]string{"CALLBACK_SECRET": ingressSecret, "INBANK_CALLBACK_SIGNATURE": "maybe", "NATS_CONNECT_TIMEOUT": "300ms", "NATS_URL": "nats://127.0.0.1:1"}, "want off, optional or required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			start := time.Now()
-			err := run(context.Background(), nil, func(k string) string { return tt.env[k] }, devnull, nil)
+			err := RunIngress(context.Background(), nil, func(k string) string { return tt.env[k] }, io.Discard, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
@@ -104,7 +99,7 @@ func TestIngressStartupErrors(t *testing.T) {
 			}
 		})
 	}
-	if err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, devnull, nil); !errors.Is(err, flag.ErrHelp) {
+	if err := RunIngress(context.Background(), []string{"--help"}, func(string) string { return "" }, io.Discard, nil); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("--help: %v", err)
 	}
 }

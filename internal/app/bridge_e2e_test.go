@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -76,18 +76,18 @@ func newWorld(t *testing.T, fakeCfg inbanktest.Config, env map[string]string) *w
 }
 
 // bridge runs one bridge until the returned stop is called (or the test ends).
-func (w *world) bridge(opts ...Options) (stop func()) {
+func (w *world) bridge(opts ...BridgeOptions) (stop func()) {
 	w.t.Helper()
 	return w.bridgeLogging(io.Discard, opts...)
 }
 
-func (w *world) bridgeLogging(logOut io.Writer, opts ...Options) (stop func()) {
+func (w *world) bridgeLogging(logOut io.Writer, opts ...BridgeOptions) (stop func()) {
 	w.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan Started, 1)
+	started := make(chan BridgeStarted, 1)
 	done := make(chan error, 1)
 	env := w.env
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, logOut, started, opts...) }()
+	go func() { done <- RunBridge(ctx, nil, func(k string) string { return env[k] }, logOut, started, opts...) }()
 	select {
 	case <-started:
 	case err := <-done:
@@ -471,11 +471,11 @@ func TestE2ECrashBetweenCallAndRecordThenRestart(t *testing.T) {
 		}
 		return nil
 	}}
-	stop := w.bridge(Options{Hooks: hooks})
+	stop := w.bridge(BridgeOptions{Hooks: hooks})
 	w.place("ORD-K", 500)
 	<-crashed // the first session was created and not recorded
 	stop()
-	w.bridge(Options{Hooks: hooks}) // restarted
+	w.bridge(BridgeOptions{Hooks: hooks}) // restarted
 	s := w.sessionOf("ORD-K")
 	w.fake.Sign(s)
 	w.ship("ORD-K", imei)
@@ -651,7 +651,7 @@ func TestBridgeStartupErrors(t *testing.T) {
 			if k, v, ok := strings.Cut(tt.set, "="); ok {
 				env[k] = v
 			}
-			err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, nil)
+			err := RunBridge(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("err = %v, want one line with %q", err, tt.want)
 			}
@@ -665,9 +665,9 @@ func TestBridgeStartupErrors(t *testing.T) {
 func TestBridgeOpsEndpoints(t *testing.T) {
 	w := newWorld(t, inbanktest.Config{}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan Started, 1)
+	started := make(chan BridgeStarted, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return w.env[k] }, io.Discard, started) }()
+	go func() { done <- RunBridge(ctx, nil, func(k string) string { return w.env[k] }, io.Discard, started) }()
 	s := <-started
 	w.place("ORD-M", 500)
 	w.sessionOf("ORD-M")

@@ -1,0 +1,187 @@
+// Package app wires the binaries: configuration from flags and the
+// environment, connections, and the run loop of the bridge and the webhook
+// ingress. cmd/* call it; the demo runs both in one process.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
+	"github.com/smartrent-bridge/bridge/internal/cli"
+	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/handlers"
+	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/natsconn"
+	"github.com/smartrent-bridge/bridge/internal/ops"
+	"github.com/smartrent-bridge/bridge/schemas"
+)
+
+// BridgeStarted tells where a started bridge listens.
+type BridgeStarted struct {
+	Ops net.Addr
+}
+
+// BridgeOptions are hooks for tests; main passes none.
+type BridgeOptions struct {
+	Hooks handlers.Hooks
+}
+
+// RunBridge runs the bridge until ctx ends, then shuts down gracefully:
+// consumers stop fetching and finish what they hold, the reconciler stops,
+// and the NATS connection is drained. started, when not nil, is told once
+// the bridge is ready.
+func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.Writer, started chan<- BridgeStarted, opts ...BridgeOptions) error {
+	fs := cli.New("bridge", getenv)
+	natsSettings := natsconn.Bind(fs)
+	baseURL := fs.String("inbank-base-url", "INBANK_BASE_URL", "", "Inbank API base URL: scheme and host, without /partner/v3 (required)")
+	apiKey := fs.String("inbank-api-key", "INBANK_API_KEY", "", "Inbank partner API key (required; never logged)")
+	shopUUID := fs.String("inbank-shop-uuid", "INBANK_SHOP_UUID", "", "Inbank shop uuid (required)")
+	productCode := fs.String("inbank-product-code", "INBANK_PRODUCT_CODE", "", "product code for orders that have none")
+	inbankTimeout := fs.Duration("inbank-timeout", "INBANK_TIMEOUT", 15*time.Second, "timeout of one Inbank request")
+	policy := fs.String("activation-policy", "ACTIVATION_POLICY", handlers.PolicyOnDelivery, "on-delivery, on-shipment, or portal (never activate via API)")
+	callbackBase := fs.String("callback-base-url", "CALLBACK_BASE_URL", "", "public base URL of the webhook ingress (required)")
+	secret := fs.String("callback-secret", "CALLBACK_SECRET", "", "callback token secret(s), comma-separated: the first signs, all verify (required)")
+	sessionTTL := fs.Duration("session-ttl", "SESSION_TTL", 24*time.Hour, "session validity sent to Inbank as validUntil")
+	reconcileEvery := fs.Duration("reconcile-interval", "RECONCILE_INTERVAL", time.Minute, "how often unfinished orders are re-read from Inbank")
+	metricsAddr := fs.String("metrics-addr", "METRICS_ADDR", ":9090", "/metrics, /healthz and /readyz")
+	concurrency := fs.Int("concurrency", "CONCURRENCY", 64, "events handled at once per consumer")
+	claimTTL := fs.Duration("claim-ttl", "CLAIM_TTL", 0, "how long a bridge holds an Inbank step before another may take it over (default: 3 × INBANK_TIMEOUT)")
+	settle := fs.Duration("activation-settle", "ACTIVATION_SETTLE", 2*time.Minute, "wait before repeating an activation that may have reached Inbank")
+	fs.IntVar(&natsSettings.Topology.MaxDeliver, "max-deliver", "MAX_DELIVER", natsSettings.Topology.MaxDeliver, "deliveries of one event before it is dead-lettered")
+	fs.DurationVar(&natsSettings.Topology.AckWait, "ack-wait", "ACK_WAIT", natsSettings.Topology.AckWait, "time a bridge may hold an event without progress")
+	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cli.Require(
+		[2]string{"INBANK_BASE_URL", *baseURL}, [2]string{"INBANK_API_KEY", *apiKey}, [2]string{"INBANK_SHOP_UUID", *shopUUID},
+		[2]string{"CALLBACK_BASE_URL", *callbackBase}, [2]string{"CALLBACK_SECRET", *secret},
+	); err != nil {
+		return err
+	}
+	switch *policy {
+	case handlers.PolicyOnDelivery, handlers.PolicyOnShipment, handlers.PolicyPortal:
+	default:
+		return fmt.Errorf("ACTIVATION_POLICY: activation policy %q: want on-delivery, on-shipment or portal", *policy)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: lvl})).With("service", "bridge")
+	var o BridgeOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	tokens, err := callbacktoken.New(callbacktoken.Parse(*secret))
+	if err != nil {
+		return fmt.Errorf("CALLBACK_SECRET: %w", err)
+	}
+	if *claimTTL <= 0 {
+		*claimTTL = 3 * *inbankTimeout
+	}
+	if *reconcileEvery <= 0 {
+		return errors.New("RECONCILE_INTERVAL must be positive")
+	}
+	reg := ops.NewRegistry()
+	inbankMetrics, err := inbank.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	client, err := inbank.New(inbank.Config{BaseURL: *baseURL, APIKey: inbank.Secret(*apiKey), ShopUUID: *shopUUID, Timeout: *inbankTimeout}, inbank.WithMetrics(inbankMetrics))
+	if err != nil {
+		return err
+	}
+	schemaSet, err := schemas.Load()
+	if err != nil {
+		return err
+	}
+	if err := natsSettings.Topology.Validate(); err != nil {
+		return err
+	}
+
+	nc, js, err := natsconn.Connect(ctx, natsSettings, "smartrent-bridge", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	setupCtx, cancel := context.WithTimeout(ctx, natsSettings.ConnectTimeout)
+	kv, err := events.ProvisionBridge(setupCtx, js, natsSettings.Topology)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("set up streams: %w", err)
+	}
+	codec := events.NewCodec(schemaSet)
+	store := events.NewStateStore[handlers.Order](kv)
+	wfMetrics, err := handlers.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	consumerMetrics, err := events.NewConsumerMetrics(reg)
+	if err != nil {
+		return err
+	}
+	wf, err := handlers.New(handlers.Config{
+		Inbank: client, Store: store, Publisher: events.NewPublisher(js, codec), Codec: codec, Tokens: tokens,
+		CallbackBaseURL: *callbackBase, DefaultProductCode: *productCode, Policy: *policy,
+		SessionTTL: *sessionTTL, ClaimTTL: *claimTTL, ActivationSettle: *settle,
+		Logger: log, Metrics: wfMetrics, Hooks: o.Hooks,
+	})
+	if err != nil {
+		return err
+	}
+
+	var consumers []*events.Consumer
+	for _, cc := range natsSettings.Topology.Consumers() {
+		c, err := events.Consume(ctx, nc, js, codec, wf, events.ConsumerConfig{
+			Stream: events.StreamIn, Consumer: cc.Durable, Concurrency: *concurrency,
+			MaxDeliver: cc.MaxDeliver, AckWait: cc.AckWait, Logger: log, Metrics: consumerMetrics,
+		})
+		if err != nil {
+			return err
+		}
+		consumers = append(consumers, c)
+	}
+	reconcileCtx, stopReconcile := context.WithCancel(context.Background())
+	defer stopReconcile()
+	reconcileDone := make(chan struct{})
+	go func() { wf.RunReconciler(reconcileCtx, store, *reconcileEvery); close(reconcileDone) }()
+
+	opsCtx, stopOps := context.WithCancel(context.Background())
+	defer stopOps()
+	opsAddr, waitOps, err := ops.Serve(opsCtx, *metricsAddr, ops.Handler(reg, func(ctx context.Context) error {
+		return natsconn.Ready(ctx, nc, js, events.StreamIn)
+	}), log)
+	if err != nil {
+		return err
+	}
+	log.Info("bridge ready", "metrics", opsAddr.String(), "activation_policy", *policy, "inbank", *baseURL)
+	if started != nil {
+		started <- BridgeStarted{Ops: opsAddr}
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down: finishing events in flight")
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelStop()
+	stopReconcile()
+	for _, c := range consumers {
+		c.Stop(stopCtx)
+	}
+	<-reconcileDone
+	if err := natsconn.Drain(nc, 10*time.Second); err != nil {
+		log.Warn("nats drain", "err", err)
+	}
+	stopOps()
+	if err := waitOps(); err != nil {
+		log.Warn("ops server", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}

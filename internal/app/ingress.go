@@ -1,0 +1,153 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
+	"github.com/smartrent-bridge/bridge/internal/cli"
+	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/ingress"
+	"github.com/smartrent-bridge/bridge/internal/natsconn"
+	"github.com/smartrent-bridge/bridge/internal/ops"
+	"github.com/smartrent-bridge/bridge/schemas"
+)
+
+// IngressStarted tells where a started ingress listens.
+type IngressStarted struct {
+	Callbacks, Ops net.Addr
+}
+
+// RunIngress serves callbacks until ctx ends, then shuts down gracefully:
+// it stops accepting, finishes requests in flight, and drains the NATS
+// connection.
+func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io.Writer, started chan<- IngressStarted) error {
+	fs := cli.New("webhook-ingress", getenv)
+	natsSettings := natsconn.Bind(fs)
+	secret := fs.String("callback-secret", "CALLBACK_SECRET", "", "token secret(s), comma-separated: the first signs, all verify (required)")
+	listen := fs.String("listen-addr", "LISTEN_ADDR", ":8080", "callback listener")
+	metricsAddr := fs.String("metrics-addr", "METRICS_ADDR", ":9091", "/metrics, /healthz and /readyz")
+	sigMode := fs.String("inbank-callback-signature", "INBANK_CALLBACK_SIGNATURE", ingress.SignatureOptional, "Inbank's callback signature: off, optional (verify when present) or required")
+	sigTolerance := fs.Duration("inbank-callback-signature-tolerance", "INBANK_CALLBACK_SIGNATURE_TOLERANCE", 5*time.Minute, "maximum age of a signed callback timestamp")
+	apiKey := fs.String("inbank-api-key", "INBANK_API_KEY", "", "Inbank API key(s), comma-separated, to verify callback signatures (never logged)")
+	publishTimeout := fs.Duration("publish-timeout", "PUBLISH_TIMEOUT", 5*time.Second, "how long to wait for JetStream before answering 503")
+	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cli.Require([2]string{"CALLBACK_SECRET", *secret}); err != nil {
+		return err
+	}
+	switch *sigMode {
+	case ingress.SignatureOff, ingress.SignatureOptional, ingress.SignatureRequired:
+	default:
+		return fmt.Errorf("INBANK_CALLBACK_SIGNATURE: %q: want off, optional or required", *sigMode)
+	}
+	log, err := newLogger(logOut, *logLevel)
+	if err != nil {
+		return err
+	}
+	tokens, err := callbacktoken.New(callbacktoken.Parse(*secret))
+	if err != nil {
+		return fmt.Errorf("CALLBACK_SECRET: %w", err)
+	}
+	schemaSet, err := schemas.Load()
+	if err != nil {
+		return err
+	}
+	nc, js, err := natsconn.Connect(ctx, natsSettings, "smartrent-webhook-ingress", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	setupCtx, cancel := context.WithTimeout(ctx, natsSettings.ConnectTimeout)
+	err = events.ProvisionStreams(setupCtx, js, natsSettings.Topology)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("set up streams: %w", err)
+	}
+
+	reg := ops.NewRegistry()
+	metrics, err := ingress.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	var keys []string
+	for _, k := range strings.Split(*apiKey, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	codec := events.NewCodec(schemaSet)
+	handler, err := ingress.New(ingress.Config{
+		Tokens: tokens, Publisher: events.NewPublisher(js, codec), Codec: codec,
+		Signature: *sigMode, SignatureKeys: keys, SignatureTolerance: *sigTolerance,
+		PublishTimeout: *publishTimeout, Metrics: metrics, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+
+	opsCtx, stopOps := context.WithCancel(context.Background())
+	defer stopOps()
+	opsAddr, waitOps, err := ops.Serve(opsCtx, *metricsAddr, ops.Handler(reg, func(ctx context.Context) error {
+		return natsconn.Ready(ctx, nc, js, events.StreamIn)
+	}), log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("callback listener on %s: %w", *listen, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      *publishTimeout + 10*time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("webhook ingress ready", "listen", ln.Addr().String(), "metrics", opsAddr.String(), "signature", *sigMode)
+	if started != nil {
+		started <- IngressStarted{Callbacks: ln.Addr(), Ops: opsAddr}
+	}
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("callback listener: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing requests in flight")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("callback listener shutdown", "err", err)
+	}
+	if err := natsconn.Drain(nc, 10*time.Second); err != nil {
+		log.Warn("nats drain", "err", err)
+	}
+	stopOps()
+	if err := waitOps(); err != nil {
+		log.Warn("ops server", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func newLogger(out io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	return slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: l})).With("service", "webhook-ingress"), nil
+}
