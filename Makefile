@@ -34,7 +34,11 @@ staticcheck:
 sandbox:
 	$(GO) run ./cmd/inbank-sandbox
 
-demo: sandbox
+# demo runs the whole flow in one process (embedded NATS, Inbank sandbox,
+# ingress, bridge) and exits 0 when every order reached its expected state.
+# DEMO_INTERACTIVE=1 make demo lets you act as the customer in a browser.
+demo:
+	$(GO) run ./cmd/demo
 
 # bench prints each rate as a ratio to its baseline measured in the same
 # run (median of BENCH_COUNT runs): the ingress against raw JetStream sync

@@ -12,12 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/eventwatch"
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
@@ -149,96 +149,36 @@ func (w *world) sessionOf(id string) string {
 	return w.out.of(id, events.TypeSessionCreated)[0]["sessionUuid"].(string)
 }
 
-// collector keeps every event published on smartrent.out.>.
+// collector keeps every event stored in SMARTRENT_OUT.
 type collector struct {
-	t    *testing.T
-	mu   sync.Mutex
-	cond *sync.Cond
-	all  []event.Event
+	t *testing.T
+	*eventwatch.Watcher
 }
 
 func newCollector(t *testing.T, js jetstream.JetStream, codec *events.Codec) *collector {
-	c := &collector{t: t}
-	c.cond = sync.NewCond(&c.mu)
-	// Read the stream, not the subjects: a publish that JetStream
-	// de-duplicated is still seen by plain subscribers.
-	ctx := context.Background()
-	cons, err := js.OrderedConsumer(ctx, events.StreamOut, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		env, err := codec.Decode(m.Headers(), m.Data())
-		if err != nil {
-			t.Errorf("invalid event on %s: %v", m.Subject(), err)
-			return
-		}
-		c.mu.Lock()
-		c.all = append(c.all, env.Event)
-		c.mu.Unlock()
-		c.cond.Broadcast()
+	w, err := eventwatch.Watch(context.Background(), js, codec, []string{events.StreamOut}, nil, func(err error) {
+		t.Errorf("invalid event: %v", err)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(cc.Stop)
-	return c
+	t.Cleanup(w.Stop)
+	return &collector{t: t, Watcher: w}
 }
 
-func (c *collector) ofLocked(orderID, typ string) []map[string]any {
-	var out []map[string]any
-	for _, e := range c.all {
-		if e.Subject() == orderID && e.Type() == typ {
-			var m map[string]any
-			json.Unmarshal(e.Data(), &m)
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func (c *collector) of(orderID, typ string) []map[string]any {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ofLocked(orderID, typ)
-}
+func (c *collector) of(orderID, typ string) []map[string]any { return c.Of(orderID, typ) }
 
 // wait blocks until the order has at least n events of typ, or fails the
 // test after 30 s.
 func (c *collector) wait(orderID, typ string, n int) {
 	c.t.Helper()
-	if !c.waitUntil(30*time.Second, func() bool { return len(c.ofLocked(orderID, typ)) >= n }) {
+	if !c.Wait(orderID, typ, n, 30*time.Second) {
 		c.t.Fatalf("%s: %d × %s after 30s, want %d", orderID, len(c.of(orderID, typ)), typ, n)
 	}
 }
 
-// waitUntil waits for cond, checked under the lock at every new event and
-// every 50 ms (for conditions on other streams).
 func (c *collector) waitUntil(timeout time.Duration, cond func() bool) bool {
-	tick := time.NewTicker(50 * time.Millisecond)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				c.cond.Broadcast()
-			case <-stop:
-				return
-			}
-		}
-	}()
-	deadline := time.Now().Add(timeout)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		c.cond.Wait()
-	}
-	return true
+	return c.WaitUntil(timeout, cond)
 }
 
 // syncBuffer is a log sink safe for concurrent writers.
