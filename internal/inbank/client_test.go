@@ -287,12 +287,14 @@ func TestInjectedFaults(t *testing.T) {
 	})
 }
 
-func TestUndocumentedErrorBodies(t *testing.T) {
+func TestErrorBodies(t *testing.T) {
 	tests := []struct {
 		name, body string
 		status     int
 		wantMsg    string
 	}{
+		{"documented 403", `{"message": "User is not authorized to access this resource with an explicit deny"}`, 403, "User is not authorized to access this resource with an explicit deny"},
+		{"documented 500", `{"message": "internal_server_error"}`, 500, "internal_server_error"},
 		{"html", "<html><body>Bad Gateway</body></html>", 502, "<html><body>Bad Gateway</body></html>"},
 		{"truncated json", `{"message": "inter`, 500, `{"message": "inter`},
 		{"empty", "", 503, "service unavailable"},
