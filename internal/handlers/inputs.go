@@ -13,6 +13,7 @@ import (
 // Handle records one input event in its order and advances the order. It
 // implements [events.Handler].
 func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Delivery) error {
+	ctx = withTraceParent(ctx, events.TraceParent(env.Event))
 	var err error
 	switch data := env.Data.(type) {
 	case *events.OrderPlaced:
@@ -49,7 +50,7 @@ func (w *Workflow) orderPlaced(ctx context.Context, p *events.OrderPlaced) error
 	}
 	o := Order{
 		OrderID: p.OrderID, Shop: p.Shop, State: StateNew, CreatedAt: now, UpdatedAt: now,
-		Placed: p, ProductCode: product, Period: p.Period,
+		Placed: p, ProductCode: product, Period: p.Period, TraceParent: traceParentFrom(ctx),
 	}
 	o.note(now, "order placed")
 	if product == "" {
@@ -148,6 +149,9 @@ func (w *Workflow) publishNow(ctx context.Context, orderID, typ, discriminator s
 		return err
 	}
 	e.SetID(eventID(orderID, typ, discriminator))
+	if tp := traceParentFrom(ctx); tp != "" {
+		e.SetExtension(events.ExtensionTraceParent, tp)
+	}
 	if _, err := w.cfg.Publisher.Publish(ctx, e); err != nil {
 		return fmt.Errorf("publish %s for order %s: %w", typ, orderID, err)
 	}

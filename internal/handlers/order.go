@@ -95,6 +95,10 @@ type Order struct {
 
 	History []Step `json:"history,omitempty"`
 	Failure string `json:"failure,omitempty"`
+
+	// TraceParent is the W3C trace context of the last input, carried to
+	// the events it causes.
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // Claim reserves a step with a side effect for one bridge until Until.
@@ -111,9 +115,10 @@ func (c *Claim) HeldBy(owner string, now time.Time) bool {
 
 // OutboxEvent is a state event waiting to be published.
 type OutboxEvent struct {
-	ID   string          `json:"id"`
-	Type string          `json:"type"`
-	Data json.RawMessage `json:"data"`
+	ID          string          `json:"id"`
+	Type        string          `json:"type"`
+	Data        json.RawMessage `json:"data"`
+	TraceParent string          `json:"traceparent,omitempty"`
 }
 
 // Step is one line of an order's history, for operators.

@@ -287,6 +287,9 @@ func (w *Workflow) flush(ctx context.Context, o *Order, rev uint64) error {
 		e.SetSubject(o.OrderID)
 		e.SetTime(w.cfg.Now().UTC())
 		e.SetDataSchema(schemas.ID(ev.Type))
+		if ev.TraceParent != "" {
+			e.SetExtension(events.ExtensionTraceParent, ev.TraceParent)
+		}
 		if err := e.SetData(events.ContentTypeJSON, []byte(ev.Data)); err != nil {
 			return fmt.Errorf("outbox %s: %w", ev.Type, err)
 		}
@@ -307,7 +310,7 @@ func (w *Workflow) enqueue(o *Order, typ, discriminator string, data any) {
 	if err != nil {
 		panic(fmt.Sprintf("handlers: marshal %s: %v", typ, err)) // our own types always marshal
 	}
-	o.Outbox = append(o.Outbox, OutboxEvent{ID: eventID(o.OrderID, typ, discriminator), Type: typ, Data: b})
+	o.Outbox = append(o.Outbox, OutboxEvent{ID: eventID(o.OrderID, typ, discriminator), Type: typ, Data: b, TraceParent: o.TraceParent})
 }
 
 var eventNamespace = uuid.MustParse("6f1d7c8e-2b7a-4f0e-9a51-3c0d8e6b9f42")
@@ -330,6 +333,9 @@ func (w *Workflow) update(ctx context.Context, orderID string, fn func(o *Order)
 		if err := fn(&o); err != nil {
 			return o, err
 		}
+		if tp := traceParentFrom(ctx); tp != "" {
+			o.TraceParent = tp
+		}
 		if _, err := w.cfg.Store.Save(ctx, orderID, o, rev); err != nil {
 			if errors.Is(err, events.ErrConflict) {
 				continue
@@ -342,6 +348,22 @@ func (w *Workflow) update(ctx context.Context, orderID string, fn func(o *Order)
 }
 
 var errSkip = errors.New("skip")
+
+type traceKey struct{}
+
+// withTraceParent keeps the input's trace context for the state it writes
+// and the events it causes.
+func withTraceParent(ctx context.Context, tp string) context.Context {
+	if tp == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, traceKey{}, tp)
+}
+
+func traceParentFrom(ctx context.Context) string {
+	tp, _ := ctx.Value(traceKey{}).(string)
+	return tp
+}
 
 // attemptID names one attempt at a step. Claims are per attempt, not per
 // process: two deliveries of one message in the same bridge (after an ack

@@ -372,3 +372,21 @@ func TestPublishFailureKeepsTheOutbox(t *testing.T) {
 		t.Fatalf("sessions = %d", got)
 	}
 }
+
+func TestTraceParentIsCarriedToTheEventsAnInputCauses(t *testing.T) {
+	h := newHarness(t, nil)
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	p := placed("TP1", 500)
+	e, _ := h.codec.New("urn:test", events.TypeOrderPlaced, "TP1", p)
+	e.SetExtension(events.ExtensionTraceParent, tp)
+	if err := h.wf.Handle(context.Background(), events.Envelope{Event: e, Data: p}, events.Delivery{Subject: events.SubjectOrderPlaced, Published: h.clock()}); err != nil {
+		t.Fatal(err)
+	}
+	h.pub.mu.Lock()
+	defer h.pub.mu.Unlock()
+	for _, out := range h.pub.events {
+		if out.Subject() == "TP1" && events.TraceParent(out) != tp {
+			t.Fatalf("%s has traceparent %q, want %q", out.Type(), events.TraceParent(out), tp)
+		}
+	}
+}
