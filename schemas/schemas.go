@@ -92,6 +92,29 @@ func (s *Set) Types() []string {
 	return out
 }
 
+// ServiceBodies are the request and reply bodies of the smartrent service
+// (NATS micro request-reply), which are not events.
+var ServiceBodies = []string{
+	"smartrent.conditions.reply.v1",
+	"smartrent.conditions.request.v1",
+	"smartrent.quote.batch.reply.v1",
+	"smartrent.quote.batch.request.v1",
+	"smartrent.quote.reply.v1",
+	"smartrent.quote.request.v1",
+	"smartrent.service.error.v1",
+}
+
+// EventTypes lists the schemas that are event types, sorted.
+func (s *Set) EventTypes() []string {
+	var out []string
+	for _, t := range s.Types() {
+		if !slices.Contains(ServiceBodies, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // Has reports whether eventType has a schema.
 func (s *Set) Has(eventType string) bool { _, ok := s.byType[eventType]; return ok }
 

@@ -19,8 +19,13 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/natsconn"
 	"github.com/smartrent-bridge/bridge/internal/ops"
+	"github.com/smartrent-bridge/bridge/internal/quote"
+	"github.com/smartrent-bridge/bridge/internal/ttlcache"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
+
+// Version is the binaries' version, as the quote service reports it.
+const Version = "0.1.0"
 
 // BridgeStarted tells where a started bridge listens.
 type BridgeStarted struct {
@@ -55,6 +60,9 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	settle := fs.Duration("activation-settle", "ACTIVATION_SETTLE", 2*time.Minute, "wait before repeating an activation that may have reached Inbank")
 	fs.IntVar(&natsSettings.Topology.MaxDeliver, "max-deliver", "MAX_DELIVER", natsSettings.Topology.MaxDeliver, "deliveries of one event before it is dead-lettered")
 	fs.DurationVar(&natsSettings.Topology.AckWait, "ack-wait", "ACK_WAIT", natsSettings.Topology.AckWait, "time a bridge may hold an event without progress")
+	quoteTimeout := fs.Duration("quote-timeout", "QUOTE_TIMEOUT", 5*time.Second, "deadline of one quote request, or a whole batch")
+	conditionsTTL := fs.Duration("conditions-ttl", "CONDITIONS_TTL", 10*time.Minute, "how long rental conditions are cached")
+	calculationTTL := fs.Duration("calculation-ttl", "CALCULATION_TTL", time.Minute, "how long quote calculations are cached")
 	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -127,8 +135,13 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	if err != nil {
 		return err
 	}
+	cacheMetrics, err := ttlcache.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	conditions := handlers.NewConditions(client, ttlcache.New[inbank.RentalConditions]("conditions", *conditionsTTL, 10000, *inbankTimeout*2, cacheMetrics))
 	wf, err := handlers.New(handlers.Config{
-		Inbank: client, Store: store, Publisher: events.NewPublisher(js, codec), Codec: codec, Tokens: tokens,
+		Inbank: client, Store: store, Publisher: events.NewPublisher(js, codec), Codec: codec, Tokens: tokens, Conditions: conditions,
 		CallbackBaseURL: *callbackBase, DefaultProductCode: *productCode, Policy: *policy,
 		SessionTTL: *sessionTTL, ClaimTTL: *claimTTL, ActivationSettle: *settle,
 		Logger: log, Metrics: wfMetrics, Hooks: o.Hooks,
@@ -136,6 +149,19 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	if err != nil {
 		return err
 	}
+
+	quotes, err := quote.New(quote.Config{
+		Inbank: client, Conditions: conditions, DefaultProductCode: *productCode, CalculationTTL: *calculationTTL,
+		Timeout: *quoteTimeout, Schemas: schemaSet, Cache: cacheMetrics, Registerer: reg, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	quoteService, err := quotes.Register(nc, Version)
+	if err != nil {
+		return err
+	}
+	defer quoteService.Stop()
 
 	var consumers []*events.Consumer
 	for _, cc := range natsSettings.Topology.Consumers() {
@@ -171,6 +197,9 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancelStop()
 	stopReconcile()
+	if err := quoteService.Stop(); err != nil {
+		log.Warn("quote service stop", "err", err)
+	}
 	for _, c := range consumers {
 		c.Stop(stopCtx)
 	}

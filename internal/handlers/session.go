@@ -27,7 +27,7 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 		_, err := w.cfg.Store.Save(ctx, o.OrderID, *o, rev)
 		return err
 	}
-	cond, err := w.cfg.Conditions.Get(ctx, w.cfg.Inbank, o.ProductCode, p.HeroDevice.IdentifierType, p.HeroDevice.Identifier)
+	cond, err := w.cfg.Conditions.Get(ctx, o.ProductCode, p.HeroDevice.IdentifierType, p.HeroDevice.Identifier)
 	switch {
 	case errors.Is(err, inbank.ErrNotFound):
 		w.rejectOrder(o, reject(events.ReasonModelNotRentable, "%s %s is not rentable under product %s", p.HeroDevice.IdentifierType, p.HeroDevice.Identifier, o.ProductCode))
@@ -47,7 +47,7 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 	var calc inbank.Calculation
 	err = shortRetry(ctx, func(ctx context.Context) error {
 		var err error
-		calc, err = w.cfg.Inbank.Calculate(ctx, o.ProductCode, calculationRequest(p, insurance))
+		calc, err = w.cfg.Inbank.Calculate(ctx, o.ProductCode, CalculationRequest(p, insurance))
 		return err
 	})
 	if err != nil {
@@ -115,7 +115,8 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 	return err
 }
 
-func calculationRequest(p *events.OrderPlaced, insurance bool) inbank.CalculationRequest {
+// CalculationRequest is the calculation for an order, with insurance as decided.
+func CalculationRequest(p *events.OrderPlaced, insurance bool) inbank.CalculationRequest {
 	req := inbank.CalculationRequest{
 		Period: p.Period, InsuranceUsed: insurance,
 		GrossTradeInAmount: p.GrossTradeInAmount, GrossCampaignDiscount: p.GrossCampaignDiscount,

@@ -111,7 +111,7 @@ type Config struct {
 	Publisher  Publisher
 	Codec      *events.Codec
 	Tokens     *callbacktoken.Signer
-	Conditions *ConditionsCache
+	Conditions *Conditions // shared with the quote service; default: a private cache
 
 	CallbackBaseURL    string
 	DefaultProductCode string
@@ -162,7 +162,7 @@ func New(cfg Config) (*Workflow, error) {
 	def(&cfg.ActivationPoll, 10*time.Second)
 	def(&cfg.UnknownOrderWait, 10*time.Second)
 	if cfg.Conditions == nil {
-		cfg.Conditions = NewConditionsCache(10*time.Minute, 10000)
+		cfg.Conditions = NewConditions(cfg.Inbank, nil)
 	}
 	if cfg.Owner == "" {
 		cfg.Owner = uuid.NewString()
