@@ -165,11 +165,17 @@ func provisionBackoff() retry.Backoff {
 // peers yet, a concurrent creator winning the race) and classifying a
 // refusal of the definition as ErrIncompatible.
 func apply(ctx context.Context, what string, f func(context.Context) error) error {
-	return retry.Do(ctx, provisionBackoff(), func(ctx context.Context) error {
-		err := f(ctx)
+	var last error
+	err := retry.Do(ctx, provisionBackoff(), func(ctx context.Context) error {
+		// Each attempt has its own deadline: a request sent before a
+		// cluster has a meta leader may never be answered.
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		err := f(actx)
 		if err == nil {
 			return nil
 		}
+		last = err
 		var apiErr *jetstream.APIError
 		switch {
 		case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
@@ -181,6 +187,10 @@ func apply(ctx context.Context, what string, f func(context.Context) error) erro
 		}
 		return retry.RetryableError(fmt.Errorf("%s: %w", what, err))
 	})
+	if err != nil && ctx.Err() != nil && last != nil {
+		return fmt.Errorf("%s: gave up (%w); last error: %v", what, ctx.Err(), last)
+	}
+	return err
 }
 
 func createOrUpdateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
