@@ -3,7 +3,7 @@ GO        ?= go
 PKGS      ?= ./...
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build test lint vet staticcheck fmt-check demo sandbox bench fuzz test-deps
+.PHONY: all build test lint vet staticcheck fmt-check demo sandbox bench chaos fuzz test-deps
 
 all: lint test
 
@@ -39,6 +39,12 @@ sandbox:
 # DEMO_INTERACTIVE=1 make demo lets you act as the customer in a browser.
 demo:
 	$(GO) run ./cmd/demo
+
+# chaos runs the real binaries as processes and breaks them (kill -9,
+# NATS restarts, a cluster leader stop, Inbank faults, callback chaos);
+# each scenario prints orders, completed, lost and duplicate side effects.
+chaos:
+	$(GO) run ./tools/soak
 
 # bench prints each rate as a ratio to its baseline measured in the same
 # run (median of BENCH_COUNT runs): the ingress against raw JetStream sync

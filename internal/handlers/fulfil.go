@@ -67,6 +67,20 @@ func toInbank(ids []events.AssetIdentifier) inbank.AssetIdentifiersRequest {
 // assignIdentifiers gives the contract the hero device's identifiers. The
 // call is repeatable, so a crash before the record only repeats it.
 func (w *Workflow) assignIdentifiers(ctx context.Context, o *Order, rev uint64) error {
+	now := w.now()
+	attempt := w.attemptID()
+	if o.IdentifiersClaim.HeldBy(attempt, now) {
+		return wait(o.IdentifiersClaim.Until.Sub(now), "identifier assignment claimed by %s", o.IdentifiersClaim.Owner)
+	}
+	o.IdentifiersClaim = &Claim{Owner: attempt, Until: now.Add(w.cfg.ClaimTTL)}
+	if _, err := w.cfg.Store.Save(ctx, o.OrderID, *o, rev); err != nil {
+		return err
+	}
+	release := func(o *Order) {
+		if o.IdentifiersClaim != nil && o.IdentifiersClaim.Owner == attempt {
+			o.IdentifiersClaim = nil
+		}
+	}
 	ids := slices.Clone(o.Identifiers)
 	err := shortRetry(ctx, func(ctx context.Context) error {
 		return w.cfg.Inbank.AssignAssetIdentifiers(ctx, o.ProductCode, o.ContractUUID, toInbank(ids))
@@ -76,20 +90,31 @@ func (w *Workflow) assignIdentifiers(ctx context.Context, o *Order, rev uint64) 
 	}
 	if err != nil {
 		if inbank.IsTransient(err) {
+			w.update(ctx, o.OrderID, func(o *Order) error { release(o); return nil })
 			return &StepError{Step: StepIdentifiers, Err: err}
 		}
-		// Inbank refused these identifiers: forget them, so a corrected
-		// shipment can follow, and report the failure.
+		refused := true
 		w.update(ctx, o.OrderID, func(o *Order) error {
+			release(o)
+			if o.State != StateGranted || slices.Equal(o.IdentifiersAssigned, ids) {
+				refused = false // the order moved on meanwhile: nothing to report
+				return nil
+			}
+			// Inbank refused these identifiers: forget them, so a
+			// corrected shipment can follow, and report the failure.
 			o.Identifiers = nil
 			o.note(w.now(), "identifiers refused by Inbank")
 			return nil
 		})
+		if !refused {
+			return nil
+		}
 		return events.Permanent(&StepError{Step: StepIdentifiers, Err: err})
 	}
 	_, err = w.update(ctx, o.OrderID, func(o *Order) error {
+		release(o)
 		if slices.Equal(o.IdentifiersAssigned, ids) {
-			return errSkip
+			return nil
 		}
 		o.IdentifiersAssigned = ids
 		w.enqueue(o, events.TypeIdentifiersAssigned, identifiersKey(ids), events.IdentifiersAssigned{

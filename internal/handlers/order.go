@@ -71,7 +71,10 @@ type Order struct {
 	Tracking    string                   `json:"trackingNumber,omitempty"`
 
 	// IdentifiersAssigned are the identifiers Inbank has for the contract.
+	// The assignment is claimed too, so concurrent handlers of one order
+	// send it once; after a crash it is simply repeated.
 	IdentifiersAssigned []events.AssetIdentifier `json:"identifiersAssigned,omitempty"`
+	IdentifiersClaim    *Claim                   `json:"identifiersClaim,omitempty"`
 
 	// Activation: a claim before the call; ActivationCalled once Inbank
 	// answered 2xx. ActivationUncertain is when an attempt may or may not

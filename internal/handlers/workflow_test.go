@@ -390,3 +390,26 @@ func TestTraceParentIsCarriedToTheEventsAnInputCauses(t *testing.T) {
 		}
 	}
 }
+
+func TestConcurrentShipmentsAssignOnce(t *testing.T) {
+	h := newHarness(t, func(c *handlers.Config) { c.Policy = handlers.PolicyOnShipment })
+	h.mustDeliver(placed("CS1", 500))
+	h.fake.Sign(h.session("CS1"))
+	h.callback("CS1")
+	h.fake.SetFault(inbank.OpAssignAssetIdentifiers, inbanktest.Fault{Latency: inbanktest.Duration(100 * time.Millisecond)})
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() { errs <- h.deliver(&events.DeviceShipped{OrderID: "CS1", AssetIdentifiers: imei()}) }()
+	}
+	for range 4 {
+		if err := <-errs; events.IsPermanent(err) {
+			t.Fatalf("permanent error: %v", err)
+		}
+	}
+	h.mustDeliver(&events.DeviceShipped{OrderID: "CS1", AssetIdentifiers: imei()})
+	if got := h.fake.IdentifierAssignments(h.contract("CS1")); got != 1 {
+		t.Fatalf("identifier assignments = %d, want 1", got)
+	}
+	h.count("CS1", events.TypeContractActivated, 1)
+	h.count("CS1", events.TypeOrderFailed, 0)
+}

@@ -373,23 +373,6 @@ func waitFor(ctx context.Context, every time.Duration, cond func() (bool, error)
 	}
 }
 
-type sessionInfo struct {
-	UUID           string `json:"uuid"`
-	Status         string `json:"status"`
-	ContractUUID   string `json:"contractUuid"`
-	ContractStatus string `json:"contractStatus"`
-}
-
-func (s *stack) sessions(ctx context.Context, orderID string) ([]sessionInfo, error) {
-	resp, err := s.sandboxCall(ctx, http.MethodGet, "/sandbox/sessions?purchaseReference="+orderID, "")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var out []sessionInfo
-	return out, json.NewDecoder(resp.Body).Decode(&out)
-}
-
 // lastOut returns the data of the order's latest event of typ seen in
 // SMARTRENT_OUT, or nil.
 func (s *stack) lastOut(orderID, typ string) map[string]any {

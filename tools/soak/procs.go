@@ -22,6 +22,10 @@ type binaries struct {
 // build compiles the product's binaries and nats-server (from the module's
 // own dependency) into dir.
 func build(ctx context.Context, dir string) (*binaries, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
 	for _, b := range []struct{ out, pkg string }{
 		{"bridge", "./cmd/bridge"},
 		{"webhook-ingress", "./cmd/webhook-ingress"},
@@ -29,12 +33,25 @@ func build(ctx context.Context, dir string) (*binaries, error) {
 		{"nats-server", "github.com/nats-io/nats-server/v2"},
 	} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return nil, fmt.Errorf("build %s: %w", b.pkg, err)
 		}
 	}
 	return &binaries{dir: dir}, nil
+}
+
+// moduleRoot is the folder of the go.mod above the working directory.
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := string(out[:len(out)-1])
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the module")
+	}
+	return filepath.Dir(mod), nil
 }
 
 func (b *binaries) path(name string) string { return filepath.Join(b.dir, name) }
@@ -96,15 +113,6 @@ func (p *proc) signal(sig syscall.Signal) {
 
 func (p *proc) kill() { p.signal(syscall.SIGKILL) }
 func (p *proc) stop() { p.signal(syscall.SIGTERM) }
-
-func (p *proc) pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil || p.cmd.Process == nil {
-		return 0
-	}
-	return p.cmd.Process.Pid
-}
 
 // freePort asks the kernel for an unused loopback port.
 func freePort() (int, error) {
