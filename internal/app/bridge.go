@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +13,11 @@ import (
 	"net"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/cli"
+	"github.com/smartrent-bridge/bridge/internal/ctl"
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
@@ -162,6 +166,34 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 		return err
 	}
 	defer quoteService.Stop()
+
+	// Operators reconcile one order now with `smartrentctl orders reconcile`.
+	adminSub, err := nc.QueueSubscribe(ctl.SubjectReconcile, "smartrent-admin", func(m *nats.Msg) {
+		var req struct {
+			OrderID string `json:"orderId"`
+		}
+		reply := ctl.ReconcileReply{}
+		if json.Unmarshal(m.Data, &req) != nil || req.OrderID == "" {
+			reply.Error = "request must be {\"orderId\": \"…\"}"
+		} else {
+			reply.OrderID = req.OrderID
+			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			state, err := wf.ReconcileNow(rctx, req.OrderID)
+			cancel()
+			reply.Found = !errors.Is(err, events.ErrNotFound)
+			reply.State = state
+			if err != nil && reply.Found {
+				reply.Error = err.Error()
+			}
+			log.Info("operator reconcile", "order_id", req.OrderID, "state", state, "err", err)
+		}
+		b, _ := json.Marshal(reply)
+		m.Respond(b)
+	})
+	if err != nil {
+		return err
+	}
+	defer adminSub.Unsubscribe()
 
 	var consumers []*events.Consumer
 	for _, cc := range natsSettings.Topology.Consumers() {

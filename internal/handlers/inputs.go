@@ -56,11 +56,28 @@ func (w *Workflow) orderPlaced(ctx context.Context, p *events.OrderPlaced) error
 	if product == "" {
 		w.rejectOrder(&o, reject(events.ReasonInvalidOrder, "productCode is missing and no default product code is configured"))
 	}
-	if _, err := w.cfg.Store.Create(ctx, p.OrderID, o); err != nil && !errors.Is(err, events.ErrExists) {
+	_, err := w.cfg.Store.Create(ctx, p.OrderID, o)
+	switch {
+	case errors.Is(err, events.ErrExists):
+		// A second order.placed makes no new session. One exception: an
+		// order that failed before it had a session is tried again, which
+		// is what an operator's `dlq replay` of its order.placed means.
+		_, err = w.update(ctx, p.OrderID, func(o *Order) error {
+			if o.State != StateFailed || o.SessionUUID != "" {
+				return errSkip
+			}
+			o.State, o.Failure, o.Placed = StateNew, "", p
+			o.note(w.now(), "order placed again after a failure")
+			return nil
+		})
+		if errors.Is(err, errSkip) {
+			w.log.Info("order.placed for a known order; no new session", "order_id", p.OrderID)
+		} else if err != nil {
+			return err
+		}
+	case err != nil:
 		return err
-	} else if err != nil {
-		w.log.Info("order.placed for a known order; no new session", "order_id", p.OrderID)
-	} else {
+	default:
 		w.cfg.Metrics.state(o.State)
 	}
 	return w.Advance(ctx, p.OrderID, false)

@@ -88,3 +88,14 @@ func (w *Workflow) RunReconciler(ctx context.Context, orders Lister, interval ti
 		}
 	}
 }
+
+// ReconcileNow re-reads the order from Inbank and drives it at once (the
+// operator's `orders reconcile`). It returns the order's state afterwards.
+func (w *Workflow) ReconcileNow(ctx context.Context, orderID string) (string, error) {
+	err := w.Advance(ctx, orderID, true)
+	o, _, lerr := w.cfg.Store.Load(ctx, orderID)
+	if lerr != nil {
+		return "", lerr
+	}
+	return o.State, err
+}

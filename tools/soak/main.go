@@ -6,6 +6,7 @@
 //	go run ./tools/soak                 # every scenario, 200 orders each
 //	go run ./tools/soak -short          # a quick run (also part of make test)
 //	go run ./tools/soak -scenarios kill-bridge,nats-restart -orders 50
+//	go run ./tools/soak bench           # the bridge's throughput, latency, memory, start-up
 //
 // Every loop is bounded in count and time, traffic stays on 127.0.0.1, and
 // every process started is stopped at the end.
@@ -177,6 +178,9 @@ type result struct {
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) > 0 && args[0] == "bench" {
+		return runBench(ctx, args[1:], out)
+	}
 	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
 	orders := fs.Int("orders", 200, "orders per scenario")
 	kills := fs.Int("kills", 25, "bridge kills per kill scenario")

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+)
+
+// runBench measures the bridge as a process: orders per second from
+// order.placed to session.created against the Little's-law bound C/(k·L),
+// the latency it adds above Inbank's, its resident memory with many
+// orders in flight, and its start-up time.
+func runBench(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("soak bench", flag.ContinueOnError)
+	inFlight := fs.Int("c", 64, "orders in flight (C)")
+	latency := fs.Duration("l", 50*time.Millisecond, "fake Inbank latency per call (L)")
+	measure := fs.Duration("measure", 10*time.Second, "measuring time after a warm-up")
+	memOrders := fs.Int("mem-orders", 10000, "orders in flight for the memory figure (0 skips it)")
+	syncAlways := fs.Bool("sync-always", false, "run NATS with sync_interval always (the shipped setting; fsync-bound on small machines)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "smartrent-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bins, err := build(ctx, dir)
+	if err != nil {
+		return err
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true, JetStream: true, StoreDir: filepath.Join(dir, "js"), SyncAlways: *syncAlways})
+	if err != nil {
+		return err
+	}
+	go ns.Start()
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		return fmt.Errorf("nats did not start")
+	}
+	fake := inbanktest.New(inbanktest.Config{})
+	defer fake.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fake.SetPublicURL("http://" + ln.Addr().String())
+	fake.SetFault(inbanktest.AllOperations, inbanktest.Fault{Latency: inbanktest.Duration(*latency)})
+	srv := &http.Server{Handler: fake}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := events.ProvisionBridge(ctx, js, events.DefaultTopology()); err != nil {
+		return err
+	}
+	opsPort, _ := freePort()
+	bridge := newProc("bridge", bins.path("bridge"), nil, []string{
+		"NATS_URL=" + ns.ClientURL(), "INBANK_BASE_URL=http://" + ln.Addr().String(), "INBANK_API_KEY=" + inbanktest.DefaultAPIKey,
+		"INBANK_SHOP_UUID=" + inbanktest.DefaultShopUUID, "INBANK_PRODUCT_CODE=" + inbanktest.DefaultProductCode,
+		"CALLBACK_BASE_URL=http://127.0.0.1:1", "CALLBACK_SECRET=" + soakSecret, "LOG_LEVEL=warn",
+		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", opsPort), fmt.Sprintf("CONCURRENCY=%d", max(*inFlight*2, 64)), "RECONCILE_INTERVAL=10m",
+	}, dir)
+	startAt := time.Now()
+	if err := bridge.start(); err != nil {
+		return err
+	}
+	defer bridge.stop()
+	if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", opsPort), 30*time.Second); err != nil {
+		return err
+	}
+	startup := time.Since(startAt)
+
+	// Orders in flight: each worker places an order and waits for its
+	// session.created before placing the next.
+	var mu sync.Mutex
+	waiting := map[string]chan struct{}{}
+	sub, err := nc.Subscribe(events.SubjectSessionCreated, func(m *nats.Msg) {
+		var e struct {
+			Subject string `json:"subject"`
+		}
+		json.Unmarshal(m.Data, &e)
+		mu.Lock()
+		ch := waiting[e.Subject]
+		delete(waiting, e.Subject)
+		mu.Unlock()
+		if ch != nil {
+			close(ch)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	var seq atomic.Int64
+	place := func(ctx context.Context) (time.Duration, error) {
+		id := fmt.Sprintf("B-%08d", seq.Add(1))
+		ch := make(chan struct{})
+		mu.Lock()
+		waiting[id] = ch
+		mu.Unlock()
+		body, _ := json.Marshal(map[string]any{
+			"specversion": "1.0", "id": uuid.NewString(), "source": "urn:bench", "type": events.TypeOrderPlaced, "subject": id,
+			"time": time.Now().UTC().Format(time.RFC3339Nano), "datacontenttype": "application/json",
+			"data": map[string]any{"orderId": id, "period": 24, "locale": "et-EE", "description": "bench", "returnUrl": "https://s.example/r", "cancelUrl": "https://s.example/c",
+				"heroDevice": map[string]any{"identifierType": "EAN", "identifier": inbanktest.EANPhone, "modelId": inbanktest.ModelPhone, "modelName": "iPhone", "netPrice": 500}},
+		})
+		start := time.Now()
+		msg := &nats.Msg{Subject: events.SubjectOrderPlaced, Data: body, Header: nats.Header{"Content-Type": {"application/cloudevents+json"}}}
+		if _, err := js.PublishMsg(ctx, msg); err != nil {
+			return 0, err
+		}
+		select {
+		case <-ch:
+			return time.Since(start), nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	// Warm up (conditions cached, connections open), then measure.
+	if _, err := place(ctx); err != nil {
+		return err
+	}
+	var lat []time.Duration
+	var latMu sync.Mutex
+	var count atomic.Int64
+	measuring := atomic.Bool{}
+	wctx, stopWorkers := context.WithTimeout(ctx, *measure+3*time.Second)
+	defer stopWorkers()
+	var wg sync.WaitGroup
+	for range *inFlight {
+		wg.Go(func() {
+			for wctx.Err() == nil {
+				d, err := place(wctx)
+				if err != nil {
+					return
+				}
+				if measuring.Load() {
+					count.Add(1)
+					latMu.Lock()
+					lat = append(lat, d)
+					latMu.Unlock()
+				}
+			}
+		})
+	}
+	time.Sleep(2 * time.Second) // warm-up at full load
+	measuring.Store(true)
+	t0 := time.Now()
+	time.Sleep(*measure)
+	measuring.Store(false)
+	elapsed := time.Since(t0)
+	stopWorkers()
+	wg.Wait()
+	rate := float64(count.Load()) / elapsed.Seconds()
+	const k = 2 // calculation and session creation; conditions are cached
+	bound := float64(*inFlight) / (k * latency.Seconds())
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))] - k**latency
+	}
+
+	var rss string
+	if *memOrders > 0 {
+		// Many orders waiting for their customers: place them as fast as
+		// the bridge takes them, then read its resident memory.
+		fake.SetFault(inbanktest.AllOperations, inbanktest.Fault{})
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		var pw sync.WaitGroup
+		var placed atomic.Int64
+		for range 64 {
+			pw.Go(func() {
+				for placed.Add(1) <= int64(*memOrders) && pctx.Err() == nil {
+					place(pctx)
+				}
+			})
+		}
+		pw.Wait()
+		cancel()
+		rss = readRSS(bridge)
+	}
+
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "measure\tvalue\tbaseline\tratio\ttarget")
+	fmt.Fprintf(tw, "orders/s order.placed → session.created (C=%d, L=%s, k=%d)\t%.0f\tC/(k·L) = %.0f\t%.2f\t≥ 0.90\n", *inFlight, *latency, k, rate, bound, rate/bound)
+	fmt.Fprintf(tw, "latency above Inbank's (p50)\t%s\t%d × L\t\t\n", pct(0.50).Round(100*time.Microsecond), k)
+	fmt.Fprintf(tw, "latency above Inbank's (p99)\t%s\t%d × L\t\t≤ 5ms\n", pct(0.99).Round(100*time.Microsecond), k)
+	if rss != "" {
+		fmt.Fprintf(tw, "bridge RSS with %d orders in flight\t%s\t\t\t≤ 64 MiB\n", *memOrders, rss)
+	}
+	fmt.Fprintf(tw, "bridge start-up to ready\t%s\t\t\t≤ 1s\n", startup.Round(time.Millisecond))
+	return tw.Flush()
+}
+
+// readRSS reads VmRSS of a child process from /proc.
+func readRSS(p *proc) string {
+	p.mu.Lock()
+	pid := 0
+	if p.cmd != nil && p.cmd.Process != nil {
+		pid = p.cmd.Process.Pid
+	}
+	p.mu.Unlock()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if kb, err := strconv.Atoi(f[0]); err == nil {
+				return fmt.Sprintf("%.1f MiB", float64(kb)/1024)
+			}
+		}
+	}
+	return "unknown"
+}
