@@ -195,6 +195,14 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	}
 	defer adminSub.Unsubscribe()
 
+	var consumerNames []string
+	for _, cc := range natsSettings.Topology.Consumers() {
+		consumerNames = append(consumerNames, cc.Durable)
+	}
+	if err := reg.Register(events.NewLagCollector(js, consumerNames)); err != nil {
+		return err
+	}
+
 	var consumers []*events.Consumer
 	for _, cc := range natsSettings.Topology.Consumers() {
 		c, err := events.Consume(ctx, nc, js, codec, wf, events.ConsumerConfig{

@@ -127,6 +127,7 @@ func Consume(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, codec *
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Consumer{cfg: cfg, js: js, nc: nc, codec: codec, pub: NewPublisher(js, codec), h: h, sem: make(chan struct{}, cfg.Concurrency)}
+	cfg.Metrics.init(cfg.Consumer)
 	cons, err := js.Consumer(ctx, cfg.Stream, cfg.Consumer)
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", cfg.Consumer, err)
@@ -383,6 +384,14 @@ func (m *ConsumerMetrics) observe(consumer, typ, outcome string, start time.Time
 	}
 	m.handled.WithLabelValues(consumer, typ, outcome).Inc()
 	m.duration.WithLabelValues(consumer).Observe(time.Since(start).Seconds())
+}
+
+// init exports the consumer's dead-letter counter at zero, so alerts see
+// the series before the first dead letter.
+func (m *ConsumerMetrics) init(consumer string) {
+	if m != nil {
+		m.dlq.WithLabelValues(consumer)
+	}
 }
 
 func (m *ConsumerMetrics) deadLetter(consumer string) {

@@ -283,6 +283,9 @@ func (w *Workflow) recordActivated(ctx context.Context, orderID, via string, cal
 		w.enqueue(o, events.TypeContractActivated, o.ContractUUID, data)
 		o.note(now, "contract activated via "+via)
 		w.cfg.Metrics.state(StateActivated)
+		if o.SessionAt != nil {
+			w.cfg.Metrics.activated(now.Sub(*o.SessionAt).Seconds())
+		}
 		w.log.Info("contract activated", "order_id", o.OrderID, "via", via)
 		return nil
 	})

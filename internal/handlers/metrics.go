@@ -9,7 +9,9 @@ type Metrics struct {
 	sessions    prometheus.Counter
 	activations prometheus.Counter
 	byState     *prometheus.GaugeVec
+	oldest      *prometheus.GaugeVec
 	reconciles  *prometheus.CounterVec
+	toActivated prometheus.Histogram
 }
 
 // NewMetrics registers the workflow metrics with reg.
@@ -35,12 +37,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "smartrent_orders",
 			Help: "Orders by state, as of the last reconciliation pass.",
 		}, []string{"state"}),
+		oldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "smartrent_orders_oldest_age_seconds",
+			Help: "Age of the last change of the oldest unfinished order, by state, as of the last reconciliation pass.",
+		}, []string{"state"}),
+		toActivated: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "smartrent_session_to_activation_seconds",
+			Help:    "Time from session.created to contract.activated.",
+			Buckets: []float64{60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400},
+		}),
 		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "smartrent_reconciliations_total",
 			Help: "Reconciliation passes by outcome (ok, error), and orders re-read.",
 		}, []string{"outcome"}),
 	}
-	for _, c := range []prometheus.Collector{m.transitions, m.publishedBy, m.sessions, m.activations, m.byState, m.reconciles} {
+	for _, c := range []prometheus.Collector{m.transitions, m.publishedBy, m.sessions, m.activations, m.byState, m.oldest, m.reconciles, m.toActivated} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -78,11 +89,20 @@ func (m *Metrics) reconciled(outcome string, n int) {
 	}
 }
 
-func (m *Metrics) setStates(counts map[string]int) {
+func (m *Metrics) setStates(counts map[string]int, oldest map[string]float64) {
 	if m == nil {
 		return
 	}
 	for _, s := range []string{StateNew, StatePending, StateGranted, StateActivated, StateRejected, StateFailed, StateDeclined, StateCancelled, StateExpired} {
 		m.byState.WithLabelValues(s).Set(float64(counts[s]))
+		if !Final(s) {
+			m.oldest.WithLabelValues(s).Set(oldest[s])
+		}
+	}
+}
+
+func (m *Metrics) activated(sinceSession float64) {
+	if m != nil && sinceSession >= 0 {
+		m.toActivated.Observe(sinceSession)
 	}
 }

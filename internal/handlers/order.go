@@ -56,6 +56,7 @@ type Order struct {
 	SessionClaim    *Claim     `json:"sessionClaim,omitempty"`
 	SessionAttempts int        `json:"sessionAttempts,omitempty"`
 	SessionUUID     string     `json:"sessionUuid,omitempty"`
+	SessionAt       *time.Time `json:"sessionCreatedAt,omitempty"`
 	RedirectURL     string     `json:"redirectUrl,omitempty"`
 	ValidUntil      *time.Time `json:"validUntil,omitempty"`
 	SessionStatus   string     `json:"sessionStatus,omitempty"`

@@ -21,6 +21,7 @@ type Lister interface {
 func (w *Workflow) Reconcile(ctx context.Context, orders Lister, interval time.Duration) (int, error) {
 	now := w.now()
 	counts := map[string]int{}
+	oldest := map[string]float64{}
 	var due []string
 	for o, err := range orders.All(ctx) {
 		if err != nil {
@@ -31,12 +32,13 @@ func (w *Workflow) Reconcile(ctx context.Context, orders Lister, interval time.D
 		if Final(o.State) && len(o.Outbox) == 0 {
 			continue
 		}
+		oldest[o.State] = max(oldest[o.State], now.Sub(o.UpdatedAt).Seconds())
 		if now.Sub(o.UpdatedAt) < interval || o.ReconcileClaim.HeldBy(w.cfg.Owner, now) {
 			continue
 		}
 		due = append(due, o.OrderID)
 	}
-	w.cfg.Metrics.setStates(counts)
+	w.cfg.Metrics.setStates(counts, oldest)
 	advanced := 0
 	for _, id := range due {
 		if ctx.Err() != nil {

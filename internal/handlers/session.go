@@ -95,7 +95,8 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 			return errSkip
 		}
 		o.State, o.SessionStatus, o.SessionClaim = StatePending, inbank.SessionPending, nil
-		o.SessionUUID, o.RedirectURL, o.ValidUntil, o.Quote = created.UUID, created.RedirectURL, &validUntil, &quote
+		createdAt := w.now()
+		o.SessionUUID, o.RedirectURL, o.ValidUntil, o.Quote, o.SessionAt = created.UUID, created.RedirectURL, &validUntil, &quote, &createdAt
 		o.Placed = dropCustomer(o.Placed)
 		w.enqueue(o, events.TypeSessionCreated, created.UUID, events.SessionCreated{
 			OrderID: o.OrderID, Shop: o.Shop, SessionUUID: created.UUID, RedirectURL: created.RedirectURL,

@@ -148,6 +148,9 @@ func New(cfg Config) (*Service, error) {
 			Help: "Requests to the smartrent service by endpoint and code (200, 400, 404, 422, 503, 504).",
 		}, []string{"endpoint", "code"}),
 	}
+	for _, ep := range []string{"conditions", "quote", "quote_batch"} {
+		s.requests.WithLabelValues(ep, "200")
+	}
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(s.requests); err != nil {
 			return nil, err
