@@ -56,7 +56,9 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	w.out.wait("OBS-1", events.TypeContractActivated, 1)
 	http.Post("http://"+is.Callbacks.String()+"/v1/inbank/callbacks/x", "application/json", strings.NewReader("{}"))
 	// Orders by state are set by the next reconciliation pass.
-	w.out.waitUntil(10*time.Second, func() bool { return bytes.Contains(scrape(t, bs.Ops.String()), []byte(`smartrent_orders{state="activated"} 1`)) })
+	w.out.waitUntil(10*time.Second, func() bool {
+		return bytes.Contains(scrape(t, bs.Ops.String()), []byte(`smartrent_orders{state="activated"} 1`))
+	})
 
 	exported := map[string]bool{}
 	for _, addr := range []string{bs.Ops.String(), is.Ops.String()} {
