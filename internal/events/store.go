@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -19,27 +20,71 @@ var (
 
 // StateStore keeps one JSON document per order in a KV bucket, changed
 // only by compare-and-set. Keys are [OrderKey]s.
+//
+// It remembers what it last read or wrote for each key, so the many loads
+// of one order's workflow do not each go to the server. A remembered value
+// may be stale when another bridge changed the order since: the next Save
+// then fails with ErrConflict (compare-and-set), the entry is forgotten and
+// the caller loads the fresh value. Nothing is decided on a stale value
+// that is not checked by a compare-and-set before it has an effect.
 type StateStore[T any] struct {
-	kv jetstream.KeyValue
+	kv    jetstream.KeyValue
+	limit int
+
+	mu   sync.Mutex
+	seen map[string]seenEntry
 }
 
-// NewStateStore wraps a KV bucket.
-func NewStateStore[T any](kv jetstream.KeyValue) *StateStore[T] { return &StateStore[T]{kv: kv} }
+type seenEntry struct {
+	rev uint64
+	val []byte
+}
+
+// NewStateStore wraps a KV bucket, remembering up to 10,000 orders.
+func NewStateStore[T any](kv jetstream.KeyValue) *StateStore[T] {
+	return &StateStore[T]{kv: kv, limit: 10000, seen: map[string]seenEntry{}}
+}
+
+func (s *StateStore[T]) remember(key string, rev uint64, val []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.seen[key]; !ok && len(s.seen) >= s.limit {
+		for k := range s.seen { // drop an arbitrary entry: any may be stale anyway
+			delete(s.seen, k)
+			break
+		}
+	}
+	s.seen[key] = seenEntry{rev: rev, val: val}
+}
+
+func (s *StateStore[T]) forget(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.seen, key)
+}
 
 // Load returns the order's state and its revision, or ErrNotFound.
 func (s *StateStore[T]) Load(ctx context.Context, orderID string) (T, uint64, error) {
 	var v T
-	e, err := s.kv.Get(ctx, OrderKey(orderID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return v, 0, fmt.Errorf("order %s: %w", orderID, ErrNotFound)
+	key := OrderKey(orderID)
+	s.mu.Lock()
+	e, ok := s.seen[key]
+	s.mu.Unlock()
+	if !ok {
+		entry, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return v, 0, fmt.Errorf("order %s: %w", orderID, ErrNotFound)
+		}
+		if err != nil {
+			return v, 0, fmt.Errorf("load order %s: %w", orderID, err)
+		}
+		e = seenEntry{rev: entry.Revision(), val: entry.Value()}
+		s.remember(key, e.rev, e.val)
 	}
-	if err != nil {
-		return v, 0, fmt.Errorf("load order %s: %w", orderID, err)
-	}
-	if err := json.Unmarshal(e.Value(), &v); err != nil {
+	if err := json.Unmarshal(e.val, &v); err != nil {
 		return v, 0, fmt.Errorf("decode order %s: %w", orderID, err)
 	}
-	return v, e.Revision(), nil
+	return v, e.rev, nil
 }
 
 // Create stores the first state of an order, or returns ErrExists.
@@ -48,13 +93,16 @@ func (s *StateStore[T]) Create(ctx context.Context, orderID string, v T) (uint64
 	if err != nil {
 		return 0, fmt.Errorf("encode order %s: %w", orderID, err)
 	}
-	rev, err := s.kv.Create(ctx, OrderKey(orderID), b)
+	key := OrderKey(orderID)
+	rev, err := s.kv.Create(ctx, key, b)
 	if errors.Is(err, jetstream.ErrKeyExists) {
+		s.forget(key)
 		return 0, fmt.Errorf("order %s: %w", orderID, ErrExists)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("create order %s: %w", orderID, err)
 	}
+	s.remember(key, rev, b)
 	return rev, nil
 }
 
@@ -66,13 +114,20 @@ func (s *StateStore[T]) Save(ctx context.Context, orderID string, v T, rev uint6
 	if err != nil {
 		return 0, fmt.Errorf("encode order %s: %w", orderID, err)
 	}
-	n, err := s.kv.Update(ctx, OrderKey(orderID), b, rev)
+	key := OrderKey(orderID)
+	n, err := s.kv.Update(ctx, key, b, rev)
+	if err != nil {
+		// On a conflict the remembered value is stale; on any other error
+		// it is unknown whether the write happened.
+		s.forget(key)
+	}
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return 0, fmt.Errorf("order %s at revision %d: %w", orderID, rev, ErrConflict)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("save order %s: %w", orderID, err)
 	}
+	s.remember(key, n, b)
 	return n, nil
 }
 

@@ -235,24 +235,32 @@ func (w *Workflow) readContract(ctx context.Context, contractUUID string) (inban
 // waits for the next reconciliation.
 func (w *Workflow) awaitActivation(ctx context.Context, o *Order, rev uint64, via string, poll time.Duration) (bool, error) {
 	var k inbank.Contract
-	pctx, cancel := context.WithTimeout(ctx, max(poll, time.Millisecond))
-	defer cancel()
-	b := retry.WithCappedDuration(time.Second, retry.NewExponential(50*time.Millisecond))
-	err := retry.Do(pctx, b, func(ctx context.Context) error {
-		var err error
+	var err error
+	if poll <= 0 {
 		k, err = w.readContract(ctx, o.ContractUUID)
-		if err != nil {
-			return err
+	} else {
+		pctx, cancel := context.WithTimeout(ctx, poll)
+		defer cancel()
+		b := retry.WithCappedDuration(time.Second, retry.NewExponential(50*time.Millisecond))
+		err = retry.Do(pctx, b, func(ctx context.Context) error {
+			var err error
+			k, err = w.readContract(ctx, o.ContractUUID)
+			if err != nil {
+				return err
+			}
+			if k.Status != inbank.ContractActivated {
+				return retry.RetryableError(errors.New("not activated yet"))
+			}
+			return nil
+		})
+		if pctx.Err() != nil && ctx.Err() == nil {
+			err = nil // past the poll: reconciliation keeps checking
 		}
-		if k.Status != inbank.ContractActivated && poll > 0 {
-			return retry.RetryableError(errors.New("not activated yet"))
-		}
-		return nil
-	})
+	}
 	if k.Status == inbank.ContractActivated {
 		return true, w.recordActivated(ctx, o.OrderID, via, via == events.ActivatedViaAPI)
 	}
-	if err != nil && ctx.Err() == nil && pctx.Err() == nil {
+	if err != nil && ctx.Err() == nil {
 		var se *StepError
 		if errors.As(err, &se) && !inbank.IsTransient(se.Err) {
 			return false, w.fail(ctx, o.OrderID, StepContract, se.Err, 1)
