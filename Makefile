@@ -48,13 +48,16 @@ chaos:
 
 # bench prints each rate as a ratio to its baseline measured in the same
 # run (median of BENCH_COUNT runs): the ingress against raw JetStream sync
-# publishes on one server with sync_interval always.
+# publishes on one server with sync_interval always; the bridge process
+# against the Little's-law bound C/(k·L), with its latency overhead, memory
+# and start-up time; then the hot paths' Go benchmarks.
 BENCH_COUNT ?= 7
 bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkIngress$$' -benchtime 2s -count $(BENCH_COUNT) ./internal/ingress \
 	  | tee .bench-ingress.txt \
 	  | $(GO) run ./tools/benchratio -baseline BenchmarkIngress=raw_publish -target BenchmarkIngress/ingress_handler=0.75
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/callbacktoken ./internal/events
+	$(GO) run ./tools/soak bench
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/callbacktoken ./internal/events ./internal/quote
 
 fuzz:
 	$(GO) test ./internal/inbank -run '^$$' -fuzz FuzzDecodeResponse -fuzztime 20s

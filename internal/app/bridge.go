@@ -67,6 +67,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	quoteTimeout := fs.Duration("quote-timeout", "QUOTE_TIMEOUT", 5*time.Second, "deadline of one quote request, or a whole batch")
 	conditionsTTL := fs.Duration("conditions-ttl", "CONDITIONS_TTL", 10*time.Minute, "how long rental conditions are cached")
 	calculationTTL := fs.Duration("calculation-ttl", "CALCULATION_TTL", time.Minute, "how long quote calculations are cached")
+	pprof := fs.Bool("pprof", "PPROF", false, "serve the Go profiler under /debug/pprof/ on METRICS_ADDR")
 	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -223,7 +224,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	defer stopOps()
 	opsAddr, waitOps, err := ops.Serve(opsCtx, *metricsAddr, ops.Handler(reg, func(ctx context.Context) error {
 		return natsconn.Ready(ctx, nc, js, events.StreamIn)
-	}), log)
+	}, *pprof), log)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	httppprof "net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,9 +28,14 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Handler serves /healthz, /readyz and /metrics.
-func Handler(reg *prometheus.Registry, ready ReadyFunc) http.Handler {
+// Handler serves /healthz, /readyz and /metrics, and with pprof the Go
+// profiler under /debug/pprof/ (off by default: it shows internals).
+func Handler(reg *prometheus.Registry, ready ReadyFunc, pprof ...bool) http.Handler {
 	mux := http.NewServeMux()
+	if len(pprof) > 0 && pprof[0] {
+		mux.HandleFunc("/debug/pprof/", httppprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

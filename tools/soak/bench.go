@@ -37,6 +37,7 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 	latency := fs.Duration("l", 50*time.Millisecond, "fake Inbank latency per call (L)")
 	measure := fs.Duration("measure", 10*time.Second, "measuring time after a warm-up")
 	memOrders := fs.Int("mem-orders", 10000, "orders in flight for the memory figure (0 skips it)")
+	profile := fs.String("cpuprofile", "", "write the bridge's CPU profile during the measurement to this file")
 	syncAlways := fs.Bool("sync-always", false, "run NATS with sync_interval always (the shipped setting; fsync-bound on small machines)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -85,7 +86,7 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 		"NATS_URL=" + ns.ClientURL(), "INBANK_BASE_URL=http://" + ln.Addr().String(), "INBANK_API_KEY=" + inbanktest.DefaultAPIKey,
 		"INBANK_SHOP_UUID=" + inbanktest.DefaultShopUUID, "INBANK_PRODUCT_CODE=" + inbanktest.DefaultProductCode,
 		"CALLBACK_BASE_URL=http://127.0.0.1:1", "CALLBACK_SECRET=" + soakSecret, "LOG_LEVEL=warn",
-		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", opsPort), fmt.Sprintf("CONCURRENCY=%d", max(*inFlight*2, 64)), "RECONCILE_INTERVAL=10m",
+		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", opsPort), fmt.Sprintf("CONCURRENCY=%d", max(*inFlight*2, 64)), "RECONCILE_INTERVAL=10m", "PPROF=true",
 	}, dir)
 	startAt := time.Now()
 	if err := bridge.start(); err != nil {
@@ -173,6 +174,21 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 	time.Sleep(2 * time.Second) // warm-up at full load
 	measuring.Store(true)
 	t0 := time.Now()
+	if *profile != "" {
+		go func() {
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", opsPort, int(measure.Seconds())-1))
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			f, err := os.Create(*profile)
+			if err != nil {
+				return
+			}
+			defer f.Close()
+			io.Copy(f, resp.Body)
+		}()
+	}
 	time.Sleep(*measure)
 	measuring.Store(false)
 	elapsed := time.Since(t0)
