@@ -11,9 +11,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/cli"
@@ -24,6 +27,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/natsconn"
 	"github.com/smartrent-bridge/bridge/internal/ops"
 	"github.com/smartrent-bridge/bridge/internal/quote"
+	"github.com/smartrent-bridge/bridge/internal/telemetry"
 	"github.com/smartrent-bridge/bridge/internal/ttlcache"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
@@ -39,6 +43,8 @@ type BridgeStarted struct {
 // BridgeOptions are hooks for tests; main passes none.
 type BridgeOptions struct {
 	Hooks handlers.Hooks
+	// TracerProvider replaces the one the OTEL_* variables configure.
+	TracerProvider trace.TracerProvider
 }
 
 // RunBridge runs the bridge until ctx ends, then shuts down gracefully:
@@ -87,11 +93,22 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("LOG_LEVEL: %w", err)
 	}
-	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: lvl})).With("service", "bridge")
+	log := slog.New(telemetry.LogHandler{Handler: slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: lvl})}).With("service", "bridge")
 	var o BridgeOptions
 	if len(opts) > 0 {
 		o = opts[0]
 	}
+	tp := o.TracerProvider
+	if tp == nil {
+		var shutdown func(context.Context) error
+		var err error
+		tp, shutdown, err = telemetry.Setup(ctx, "smartrent-bridge", Version, getenv)
+		if err != nil {
+			return err
+		}
+		defer shutdown(context.Background())
+	}
+	tracer := tp.Tracer("github.com/smartrent-bridge/bridge")
 	tokens, err := callbacktoken.New(callbacktoken.Parse(*secret))
 	if err != nil {
 		return fmt.Errorf("CALLBACK_SECRET: %w", err)
@@ -107,7 +124,9 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	if err != nil {
 		return err
 	}
-	client, err := inbank.New(inbank.Config{BaseURL: *baseURL, APIKey: inbank.Secret(*apiKey), ShopUUID: *shopUUID, Timeout: *inbankTimeout}, inbank.WithMetrics(inbankMetrics))
+	client, err := inbank.New(inbank.Config{BaseURL: *baseURL, APIKey: inbank.Secret(*apiKey), ShopUUID: *shopUUID, Timeout: *inbankTimeout},
+		inbank.WithMetrics(inbankMetrics),
+		inbank.WithHTTPClient(&http.Client{Transport: otelhttp.NewTransport(inbank.DefaultTransport(), otelhttp.WithTracerProvider(tp))}))
 	if err != nil {
 		return err
 	}
@@ -149,7 +168,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 		Inbank: client, Store: store, Publisher: events.NewPublisher(js, codec), Codec: codec, Tokens: tokens, Conditions: conditions,
 		CallbackBaseURL: *callbackBase, DefaultProductCode: *productCode, Policy: *policy,
 		SessionTTL: *sessionTTL, ClaimTTL: *claimTTL, ActivationSettle: *settle,
-		Logger: log, Metrics: wfMetrics, Hooks: o.Hooks,
+		Logger: log, Metrics: wfMetrics, Hooks: o.Hooks, Tracer: tracer,
 	})
 	if err != nil {
 		return err
@@ -208,7 +227,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	for _, cc := range natsSettings.Topology.Consumers() {
 		c, err := events.Consume(ctx, nc, js, codec, wf, events.ConsumerConfig{
 			Stream: events.StreamIn, Consumer: cc.Durable, Concurrency: *concurrency,
-			MaxDeliver: cc.MaxDeliver, AckWait: cc.AckWait, Logger: log, Metrics: consumerMetrics,
+			MaxDeliver: cc.MaxDeliver, AckWait: cc.AckWait, Logger: log, Metrics: consumerMetrics, Tracer: tracer,
 		})
 		if err != nil {
 			return err

@@ -10,12 +10,16 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/cli"
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/ingress"
 	"github.com/smartrent-bridge/bridge/internal/natsconn"
 	"github.com/smartrent-bridge/bridge/internal/ops"
+	"github.com/smartrent-bridge/bridge/internal/telemetry"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -27,7 +31,13 @@ type IngressStarted struct {
 // RunIngress serves callbacks until ctx ends, then shuts down gracefully:
 // it stops accepting, finishes requests in flight, and drains the NATS
 // connection.
-func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io.Writer, started chan<- IngressStarted) error {
+// IngressOptions are hooks for tests; main passes none.
+type IngressOptions struct {
+	// TracerProvider replaces the one the OTEL_* variables configure.
+	TracerProvider trace.TracerProvider
+}
+
+func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io.Writer, started chan<- IngressStarted, opts ...IngressOptions) error {
 	fs := cli.New("webhook-ingress", getenv)
 	natsSettings := natsconn.Bind(fs)
 	secret := fs.String("callback-secret", "CALLBACK_SECRET", "", "token secret(s), comma-separated: the first signs, all verify (required)")
@@ -52,6 +62,19 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	log, err := newLogger(logOut, *logLevel)
 	if err != nil {
 		return err
+	}
+	var o IngressOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	tp := o.TracerProvider
+	if tp == nil {
+		var shutdown func(context.Context) error
+		tp, shutdown, err = telemetry.Setup(ctx, "smartrent-webhook-ingress", Version, getenv)
+		if err != nil {
+			return err
+		}
+		defer shutdown(context.Background())
 	}
 	tokens, err := callbacktoken.New(callbacktoken.Parse(*secret))
 	if err != nil {
@@ -107,7 +130,8 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 		return fmt.Errorf("callback listener on %s: %w", *listen, err)
 	}
 	srv := &http.Server{
-		Handler:           handler,
+		Handler: otelhttp.NewHandler(handler, "inbank callback", otelhttp.WithTracerProvider(tp),
+			otelhttp.WithSpanNameFormatter(func(op string, _ *http.Request) string { return op })),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      *publishTimeout + 10*time.Second,
@@ -149,5 +173,5 @@ func newLogger(out io.Writer, level string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
 	}
-	return slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: l})).With("service", "webhook-ingress"), nil
+	return slog.New(telemetry.LogHandler{Handler: slog.NewJSONHandler(out, &slog.HandlerOptions{Level: l})}).With("service", "webhook-ingress"), nil
 }

@@ -19,6 +19,7 @@ type structuredCallback struct {
 	Time            string           `json:"time"`
 	DataContentType string           `json:"datacontenttype"`
 	DataSchema      string           `json:"dataschema"`
+	TraceParent     string           `json:"traceparent,omitempty"`
 	Data            CallbackReceived `json:"data"`
 }
 
@@ -27,7 +28,7 @@ type structuredCallback struct {
 // and takes the body's shape (a JSON object) from the caller, who has just
 // parsed it, instead of parsing the body again. d.Body must be a JSON
 // object.
-func (c *Codec) EncodeCallback(id, source string, d CallbackReceived) ([]byte, error) {
+func (c *Codec) EncodeCallback(id, source, traceparent string, d CallbackReceived) ([]byte, error) {
 	shape := map[string]any{
 		"orderId":    d.OrderID,
 		"receivedAt": d.ReceivedAt.UTC().Format(time.RFC3339Nano),
@@ -44,7 +45,7 @@ func (c *Codec) EncodeCallback(id, source string, d CallbackReceived) ([]byte, e
 	b, err := json.Marshal(structuredCallback{
 		SpecVersion: "1.0", ID: id, Source: source, Type: TypeCallbackReceived, Subject: d.OrderID,
 		Time: c.now().UTC().Format(time.RFC3339Nano), DataContentType: ContentTypeJSON,
-		DataSchema: schemas.ID(TypeCallbackReceived), Data: d,
+		DataSchema: schemas.ID(TypeCallbackReceived), TraceParent: traceparent, Data: d,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode %s event: %w", TypeCallbackReceived, err)

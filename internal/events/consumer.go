@@ -14,6 +14,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/smartrent-bridge/bridge/internal/telemetry"
 )
 
 // Dead-letter headers (contract: "Dead letters").
@@ -88,6 +94,7 @@ type ConsumerConfig struct {
 	RetryMax         time.Duration // cap of the retry delay (default 1 min)
 	Logger           *slog.Logger
 	Metrics          *ConsumerMetrics
+	Tracer           trace.Tracer // a span per consumed event; none when nil
 }
 
 // Consumer runs a durable pull consumer.
@@ -125,6 +132,9 @@ func Consume(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, codec *
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	c := &Consumer{cfg: cfg, js: js, nc: nc, codec: codec, pub: NewPublisher(js, codec), h: h, sem: make(chan struct{}, cfg.Concurrency)}
 	cfg.Metrics.init(cfg.Consumer)
@@ -206,8 +216,21 @@ func (c *Consumer) handle(m jetstream.Msg) {
 		c.cfg.Metrics.observe(c.cfg.Consumer, de.Type, "invalid", start)
 		return
 	}
+	// Join the trace the event carries: the span's context flows into the
+	// Inbank calls and the events this one causes.
+	ctx, span := c.cfg.Tracer.Start(telemetry.ContextWithTraceParent(ctx, TraceParent(env.Event)), "consume "+env.Event.Type(),
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", d.Subject),
+			attribute.String("smartrent.order_id", env.OrderID()), attribute.Int64("messaging.nats.stream_sequence", int64(d.StreamSeq))))
+	defer span.End()
 	log = log.With("order_id", env.OrderID(), "type", env.Event.Type())
+	if sc := span.SpanContext(); sc.IsValid() {
+		log = log.With("trace_id", sc.TraceID().String())
+	}
 	err = c.h.Handle(ctx, env, d)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
 	switch {
 	case err == nil:
 		if aerr := m.Ack(); aerr != nil {

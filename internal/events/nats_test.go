@@ -397,7 +397,7 @@ func TestDeployServerConfigs(t *testing.T) {
 func TestEncodeCallbackMatchesGenericEncoding(t *testing.T) {
 	codec := events.NewCodec(schemaSet)
 	d := samples()[events.TypeCallbackReceived].(events.CallbackReceived)
-	fast, err := codec.EncodeCallback("id-1", "urn:smartrent:webhook-ingress", d)
+	fast, err := codec.EncodeCallback("id-1", "urn:smartrent:webhook-ingress", "", d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,7 +419,7 @@ func TestEncodeCallbackMatchesGenericEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.OrderID = ""
-	if _, err := codec.EncodeCallback("id-2", "urn:x", d); err == nil {
+	if _, err := codec.EncodeCallback("id-2", "urn:x", "", d); err == nil {
 		t.Fatal("fast path accepted data that breaks the schema")
 	}
 }

@@ -294,7 +294,7 @@ func (w *Workflow) recordActivated(ctx context.Context, orderID, via string, cal
 		if o.SessionAt != nil {
 			w.cfg.Metrics.activated(now.Sub(*o.SessionAt).Seconds())
 		}
-		w.log.Info("contract activated", "order_id", o.OrderID, "via", via)
+		w.log.InfoContext(ctx, "contract activated", "order_id", o.OrderID, "via", via)
 		return nil
 	})
 	if errors.Is(err, errSkip) {

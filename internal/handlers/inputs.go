@@ -8,12 +8,17 @@ import (
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/telemetry"
 )
 
 // Handle records one input event in its order and advances the order. It
 // implements [events.Handler].
 func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Delivery) error {
-	ctx = withTraceParent(ctx, events.TraceParent(env.Event))
+	tp := telemetry.TraceParent(ctx) // the consumer's span, when tracing is on
+	if tp == "" {
+		tp = events.TraceParent(env.Event)
+	}
+	ctx = withTraceParent(ctx, tp)
 	var err error
 	switch data := env.Data.(type) {
 	case *events.OrderPlaced:
@@ -71,7 +76,7 @@ func (w *Workflow) orderPlaced(ctx context.Context, p *events.OrderPlaced) error
 			return nil
 		})
 		if errors.Is(err, errSkip) {
-			w.log.Info("order.placed for a known order; no new session", "order_id", p.OrderID)
+			w.log.InfoContext(ctx, "order.placed for a known order; no new session", "order_id", p.OrderID)
 		} else if err != nil {
 			return err
 		}
@@ -113,7 +118,7 @@ func (w *Workflow) device(ctx context.Context, env events.Envelope, d events.Del
 		if len(ids) > 0 {
 			switch {
 			case len(o.IdentifiersAssigned) > 0 && !slices.Equal(o.IdentifiersAssigned, ids):
-				w.log.Warn("identifiers differ from those already assigned; keeping the assigned ones", "order_id", orderID, "input", input)
+				w.log.WarnContext(ctx, "identifiers differ from those already assigned; keeping the assigned ones", "order_id", orderID, "input", input)
 			case len(o.IdentifiersAssigned) == 0:
 				o.Identifiers = slices.Clone(ids)
 			}
@@ -141,7 +146,7 @@ func (w *Workflow) callback(ctx context.Context, d events.Delivery, c *events.Ca
 		if age := w.now().Sub(d.Published); age < w.cfg.UnknownOrderWait {
 			return wait(min(2*time.Second, w.cfg.UnknownOrderWait-age), "order %s not known yet", c.OrderID)
 		}
-		w.log.Warn("callback for an order this bridge never saw; ignored", "order_id", c.OrderID)
+		w.log.WarnContext(ctx, "callback for an order this bridge never saw; ignored", "order_id", c.OrderID)
 		return nil
 	case errors.Is(err, errSkip):
 	case err != nil:
@@ -154,7 +159,7 @@ func (w *Workflow) callback(ctx context.Context, d events.Delivery, c *events.Ca
 // as it is. Its id follows from the input's, so a redelivery publishes
 // nothing new.
 func (w *Workflow) rejectInput(ctx context.Context, env events.Envelope, orderID, input string, r *Rejection) error {
-	w.log.Warn("input rejected", "order_id", orderID, "input", input, "reason", r.Reason)
+	w.log.WarnContext(ctx, "input rejected", "order_id", orderID, "input", input, "reason", r.Reason)
 	return w.publishNow(ctx, orderID, events.TypeOrderRejected, env.Event.ID(), events.OrderRejected{
 		OrderID: orderID, InputType: input, Reason: r.Reason, Message: r.Message,
 	})

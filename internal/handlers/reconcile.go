@@ -25,7 +25,7 @@ func (w *Workflow) Reconcile(ctx context.Context, orders Lister, interval time.D
 	var due []string
 	for o, err := range orders.All(ctx) {
 		if err != nil {
-			w.log.Error("reconcile: cannot read an order", "err", err)
+			w.log.ErrorContext(ctx, "reconcile: cannot read an order", "err", err)
 			continue
 		}
 		counts[o.State]++
@@ -59,7 +59,7 @@ func (w *Workflow) Reconcile(ctx context.Context, orders Lister, interval time.D
 		}
 		var we *waitError
 		if err != nil && !errors.As(err, &we) {
-			w.log.Warn("reconcile: order not advanced", "order_id", id, "err", err)
+			w.log.WarnContext(ctx, "reconcile: order not advanced", "order_id", id, "err", err)
 			continue
 		}
 		advanced++
@@ -81,12 +81,12 @@ func (w *Workflow) RunReconciler(ctx context.Context, orders Lister, interval ti
 		n, err := w.Reconcile(ctx, orders, interval)
 		if err != nil && ctx.Err() == nil {
 			w.cfg.Metrics.reconciled("error", 1)
-			w.log.Error("reconcile pass failed", "err", err)
+			w.log.ErrorContext(ctx, "reconcile pass failed", "err", err)
 			continue
 		}
 		w.cfg.Metrics.reconciled("ok", 1)
 		if n > 0 {
-			w.log.Info("reconcile pass", "orders_advanced", n)
+			w.log.InfoContext(ctx, "reconcile pass", "orders_advanced", n)
 		}
 	}
 }

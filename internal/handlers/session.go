@@ -107,11 +107,11 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 		return nil
 	})
 	if errors.Is(err, errSkip) {
-		w.log.Warn("session created after our claim was taken over; it will expire unpublished", "order_id", o.OrderID)
+		w.log.WarnContext(ctx, "session created after our claim was taken over; it will expire unpublished", "order_id", o.OrderID)
 		return nil
 	}
 	if err == nil {
-		w.log.Info("session created", "order_id", o.OrderID, "session_uuid", created.UUID)
+		w.log.InfoContext(ctx, "session created", "order_id", o.OrderID, "session_uuid", created.UUID)
 	}
 	return err
 }
@@ -207,11 +207,11 @@ func (w *Workflow) refreshSession(ctx context.Context, o *Order, rev uint64) (bo
 	changed := s.Status != o.SessionStatus && sessionRank[s.Status] >= sessionRank[o.SessionStatus] &&
 		!inbank.SessionFinal(o.SessionStatus)
 	if _, known := sessionRank[s.Status]; !known {
-		w.log.Warn("unknown session status from Inbank; ignored", "order_id", o.OrderID, "status", s.Status)
+		w.log.WarnContext(ctx, "unknown session status from Inbank; ignored", "order_id", o.OrderID, "status", s.Status)
 		changed = false
 	}
 	if !changed && s.Status != o.SessionStatus {
-		w.log.Info("session status would move backwards; ignored", "order_id", o.OrderID, "stored", o.SessionStatus, "read", s.Status)
+		w.log.InfoContext(ctx, "session status would move backwards; ignored", "order_id", o.OrderID, "stored", o.SessionStatus, "read", s.Status)
 	}
 	if !changed && !o.RefreshRequested && (s.CreditContractUUID == "" || s.CreditContractUUID == o.ContractUUID) {
 		// Nothing new at Inbank: go on with what the order waits for.
@@ -250,7 +250,7 @@ func (w *Workflow) refreshSession(ctx context.Context, o *Order, rev uint64) (bo
 		}
 		o.note(w.now(), "session "+s.Status)
 		w.cfg.Metrics.state(o.State)
-		w.log.Info("session status changed", "order_id", o.OrderID, "from", prev, "to", s.Status)
+		w.log.InfoContext(ctx, "session status changed", "order_id", o.OrderID, "from", prev, "to", s.Status)
 	}
 	_, err = w.cfg.Store.Save(ctx, o.OrderID, *o, rev)
 	return true, err

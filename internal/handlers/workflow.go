@@ -48,10 +48,15 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
 	"github.com/sethvargo/go-retry"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/telemetry"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -126,6 +131,7 @@ type Config struct {
 	Source  string // CloudEvent source
 	Logger  *slog.Logger
 	Metrics *Metrics
+	Tracer  trace.Tracer // spans for steps and publishes; none when nil
 	Hooks   Hooks
 	Now     func() time.Time
 }
@@ -175,6 +181,9 @@ func New(cfg Config) (*Workflow, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	if cfg.Hooks.AfterInbankCall == nil {
 		cfg.Hooks.AfterInbankCall = func(string, string) error { return nil }
@@ -256,7 +265,14 @@ func (w *Workflow) Advance(ctx context.Context, orderID string, refresh bool) er
 }
 
 // step makes one move; it reports whether it changed anything.
-func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool) (bool, error) {
+func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool) (progressed bool, err error) {
+	ctx, span := w.cfg.Tracer.Start(ctx, "step "+o.State, trace.WithAttributes(attribute.String("smartrent.order_id", o.OrderID)))
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	if len(o.Outbox) > 0 {
 		return true, w.flush(ctx, o, rev)
 	}
@@ -280,27 +296,45 @@ func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool)
 // flush publishes the outbox, then removes what was acknowledged.
 func (w *Workflow) flush(ctx context.Context, o *Order, rev uint64) error {
 	for _, ev := range o.Outbox {
-		e := event.New(event.CloudEventsVersionV1)
-		e.SetID(ev.ID)
-		e.SetSource(w.cfg.Source)
-		e.SetType(ev.Type)
-		e.SetSubject(o.OrderID)
-		e.SetTime(w.cfg.Now().UTC())
-		e.SetDataSchema(schemas.ID(ev.Type))
-		if ev.TraceParent != "" {
-			e.SetExtension(events.ExtensionTraceParent, ev.TraceParent)
+		if err := w.publishOutbox(ctx, o, ev); err != nil {
+			return err
 		}
-		if err := e.SetData(events.ContentTypeJSON, []byte(ev.Data)); err != nil {
-			return fmt.Errorf("outbox %s: %w", ev.Type, err)
-		}
-		if _, err := w.cfg.Publisher.Publish(ctx, e); err != nil {
-			return fmt.Errorf("publish %s for order %s: %w", ev.Type, o.OrderID, err)
-		}
-		w.cfg.Metrics.published(ev.Type)
 	}
 	o.Outbox = nil
 	_, err := w.cfg.Store.Save(ctx, o.OrderID, *o, rev)
 	return err
+}
+
+// publishOutbox publishes one outbox event in a producer span that joins
+// the trace of the input that caused it.
+func (w *Workflow) publishOutbox(ctx context.Context, o *Order, ev OutboxEvent) error {
+	if ev.TraceParent != "" {
+		ctx = telemetry.ContextWithTraceParent(ctx, ev.TraceParent)
+	}
+	ctx, span := w.cfg.Tracer.Start(ctx, "publish "+ev.Type, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("smartrent.order_id", o.OrderID), attribute.String("cloudevents.event_id", ev.ID)))
+	defer span.End()
+	e := event.New(event.CloudEventsVersionV1)
+	e.SetID(ev.ID)
+	e.SetSource(w.cfg.Source)
+	e.SetType(ev.Type)
+	e.SetSubject(o.OrderID)
+	e.SetTime(w.cfg.Now().UTC())
+	e.SetDataSchema(schemas.ID(ev.Type))
+	if tp := telemetry.TraceParent(ctx); tp != "" {
+		e.SetExtension(events.ExtensionTraceParent, tp)
+	} else if ev.TraceParent != "" {
+		e.SetExtension(events.ExtensionTraceParent, ev.TraceParent)
+	}
+	if err := e.SetData(events.ContentTypeJSON, []byte(ev.Data)); err != nil {
+		return fmt.Errorf("outbox %s: %w", ev.Type, err)
+	}
+	if _, err := w.cfg.Publisher.Publish(ctx, e); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return fmt.Errorf("publish %s for order %s: %w", ev.Type, o.OrderID, err)
+	}
+	w.cfg.Metrics.published(ev.Type)
+	return nil
 }
 
 // enqueue adds an event to the outbox with an id fixed by order, type and
@@ -385,7 +419,7 @@ func (w *Workflow) fail(ctx context.Context, orderID, step string, cause error, 
 	if err != nil && !errors.Is(err, errSkip) {
 		return err
 	}
-	w.log.Error("order failed", "order_id", orderID, "step", step, "err", cause)
+	w.log.ErrorContext(ctx, "order failed", "order_id", orderID, "step", step, "err", cause)
 	if err := w.Advance(ctx, orderID, false); err != nil {
 		return err
 	}

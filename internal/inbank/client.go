@@ -79,10 +79,10 @@ type Client struct {
 	now      func() time.Time
 }
 
-// defaultTransport keeps enough idle connections for one busy host: the
+// DefaultTransport keeps enough idle connections for one busy host: the
 // standard transport keeps 2 per host, so a bridge with dozens of calls in
 // flight would dial (and TLS-handshake) a new connection for most of them.
-func defaultTransport() *http.Transport {
+func DefaultTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = 512
 	t.MaxIdleConnsPerHost = 256
@@ -136,7 +136,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		apiKey:   cfg.APIKey,
 		shopUUID: cfg.ShopUUID,
 		timeout:  cfg.Timeout,
-		hc:       &http.Client{Transport: defaultTransport()},
+		hc:       &http.Client{Transport: DefaultTransport()},
 		now:      time.Now,
 	}
 	if c.timeout <= 0 {

@@ -36,6 +36,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/telemetry"
 )
 
 // MaxBody is the largest callback body accepted.
@@ -146,7 +147,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case OutcomeBadSignature, OutcomeTooLarge, OutcomeBadBody, OutcomeBadMethod:
 		level = slog.LevelWarn
 	}
-	h.cfg.Logger.Log(r.Context(), level, "inbank callback", "outcome", outcome, "order_id", orderID)
+	h.cfg.Logger.Log(r.Context(), level, "inbank callback", "outcome", outcome, "order_id", orderID) // trace_id comes from the context
 }
 
 func plain(w http.ResponseWriter, status int, msg string) {
@@ -190,7 +191,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (outcome, orderI
 		plain(w, http.StatusUnauthorized, "bad signature: "+err.Error()+"\n")
 		return OutcomeBadSignature, orderID
 	}
-	e, err := h.event(token, orderID, timestamp, body, fields)
+	e, err := h.event(token, orderID, timestamp, telemetry.TraceParent(r.Context()), body, fields)
 	if err != nil { // our own encoding failed: a bug, not the sender's fault
 		h.cfg.Logger.Error("encode callback event", "order_id", orderID, "err", err)
 		h.unavailable(w)
@@ -277,14 +278,14 @@ func isObject(b []byte) bool {
 
 // event builds the CloudEvent message: id derived from token, body and
 // signed timestamp.
-func (h *Handler) event(token, orderID, timestamp string, body []byte, f callbackFields) (*nats.Msg, error) {
+func (h *Handler) event(token, orderID, timestamp, traceparent string, body []byte, f callbackFields) (*nats.Msg, error) {
 	sum := sha256.New()
 	for _, part := range [][]byte{[]byte(token), body, []byte(timestamp)} {
 		fmt.Fprintf(sum, "%d:", len(part))
 		sum.Write(part)
 	}
 	id := hex.EncodeToString(sum.Sum(nil)[:16])
-	b, err := h.cfg.Codec.EncodeCallback(id, h.cfg.Source, events.CallbackReceived{
+	b, err := h.cfg.Codec.EncodeCallback(id, h.cfg.Source, traceparent, events.CallbackReceived{
 		OrderID:     orderID,
 		SessionUUID: shortString(f.PosSessionUUID, f.SessionUUID, f.UUID),
 		Status:      shortString(f.Status),
