@@ -6,6 +6,12 @@
 // without padding. The first secret signs; every secret verifies, so a
 // secret can be rotated by prepending the new one and removing the old one
 // once no session signed with it is still open.
+//
+// An order of another shop than the default gets a third part, and its
+// signature covers the shop too, so a callback can never be applied to
+// another shop's order:
+//
+//	base64url(orderId) "." base64url(HMAC-SHA256(secret, "smartrent-callback-v1/shop:" + shop + ":" + orderId)) "." base64url(shop)
 package callbacktoken
 
 import (
@@ -19,7 +25,10 @@ import (
 // PathPrefix is where the ingress serves callbacks.
 const PathPrefix = "/v1/inbank/callbacks/"
 
-const domain = "smartrent-callback-v1:"
+const (
+	domain     = "smartrent-callback-v1:"
+	shopDomain = "smartrent-callback-v1/shop:"
+)
 
 // maxOrderID bounds what a token may name, so a huge path costs nothing.
 const maxOrderID = 200
@@ -57,53 +66,74 @@ func New(secrets []string) (*Signer, error) {
 // Parse splits a CALLBACK_SECRET value ("new,old") into secrets.
 func Parse(list string) []string { return strings.Split(list, ",") }
 
-func mac(secret []byte, orderID string) []byte {
+func mac(secret []byte, shop, orderID string) []byte {
 	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(domain))
+	if shop == "" {
+		m.Write([]byte(domain))
+	} else {
+		m.Write([]byte(shopDomain + shop + ":"))
+	}
 	m.Write([]byte(orderID))
 	return m.Sum(nil)
 }
 
-// Token returns the token for orderID, signed with the first secret.
-func (s *Signer) Token(orderID string) string {
-	return enc.EncodeToString([]byte(orderID)) + "." + enc.EncodeToString(mac(s.secrets[0], orderID))
+// Token returns the token for orderID of the default shop, signed with the
+// first secret.
+func (s *Signer) Token(orderID string) string { return s.TokenFor("", orderID) }
+
+// TokenFor returns the token for orderID of shop ("" for the default shop).
+func (s *Signer) TokenFor(shop, orderID string) string {
+	t := enc.EncodeToString([]byte(orderID)) + "." + enc.EncodeToString(mac(s.secrets[0], shop, orderID))
+	if shop != "" {
+		t += "." + enc.EncodeToString([]byte(shop))
+	}
+	return t
 }
 
-// URL returns the callback URL for orderID under base (the ingress's
-// public base URL).
-func (s *Signer) URL(base, orderID string) string {
-	return strings.TrimRight(base, "/") + PathPrefix + s.Token(orderID)
+// URL returns the callback URL for orderID of shop ("" for the default
+// shop) under base (the ingress's public base URL).
+func (s *Signer) URL(base, shop, orderID string) string {
+	return strings.TrimRight(base, "/") + PathPrefix + s.TokenFor(shop, orderID)
 }
 
-// Verify returns the order a token names, or ok=false for a token that is
-// malformed, in another encoding (padding, standard alphabet), or not
-// signed by any configured secret. Comparison is in constant time.
-func (s *Signer) Verify(token string) (orderID string, ok bool) {
-	idPart, sigPart, found := strings.Cut(token, ".")
+// Verify returns the order (and its shop, "" for the default shop) a token
+// names, or ok=false for a token that is malformed, in another encoding
+// (padding, standard alphabet), or not signed by any configured secret.
+// Comparison is in constant time.
+func (s *Signer) Verify(token string) (orderID, shop string, ok bool) {
+	idPart, rest, found := strings.Cut(token, ".")
+	sigPart, shopPart, hasShop := strings.Cut(rest, ".")
 	if !found || idPart == "" || len(idPart) > enc.EncodedLen(maxOrderID) || len(sigPart) != enc.EncodedLen(sha256.Size) {
-		return "", false
+		return "", "", false
+	}
+	if hasShop {
+		b, err := enc.DecodeString(shopPart)
+		if err != nil || len(b) == 0 || len(b) > 63 || enc.EncodeToString(b) != shopPart {
+			return "", "", false
+		}
+		shop = string(b)
 	}
 	id, err := enc.DecodeString(idPart)
 	if err != nil || len(id) == 0 {
-		return "", false
+		return "", "", false
 	}
 	sig, err := enc.DecodeString(sigPart)
 	if err != nil {
-		return "", false
+		return "", "", false
 	}
 	// Strict decoding already refuses padding and stray bits; re-encoding
 	// guards against any other non-canonical form.
 	if enc.EncodeToString(id) != idPart || enc.EncodeToString(sig) != sigPart {
-		return "", false
+		return "", "", false
 	}
 	valid := false
 	for _, sec := range s.secrets {
-		if hmac.Equal(sig, mac(sec, string(id))) {
+		if hmac.Equal(sig, mac(sec, shop, string(id))) {
 			valid = true // no early return: every secret costs the same
 		}
 	}
 	if !valid {
-		return "", false
+		return "", "", false
 	}
-	return string(id), true
+	return string(id), shop, true
 }

@@ -21,7 +21,7 @@ func TestTokenMatchesTheContract(t *testing.T) {
 	if got := s.Token("ORD-1"); got != want {
 		t.Fatalf("Token = %q, want %q", got, want)
 	}
-	if got := s.URL("https://cb.shop.example/", "ORD-1"); got != "https://cb.shop.example/v1/inbank/callbacks/"+want {
+	if got := s.URL("https://cb.shop.example/", "", "ORD-1"); got != "https://cb.shop.example/v1/inbank/callbacks/"+want {
 		t.Fatalf("URL = %q", got)
 	}
 }
@@ -50,11 +50,11 @@ func TestVerify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			gotID, ok := s.Verify(tt.token)
+			gotID, shop, ok := s.Verify(tt.token)
 			if ok != tt.ok {
 				t.Fatalf("Verify(%q) ok = %v, want %v", tt.token, ok, tt.ok)
 			}
-			if ok && gotID != "ORD/1 ä" {
+			if ok && (gotID != "ORD/1 ä" || shop != "") {
 				t.Fatalf("order = %q", gotID)
 			}
 		})
@@ -64,13 +64,13 @@ func TestVerify(t *testing.T) {
 func TestRotation(t *testing.T) {
 	old := signer(t, "old-secret-0123456789")
 	rotated := signer(t, "new-secret-0123456789", "old-secret-0123456789")
-	if _, ok := rotated.Verify(old.Token("ORD-1")); !ok {
+	if _, _, ok := rotated.Verify(old.Token("ORD-1")); !ok {
 		t.Fatal("a token signed with the old secret no longer verifies during rotation")
 	}
 	if got, want := rotated.Token("ORD-1"), signer(t, "new-secret-0123456789").Token("ORD-1"); got != want {
 		t.Fatal("the first secret does not sign")
 	}
-	if _, ok := old.Verify(rotated.Token("ORD-1")); ok {
+	if _, _, ok := old.Verify(rotated.Token("ORD-1")); ok {
 		t.Fatal("a token signed with the new secret verifies with only the old one")
 	}
 }
@@ -87,7 +87,7 @@ func BenchmarkVerify(b *testing.B) {
 	s := signer(b, "new-secret-0123456789", "old-secret-0123456789")
 	tok := s.Token("ORD-123456")
 	for b.Loop() {
-		if _, ok := s.Verify(tok); !ok {
+		if _, _, ok := s.Verify(tok); !ok {
 			b.Fatal("invalid")
 		}
 	}
@@ -98,9 +98,30 @@ func FuzzVerify(f *testing.F) {
 	f.Add(s.Token("ORD-1"))
 	f.Add("a.b")
 	f.Fuzz(func(t *testing.T, token string) {
-		id, ok := s.Verify(token)
-		if ok && s.Token(id) != token {
+		id, shop, ok := s.Verify(token)
+		if ok && s.TokenFor(shop, id) != token {
 			t.Fatalf("accepted non-canonical token %q for %q", token, id)
 		}
 	})
+}
+
+func TestTokenBindsTheShop(t *testing.T) {
+	s := signer(t, "0123456789abcdef0123")
+	tok := s.TokenFor("lv-web", "ORD-1")
+	id, shop, ok := s.Verify(tok)
+	if !ok || id != "ORD-1" || shop != "lv-web" {
+		t.Fatalf("Verify = %q %q %v", id, shop, ok)
+	}
+	idPart, rest, _ := strings.Cut(tok, ".")
+	sig, _, _ := strings.Cut(rest, ".")
+	// The same signature under another shop, or without a shop, is forged.
+	for _, forged := range []string{
+		idPart + "." + sig + "." + base64.RawURLEncoding.EncodeToString([]byte("ee-web")),
+		idPart + "." + sig,
+		s.Token("ORD-1") + "." + base64.RawURLEncoding.EncodeToString([]byte("lv-web")),
+	} {
+		if _, _, ok := s.Verify(forged); ok {
+			t.Errorf("accepted %q", forged)
+		}
+	}
 }

@@ -150,7 +150,7 @@ func (w *Workflow) sessionRequest(o *Order, p *events.OrderPlaced, insurance boo
 		},
 		PartnerURLs: &inbank.PartnerURLs{
 			ReturnURL: p.ReturnURL, CancelURL: p.CancelURL,
-			CallbackURL: w.cfg.Tokens.URL(w.cfg.CallbackBaseURL, o.OrderID),
+			CallbackURL: w.cfg.Tokens.URL(w.cfg.CallbackBaseURL, o.Shop, o.OrderID),
 		},
 		AdditionalData: p.AdditionalData,
 	}

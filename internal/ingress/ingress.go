@@ -159,8 +159,9 @@ func plain(w http.ResponseWriter, status int, msg string) {
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (outcome, orderID string) {
 	token, ok := strings.CutPrefix(r.URL.EscapedPath(), callbacktoken.PathPrefix)
+	var shop string
 	if ok {
-		orderID, ok = h.cfg.Tokens.Verify(token)
+		orderID, shop, ok = h.cfg.Tokens.Verify(token)
 	}
 	if !ok {
 		http.NotFound(w, r)
@@ -191,7 +192,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (outcome, orderI
 		plain(w, http.StatusUnauthorized, "bad signature: "+err.Error()+"\n")
 		return OutcomeBadSignature, orderID
 	}
-	e, err := h.event(token, orderID, timestamp, telemetry.TraceParent(r.Context()), body, fields)
+	e, err := h.event(token, orderID, shop, timestamp, telemetry.TraceParent(r.Context()), body, fields)
 	if err != nil { // our own encoding failed: a bug, not the sender's fault
 		h.cfg.Logger.Error("encode callback event", "order_id", orderID, "err", err)
 		h.unavailable(w)
@@ -278,7 +279,7 @@ func isObject(b []byte) bool {
 
 // event builds the CloudEvent message: id derived from token, body and
 // signed timestamp.
-func (h *Handler) event(token, orderID, timestamp, traceparent string, body []byte, f callbackFields) (*nats.Msg, error) {
+func (h *Handler) event(token, orderID, shop, timestamp, traceparent string, body []byte, f callbackFields) (*nats.Msg, error) {
 	sum := sha256.New()
 	for _, part := range [][]byte{[]byte(token), body, []byte(timestamp)} {
 		fmt.Fprintf(sum, "%d:", len(part))
@@ -287,6 +288,7 @@ func (h *Handler) event(token, orderID, timestamp, traceparent string, body []by
 	id := hex.EncodeToString(sum.Sum(nil)[:16])
 	b, err := h.cfg.Codec.EncodeCallback(id, h.cfg.Source, traceparent, events.CallbackReceived{
 		OrderID:     orderID,
+		Shop:        shop,
 		SessionUUID: shortString(f.PosSessionUUID, f.SessionUUID, f.UUID),
 		Status:      shortString(f.Status),
 		ReceivedAt:  h.cfg.Now().UTC(),
