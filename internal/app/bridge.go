@@ -12,6 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,6 +31,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/natsconn"
 	"github.com/smartrent-bridge/bridge/internal/ops"
 	"github.com/smartrent-bridge/bridge/internal/quote"
+	"github.com/smartrent-bridge/bridge/internal/shops"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
 	"github.com/smartrent-bridge/bridge/internal/ttlcache"
 	"github.com/smartrent-bridge/bridge/schemas"
@@ -43,6 +48,9 @@ type BridgeStarted struct {
 // BridgeOptions are hooks for tests; main passes none.
 type BridgeOptions struct {
 	Hooks handlers.Hooks
+	// Reload, when not nil, works like SIGHUP: key and secret files are
+	// read again.
+	Reload <-chan struct{}
 	// TracerProvider replaces the one the OTEL_* variables configure.
 	TracerProvider trace.TracerProvider
 }
@@ -73,6 +81,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	quoteTimeout := fs.Duration("quote-timeout", "QUOTE_TIMEOUT", 5*time.Second, "deadline of one quote request, or a whole batch")
 	conditionsTTL := fs.Duration("conditions-ttl", "CONDITIONS_TTL", 10*time.Minute, "how long rental conditions are cached")
 	calculationTTL := fs.Duration("calculation-ttl", "CALCULATION_TTL", time.Minute, "how long quote calculations are cached")
+	shopsFile := fs.String("inbank-shops-file", "INBANK_SHOPS_FILE", "", "YAML or JSON file of further Inbank shops by alias (see README); keys by reference only")
 	pprof := fs.Bool("pprof", "PPROF", false, "serve the Go profiler under /debug/pprof/ on METRICS_ADDR")
 	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -113,6 +122,12 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	if err != nil {
 		return fmt.Errorf("CALLBACK_SECRET: %w", err)
 	}
+	var shopList []shops.Shop
+	if *shopsFile != "" {
+		if shopList, err = shops.Load(*shopsFile, getenv); err != nil {
+			return fmt.Errorf("INBANK_SHOPS_FILE %s:\n%w", *shopsFile, err)
+		}
+	}
 	if *claimTTL <= 0 {
 		*claimTTL = 3 * *inbankTimeout
 	}
@@ -124,11 +139,24 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	if err != nil {
 		return err
 	}
-	client, err := inbank.New(inbank.Config{BaseURL: *baseURL, APIKey: inbank.Secret(*apiKey), ShopUUID: *shopUUID, Timeout: *inbankTimeout},
-		inbank.WithMetrics(inbankMetrics),
-		inbank.WithHTTPClient(&http.Client{Transport: otelhttp.NewTransport(inbank.DefaultTransport(), otelhttp.WithTracerProvider(tp))}))
+	newClient := func(alias, base, key, uuid string) (*inbank.Client, error) {
+		return inbank.New(inbank.Config{BaseURL: base, APIKey: inbank.Secret(key), ShopUUID: uuid, Timeout: *inbankTimeout, ShopAlias: alias},
+			inbank.WithMetrics(inbankMetrics),
+			inbank.WithHTTPClient(&http.Client{Transport: otelhttp.NewTransport(inbank.DefaultTransport(), otelhttp.WithTracerProvider(tp))}))
+	}
+	client, err := newClient(shops.Default, *baseURL, *apiKey, *shopUUID)
 	if err != nil {
 		return err
+	}
+	shopClients := map[string]*inbank.Client{}
+	for _, s := range shopList {
+		key, err := s.APIKey(getenv)
+		if err != nil {
+			return err
+		}
+		if shopClients[s.Alias], err = newClient(s.Alias, s.BaseURL, key, s.ShopUUID); err != nil {
+			return fmt.Errorf("shop %s: %w", s.Alias, err)
+		}
 	}
 	schemaSet, err := schemas.Load()
 	if err != nil {
@@ -163,9 +191,19 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	if err != nil {
 		return err
 	}
-	conditions := handlers.NewConditions(client, ttlcache.New[inbank.RentalConditions]("conditions", *conditionsTTL, 10000, *inbankTimeout*2, cacheMetrics))
+	// Each shop's Inbank calls have their own budget and circuit breaker,
+	// so one shop's outage does not take the handlers from the others.
+	defaultAPI := handlers.Guard(shops.Default, client, 3**concurrency)
+	conditions := handlers.NewConditions(defaultAPI, ttlcache.New[inbank.RentalConditions]("conditions", *conditionsTTL, 10000, *inbankTimeout*2, cacheMetrics))
+	wfShops, quoteShops := map[string]handlers.ShopConfig{}, map[string]quote.Shop{}
+	for _, s := range shopList {
+		api := handlers.Guard(s.Alias, shopClients[s.Alias], max(s.Concurrency, *concurrency))
+		cond := handlers.NewConditions(api, ttlcache.New[inbank.RentalConditions]("conditions", *conditionsTTL, 10000, *inbankTimeout*2, cacheMetrics))
+		wfShops[s.Alias] = handlers.ShopConfig{Inbank: api, Conditions: cond, ProductCode: s.ProductCode, Policy: s.ActivationPolicy, SessionTTL: s.SessionTTL}
+		quoteShops[s.Alias] = quote.Shop{Inbank: api, Conditions: cond, ProductCode: s.ProductCode}
+	}
 	wf, err := handlers.New(handlers.Config{
-		Inbank: client, Store: store, Publisher: events.NewPublisher(js, codec), Codec: codec, Tokens: tokens, Conditions: conditions,
+		Inbank: defaultAPI, Store: store, Publisher: events.NewPublisher(js, codec), Codec: codec, Tokens: tokens, Conditions: conditions, Shops: wfShops,
 		CallbackBaseURL: *callbackBase, DefaultProductCode: *productCode, Policy: *policy,
 		SessionTTL: *sessionTTL, ClaimTTL: *claimTTL, ActivationSettle: *settle,
 		Logger: log, Metrics: wfMetrics, Hooks: o.Hooks, Tracer: tracer,
@@ -175,7 +213,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	}
 
 	quotes, err := quote.New(quote.Config{
-		Inbank: client, Conditions: conditions, DefaultProductCode: *productCode, CalculationTTL: *calculationTTL,
+		Inbank: defaultAPI, Conditions: conditions, DefaultProductCode: *productCode, Shops: quoteShops, CalculationTTL: *calculationTTL,
 		Timeout: *quoteTimeout, Schemas: schemaSet, Cache: cacheMetrics, Registerer: reg, Logger: log,
 	})
 	if err != nil {
@@ -247,7 +285,22 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	if err != nil {
 		return err
 	}
-	log.Info("bridge ready", "metrics", opsAddr.String(), "activation_policy", *policy, "inbank", *baseURL)
+	// SIGHUP re-reads key and secret files, so keys rotate without a restart.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			case <-o.Reload:
+			}
+			reloadKeys(getenv, client, shopList, shopClients, tokens, log)
+		}
+	}()
+	log.Info("bridge ready", "shops", len(shopList)+1, "metrics", opsAddr.String(), "activation_policy", *policy, "inbank", *baseURL)
 	if started != nil {
 		started <- BridgeStarted{Ops: opsAddr}
 	}
@@ -273,4 +326,37 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// reloadKeys reads the key and secret files again. A file that cannot be
+// read leaves the key in use and is logged.
+func reloadKeys(getenv cli.Getenv, client *inbank.Client, list []shops.Shop, clients map[string]*inbank.Client, tokens *callbacktoken.Signer, log *slog.Logger) {
+	if path := getenv("INBANK_API_KEY_FILE"); path != "" {
+		if b, err := os.ReadFile(path); err != nil {
+			log.Error("reload: INBANK_API_KEY_FILE", "err", err)
+		} else {
+			client.SetAPIKey(inbank.Secret(strings.TrimSpace(string(b))))
+		}
+	}
+	for _, s := range list {
+		if s.APIKeyFile == "" {
+			continue
+		}
+		key, err := s.APIKey(getenv)
+		if err != nil {
+			log.Error("reload: shop key", "shop", s.Alias, "err", err)
+			continue
+		}
+		clients[s.Alias].SetAPIKey(inbank.Secret(key))
+	}
+	if path := getenv("CALLBACK_SECRET_FILE"); path != "" {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			err = tokens.Replace(callbacktoken.Parse(strings.TrimSpace(string(b))))
+		}
+		if err != nil {
+			log.Error("reload: CALLBACK_SECRET_FILE", "err", err)
+		}
+	}
+	log.Info("keys and secrets re-read")
 }

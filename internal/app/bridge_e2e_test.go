@@ -613,7 +613,7 @@ func TestBridgeOpsEndpoints(t *testing.T) {
 	w.sessionOf("ORD-M")
 	for path, want := range map[string]string{
 		"/healthz": "ok", "/readyz": "ready",
-		"/metrics": `smartrent_inbank_requests_total{code="201",operation="create_session"} 1`,
+		"/metrics": `smartrent_inbank_requests_total{code="201",operation="create_session",shop="default"} 1`,
 	} {
 		resp, err := http.Get("http://" + s.Ops.String() + path)
 		if err != nil {

@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -141,6 +144,32 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	// SIGHUP re-reads CALLBACK_SECRET_FILE, so the secret rotates without a restart.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			path := getenv("CALLBACK_SECRET_FILE")
+			if path == "" {
+				continue
+			}
+			b, err := os.ReadFile(path)
+			if err == nil {
+				err = tokens.Replace(callbacktoken.Parse(strings.TrimSpace(string(b))))
+			}
+			if err != nil {
+				log.Error("reload: CALLBACK_SECRET_FILE", "err", err)
+			} else {
+				log.Info("callback secrets re-read")
+			}
+		}
+	}()
 	log.Info("webhook ingress ready", "listen", ln.Addr().String(), "metrics", opsAddr.String(), "signature", *sigMode)
 	if started != nil {
 		started <- IngressStarted{Callbacks: ln.Addr(), Ops: opsAddr}

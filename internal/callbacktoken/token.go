@@ -20,6 +20,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
+	"sync"
 )
 
 // PathPrefix is where the ingress serves callbacks.
@@ -37,6 +38,7 @@ var enc = base64.RawURLEncoding.Strict()
 
 // Signer makes and verifies tokens. It is safe for concurrent use.
 type Signer struct {
+	mu      sync.RWMutex
 	secrets [][]byte
 }
 
@@ -47,20 +49,39 @@ var ErrNoSecret = errors.New("callback secret is required")
 // entries are ignored; secrets shorter than 16 bytes are refused.
 func New(secrets []string) (*Signer, error) {
 	s := &Signer{}
+	if err := s.Replace(secrets); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Replace swaps the secrets (a rotated secret file re-read on SIGHUP). On
+// an error the old secrets stay.
+func (s *Signer) Replace(secrets []string) error {
+	var out [][]byte
 	for _, sec := range secrets {
 		sec = strings.TrimSpace(sec)
 		if sec == "" {
 			continue
 		}
 		if len(sec) < 16 {
-			return nil, errors.New("callback secret must be at least 16 characters")
+			return errors.New("callback secret must be at least 16 characters")
 		}
-		s.secrets = append(s.secrets, []byte(sec))
+		out = append(out, []byte(sec))
 	}
-	if len(s.secrets) == 0 {
-		return nil, ErrNoSecret
+	if len(out) == 0 {
+		return ErrNoSecret
 	}
-	return s, nil
+	s.mu.Lock()
+	s.secrets = out
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Signer) current() [][]byte {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.secrets
 }
 
 // Parse splits a CALLBACK_SECRET value ("new,old") into secrets.
@@ -83,7 +104,7 @@ func (s *Signer) Token(orderID string) string { return s.TokenFor("", orderID) }
 
 // TokenFor returns the token for orderID of shop ("" for the default shop).
 func (s *Signer) TokenFor(shop, orderID string) string {
-	t := enc.EncodeToString([]byte(orderID)) + "." + enc.EncodeToString(mac(s.secrets[0], shop, orderID))
+	t := enc.EncodeToString([]byte(orderID)) + "." + enc.EncodeToString(mac(s.current()[0], shop, orderID))
 	if shop != "" {
 		t += "." + enc.EncodeToString([]byte(shop))
 	}
@@ -127,7 +148,7 @@ func (s *Signer) Verify(token string) (orderID, shop string, ok bool) {
 		return "", "", false
 	}
 	valid := false
-	for _, sec := range s.secrets {
+	for _, sec := range s.current() {
 		if hmac.Equal(sig, mac(sec, shop, string(id))) {
 			valid = true // no early return: every secret costs the same
 		}

@@ -20,7 +20,11 @@ func (w *Workflow) fulfil(ctx context.Context, o *Order, rev uint64, checkContra
 	if o.ContractUUID == "" {
 		return false, nil // granted but no contract yet: the next read brings it
 	}
-	portal := w.cfg.Policy == PolicyPortal ||
+	sh, err := w.shopOf(o.Shop)
+	if err != nil {
+		return false, events.Permanent(err)
+	}
+	portal := sh.policy == PolicyPortal ||
 		(o.SessionStatus == inbank.SessionCompleted && o.ActivationAttempts == 0 && !o.ActivationCalled)
 	switch {
 	case portal:
@@ -34,20 +38,20 @@ func (w *Workflow) fulfil(ctx context.Context, o *Order, rev uint64, checkContra
 		}
 		return w.awaitActivation(ctx, o, rev, events.ActivatedViaAPI, 0)
 	case len(o.Identifiers) > 0 && !slices.Equal(o.Identifiers, o.IdentifiersAssigned):
-		return true, w.assignIdentifiers(ctx, o, rev)
-	case w.activationDue(o):
-		return true, w.activate(ctx, o, rev)
+		return true, w.assignIdentifiers(ctx, sh, o, rev)
+	case activationDue(o, sh.policy):
+		return true, w.activate(ctx, sh, o, rev)
 	}
 	return false, nil
 }
 
 // activationDue: identifiers are with Inbank and the device has reached
 // the point the policy names.
-func (w *Workflow) activationDue(o *Order) bool {
+func activationDue(o *Order, policy string) bool {
 	if len(o.IdentifiersAssigned) == 0 {
 		return false
 	}
-	switch w.cfg.Policy {
+	switch policy {
 	case PolicyOnShipment:
 		return o.ShippedAt != nil || o.DeliveredAt != nil
 	case PolicyOnDelivery:
@@ -66,14 +70,14 @@ func toInbank(ids []events.AssetIdentifier) inbank.AssetIdentifiersRequest {
 
 // assignIdentifiers gives the contract the hero device's identifiers. The
 // call is repeatable, so a crash before the record only repeats it.
-func (w *Workflow) assignIdentifiers(ctx context.Context, o *Order, rev uint64) error {
+func (w *Workflow) assignIdentifiers(ctx context.Context, sh *shop, o *Order, rev uint64) error {
 	now := w.now()
 	attempt := w.attemptID()
 	if o.IdentifiersClaim.HeldBy(attempt, now) {
 		return wait(o.IdentifiersClaim.Until.Sub(now), "identifier assignment claimed by %s", o.IdentifiersClaim.Owner)
 	}
 	o.IdentifiersClaim = &Claim{Owner: attempt, Until: now.Add(w.cfg.ClaimTTL)}
-	if _, err := w.cfg.Store.Save(ctx, o.OrderID, *o, rev); err != nil {
+	if _, err := w.cfg.Store.Save(ctx, o.Key(), *o, rev); err != nil {
 		return err
 	}
 	release := func(o *Order) {
@@ -83,18 +87,18 @@ func (w *Workflow) assignIdentifiers(ctx context.Context, o *Order, rev uint64) 
 	}
 	ids := slices.Clone(o.Identifiers)
 	err := shortRetry(ctx, func(ctx context.Context) error {
-		return w.cfg.Inbank.AssignAssetIdentifiers(ctx, o.ProductCode, o.ContractUUID, toInbank(ids))
+		return sh.api.AssignAssetIdentifiers(ctx, o.ProductCode, o.ContractUUID, toInbank(ids))
 	})
 	if herr := w.cfg.Hooks.AfterInbankCall(StepIdentifiers, o.OrderID); herr != nil {
 		return fmt.Errorf("%w: %v", ErrAbandoned, herr)
 	}
 	if err != nil {
 		if inbank.IsTransient(err) {
-			w.update(ctx, o.OrderID, func(o *Order) error { release(o); return nil })
+			w.update(ctx, o.Key(), func(o *Order) error { release(o); return nil })
 			return &StepError{Step: StepIdentifiers, Err: err}
 		}
 		refused := true
-		w.update(ctx, o.OrderID, func(o *Order) error {
+		w.update(ctx, o.Key(), func(o *Order) error {
 			release(o)
 			if o.State != StateGranted || slices.Equal(o.IdentifiersAssigned, ids) {
 				refused = false // the order moved on meanwhile: nothing to report
@@ -111,7 +115,7 @@ func (w *Workflow) assignIdentifiers(ctx context.Context, o *Order, rev uint64) 
 		}
 		return events.Permanent(&StepError{Step: StepIdentifiers, Err: err})
 	}
-	_, err = w.update(ctx, o.OrderID, func(o *Order) error {
+	_, err = w.update(ctx, o.Key(), func(o *Order) error {
 		release(o)
 		if slices.Equal(o.IdentifiersAssigned, ids) {
 			return nil
@@ -139,7 +143,7 @@ func identifiersKey(ids []events.AssetIdentifier) string {
 
 // activate calls activation once: claimed, and after reading the contract
 // when an earlier attempt may have reached Inbank.
-func (w *Workflow) activate(ctx context.Context, o *Order, rev uint64) error {
+func (w *Workflow) activate(ctx context.Context, sh *shop, o *Order, rev uint64) error {
 	now := w.now()
 	attempt := w.attemptID()
 	if o.ActivationClaim.HeldBy(attempt, now) {
@@ -147,12 +151,12 @@ func (w *Workflow) activate(ctx context.Context, o *Order, rev uint64) error {
 	}
 	if o.ActivationAttempts > 0 {
 		// An earlier attempt ended without a record: read the contract first.
-		k, err := w.readContract(ctx, o.ContractUUID)
+		k, err := w.readContract(ctx, sh, o.ContractUUID)
 		if err != nil {
 			return err
 		}
 		if k.Status == inbank.ContractActivated {
-			return w.recordActivated(ctx, o.OrderID, events.ActivatedViaAPI, true)
+			return w.recordActivated(ctx, o.Key(), events.ActivatedViaAPI, true)
 		}
 		if o.ActivationUncertain != nil {
 			if settle := o.ActivationUncertain.Add(w.cfg.ActivationSettle); now.Before(settle) {
@@ -165,10 +169,10 @@ func (w *Workflow) activate(ctx context.Context, o *Order, rev uint64) error {
 	// Until Inbank answers, this attempt may or may not reach it.
 	o.ActivationUncertain = &now
 	o.note(now, fmt.Sprintf("activating (attempt %d)", o.ActivationAttempts))
-	if _, err := w.cfg.Store.Save(ctx, o.OrderID, *o, rev); err != nil {
+	if _, err := w.cfg.Store.Save(ctx, o.Key(), *o, rev); err != nil {
 		return err
 	}
-	err := w.cfg.Inbank.ActivateContract(ctx, o.ProductCode, o.ContractUUID)
+	err := sh.api.ActivateContract(ctx, o.ProductCode, o.ContractUUID)
 	if herr := w.cfg.Hooks.AfterInbankCall(StepActivate, o.OrderID); herr != nil {
 		return fmt.Errorf("%w: %v", ErrAbandoned, herr)
 	}
@@ -178,7 +182,7 @@ func (w *Workflow) activate(ctx context.Context, o *Order, rev uint64) error {
 		w.cfg.Metrics.activationCalled()
 	case answeredTransient(err):
 		// Inbank answered and did not act: the attempt is certain, retry soon.
-		w.update(ctx, o.OrderID, func(o *Order) error {
+		w.update(ctx, o.Key(), func(o *Order) error {
 			o.ActivationClaim, o.ActivationUncertain = nil, nil
 			return nil
 		})
@@ -186,7 +190,7 @@ func (w *Workflow) activate(ctx context.Context, o *Order, rev uint64) error {
 	case inbank.IsTransient(err):
 		// No answer: it may have been applied. Keep the mark; the claim
 		// is released and the contract is read before any new call.
-		w.update(ctx, o.OrderID, func(o *Order) error {
+		w.update(ctx, o.Key(), func(o *Order) error {
 			o.ActivationClaim = nil
 			return nil
 		})
@@ -194,9 +198,9 @@ func (w *Workflow) activate(ctx context.Context, o *Order, rev uint64) error {
 	case errors.As(err, &api) && api.ErrorCode == "CONTRACT_ALREADY_ACTIVATED":
 		// An earlier attempt did it; fall through to record and await.
 	default:
-		return w.fail(ctx, o.OrderID, StepActivate, err, o.ActivationAttempts)
+		return w.fail(ctx, o.Key(), StepActivate, err, o.ActivationAttempts)
 	}
-	_, err = w.update(ctx, o.OrderID, func(o *Order) error {
+	_, err = w.update(ctx, o.Key(), func(o *Order) error {
 		o.ActivationCalled, o.ActivationClaim, o.ActivationUncertain = true, nil, nil
 		o.note(w.now(), "activation called")
 		return nil
@@ -204,7 +208,7 @@ func (w *Workflow) activate(ctx context.Context, o *Order, rev uint64) error {
 	if err != nil {
 		return err
 	}
-	o, rev, err = w.reload(ctx, o.OrderID)
+	o, rev, err = w.reload(ctx, o.Key())
 	if err != nil {
 		return err
 	}
@@ -217,11 +221,11 @@ func (w *Workflow) reload(ctx context.Context, orderID string) (*Order, uint64, 
 	return &o, rev, err
 }
 
-func (w *Workflow) readContract(ctx context.Context, contractUUID string) (inbank.Contract, error) {
+func (w *Workflow) readContract(ctx context.Context, sh *shop, contractUUID string) (inbank.Contract, error) {
 	var k inbank.Contract
 	err := shortRetry(ctx, func(ctx context.Context) error {
 		var err error
-		k, err = w.cfg.Inbank.Contract(ctx, contractUUID)
+		k, err = sh.api.Contract(ctx, contractUUID)
 		return err
 	})
 	if err != nil {
@@ -234,17 +238,20 @@ func (w *Workflow) readContract(ctx context.Context, contractUUID string) (inban
 // and records the activation once Inbank shows it. Past poll, the order
 // waits for the next reconciliation.
 func (w *Workflow) awaitActivation(ctx context.Context, o *Order, rev uint64, via string, poll time.Duration) (bool, error) {
+	sh, err := w.shopOf(o.Shop)
+	if err != nil {
+		return false, events.Permanent(err)
+	}
 	var k inbank.Contract
-	var err error
 	if poll <= 0 {
-		k, err = w.readContract(ctx, o.ContractUUID)
+		k, err = w.readContract(ctx, sh, o.ContractUUID)
 	} else {
 		pctx, cancel := context.WithTimeout(ctx, poll)
 		defer cancel()
 		b := retry.WithCappedDuration(time.Second, retry.NewExponential(50*time.Millisecond))
 		err = retry.Do(pctx, b, func(ctx context.Context) error {
 			var err error
-			k, err = w.readContract(ctx, o.ContractUUID)
+			k, err = w.readContract(ctx, sh, o.ContractUUID)
 			if err != nil {
 				return err
 			}
@@ -258,12 +265,12 @@ func (w *Workflow) awaitActivation(ctx context.Context, o *Order, rev uint64, vi
 		}
 	}
 	if k.Status == inbank.ContractActivated {
-		return true, w.recordActivated(ctx, o.OrderID, via, via == events.ActivatedViaAPI)
+		return true, w.recordActivated(ctx, o.Key(), via, via == events.ActivatedViaAPI)
 	}
 	if err != nil && ctx.Err() == nil {
 		var se *StepError
 		if errors.As(err, &se) && !inbank.IsTransient(se.Err) {
-			return false, w.fail(ctx, o.OrderID, StepContract, se.Err, 1)
+			return false, w.fail(ctx, o.Key(), StepContract, se.Err, 1)
 		}
 		return false, err
 	}

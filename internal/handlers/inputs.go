@@ -24,7 +24,7 @@ func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Del
 	case *events.OrderPlaced:
 		err = w.orderPlaced(ctx, data)
 	case *events.DeviceShipped:
-		err = w.device(ctx, env, d, data.OrderID, events.InputDeviceShipped, data.AssetIdentifiers, func(o *Order) {
+		err = w.device(ctx, env, d, NormalizeShop(data.Shop), data.OrderID, events.InputDeviceShipped, data.AssetIdentifiers, func(o *Order) {
 			at := w.now()
 			if data.ShippedAt != nil {
 				at = data.ShippedAt.UTC()
@@ -32,7 +32,7 @@ func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Del
 			o.ShippedAt, o.Carrier, o.Tracking = &at, data.Carrier, data.TrackingNumber
 		})
 	case *events.DeviceDelivered:
-		err = w.device(ctx, env, d, data.OrderID, events.InputDeviceDelivered, data.AssetIdentifiers, func(o *Order) {
+		err = w.device(ctx, env, d, NormalizeShop(data.Shop), data.OrderID, events.InputDeviceDelivered, data.AssetIdentifiers, func(o *Order) {
 			at := w.now()
 			if data.DeliveredAt != nil {
 				at = data.DeliveredAt.UTC()
@@ -49,25 +49,31 @@ func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Del
 
 func (w *Workflow) orderPlaced(ctx context.Context, p *events.OrderPlaced) error {
 	now := w.now()
+	alias := NormalizeShop(p.Shop)
 	product := p.ProductCode
-	if product == "" {
-		product = w.cfg.DefaultProductCode
+	sh, shopErr := w.shopOf(alias)
+	if product == "" && sh != nil {
+		product = sh.productCode
 	}
 	o := Order{
-		OrderID: p.OrderID, Shop: p.Shop, State: StateNew, CreatedAt: now, UpdatedAt: now,
+		OrderID: p.OrderID, Shop: alias, State: StateNew, CreatedAt: now, UpdatedAt: now,
 		Placed: p, ProductCode: product, Period: p.Period, TraceParent: traceParentFrom(ctx),
 	}
 	o.note(now, "order placed")
-	if product == "" {
+	switch {
+	case shopErr != nil:
+		w.rejectOrder(&o, reject(events.ReasonInvalidOrder, "%v", shopErr))
+	case product == "":
 		w.rejectOrder(&o, reject(events.ReasonInvalidOrder, "productCode is missing and no default product code is configured"))
 	}
-	_, err := w.cfg.Store.Create(ctx, p.OrderID, o)
+	key := o.Key()
+	_, err := w.cfg.Store.Create(ctx, key, o)
 	switch {
 	case errors.Is(err, events.ErrExists):
 		// A second order.placed makes no new session. One exception: an
 		// order that failed before it had a session is tried again, which
 		// is what an operator's `dlq replay` of its order.placed means.
-		_, err = w.update(ctx, p.OrderID, func(o *Order) error {
+		_, err = w.update(ctx, key, func(o *Order) error {
 			if o.State != StateFailed || o.SessionUUID != "" {
 				return errSkip
 			}
@@ -85,19 +91,20 @@ func (w *Workflow) orderPlaced(ctx context.Context, p *events.OrderPlaced) error
 	default:
 		w.cfg.Metrics.state(o.State)
 	}
-	return w.Advance(ctx, p.OrderID, false)
+	return w.Advance(ctx, key, false)
 }
 
 // device records a shipment or delivery. An order that has not arrived
 // yet is waited for; a wrong identifier is rejected without touching the
 // order; a late or repeated event is a no-op.
-func (w *Workflow) device(ctx context.Context, env events.Envelope, d events.Delivery, orderID, input string, ids []events.AssetIdentifier, apply func(*Order)) error {
-	o, _, err := w.cfg.Store.Load(ctx, orderID)
+func (w *Workflow) device(ctx context.Context, env events.Envelope, d events.Delivery, shop, orderID, input string, ids []events.AssetIdentifier, apply func(*Order)) error {
+	key := StoreKey(shop, orderID)
+	o, _, err := w.cfg.Store.Load(ctx, key)
 	if errors.Is(err, events.ErrNotFound) {
 		if age := w.now().Sub(d.Published); age < w.cfg.UnknownOrderWait {
 			return wait(min(2*time.Second, w.cfg.UnknownOrderWait-age), "order %s not known yet", orderID)
 		}
-		return w.rejectInput(ctx, env, orderID, input, reject(events.ReasonOrderUnknown, "no order.placed for order %s", orderID))
+		return w.rejectInput(ctx, env, shop, orderID, input, reject(events.ReasonOrderUnknown, "no order.placed for order %s", orderID))
 	}
 	if err != nil {
 		return err
@@ -106,14 +113,14 @@ func (w *Workflow) device(ctx context.Context, env events.Envelope, d events.Del
 	case o.State == StateActivated:
 		return nil // late or repeated: the order is done
 	case Final(o.State):
-		return w.rejectInput(ctx, env, orderID, input, reject(events.ReasonOrderNotActive, "order %s is %s", orderID, o.State))
+		return w.rejectInput(ctx, env, shop, orderID, input, reject(events.ReasonOrderNotActive, "order %s is %s", orderID, o.State))
 	}
 	if len(ids) > 0 {
 		if r := CheckIdentifiers(ids, o.IdentifierTypes); r != nil {
-			return w.rejectInput(ctx, env, orderID, input, r)
+			return w.rejectInput(ctx, env, shop, orderID, input, r)
 		}
 	}
-	_, err = w.update(ctx, orderID, func(o *Order) error {
+	_, err = w.update(ctx, key, func(o *Order) error {
 		apply(o)
 		if len(ids) > 0 {
 			switch {
@@ -129,12 +136,15 @@ func (w *Workflow) device(ctx context.Context, env events.Envelope, d events.Del
 	if err != nil {
 		return err
 	}
-	return w.Advance(ctx, orderID, false)
+	return w.Advance(ctx, key, false)
 }
 
 // callback is a hint: it marks the order for a fresh read of the session.
 func (w *Workflow) callback(ctx context.Context, d events.Delivery, c *events.CallbackReceived) error {
-	_, err := w.update(ctx, c.OrderID, func(o *Order) error {
+	// The callback token named the shop (the ingress put it in the event):
+	// the order is looked up under that shop only.
+	key := StoreKey(NormalizeShop(c.Shop), c.OrderID)
+	_, err := w.update(ctx, key, func(o *Order) error {
 		if (Final(o.State) && o.State != StateActivated) || o.RefreshRequested {
 			return errSkip
 		}
@@ -152,16 +162,16 @@ func (w *Workflow) callback(ctx context.Context, d events.Delivery, c *events.Ca
 	case err != nil:
 		return err
 	}
-	return w.Advance(ctx, c.OrderID, false)
+	return w.Advance(ctx, key, false)
 }
 
 // rejectInput publishes order.rejected for one input, leaving the order
 // as it is. Its id follows from the input's, so a redelivery publishes
 // nothing new.
-func (w *Workflow) rejectInput(ctx context.Context, env events.Envelope, orderID, input string, r *Rejection) error {
-	w.log.WarnContext(ctx, "input rejected", "order_id", orderID, "input", input, "reason", r.Reason)
-	return w.publishNow(ctx, orderID, events.TypeOrderRejected, env.Event.ID(), events.OrderRejected{
-		OrderID: orderID, InputType: input, Reason: r.Reason, Message: r.Message,
+func (w *Workflow) rejectInput(ctx context.Context, env events.Envelope, shop, orderID, input string, r *Rejection) error {
+	w.log.WarnContext(ctx, "input rejected", "order_id", orderID, "shop", shop, "input", input, "reason", r.Reason)
+	return w.publishNow(ctx, orderID, events.TypeOrderRejected, StoreKey(shop, orderID)+"\x00"+env.Event.ID(), events.OrderRejected{
+		OrderID: orderID, Shop: shop, InputType: input, Reason: r.Reason, Message: r.Message,
 	})
 }
 
@@ -220,13 +230,15 @@ func (w *Workflow) Invalid(ctx context.Context, d events.Delivery, de *events.De
 // It implements [events.Handler].
 func (w *Workflow) GiveUp(ctx context.Context, env events.Envelope, d events.Delivery, cause error) error {
 	orderID := env.OrderID()
+	shop := shopOfData(env.Data)
+	key := StoreKey(shop, orderID)
 	step := "handle_" + inputType(d.Subject)
 	var se *StepError
 	if errors.As(cause, &se) {
 		step = se.Step
 	}
 	if env.Event.Type() == events.TypeOrderPlaced {
-		_, err := w.update(ctx, orderID, func(o *Order) error {
+		_, err := w.update(ctx, key, func(o *Order) error {
 			if Final(o.State) {
 				return errSkip
 			}
@@ -239,12 +251,27 @@ func (w *Workflow) GiveUp(ctx context.Context, env events.Envelope, d events.Del
 		case err != nil && !errors.Is(err, events.ErrNotFound):
 			return err
 		case err == nil:
-			return w.Advance(ctx, orderID, false)
+			return w.Advance(ctx, key, false)
 		}
 	}
-	return w.publishNow(ctx, orderID, events.TypeOrderFailed, env.Event.ID(), events.OrderFailed{
-		OrderID: orderID, Step: step, Message: cause.Error(), Attempts: int(d.NumDelivered),
+	return w.publishNow(ctx, orderID, events.TypeOrderFailed, key+"\x00"+env.Event.ID(), events.OrderFailed{
+		OrderID: orderID, Shop: shop, Step: step, Message: cause.Error(), Attempts: int(d.NumDelivered),
 	})
 }
 
 var _ events.Handler = (*Workflow)(nil)
+
+// shopOfData is the (normalised) shop an input names.
+func shopOfData(data any) string {
+	switch d := data.(type) {
+	case *events.OrderPlaced:
+		return NormalizeShop(d.Shop)
+	case *events.DeviceShipped:
+		return NormalizeShop(d.Shop)
+	case *events.DeviceDelivered:
+		return NormalizeShop(d.Shop)
+	case *events.CallbackReceived:
+		return NormalizeShop(d.Shop)
+	}
+	return ""
+}

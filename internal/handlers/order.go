@@ -105,6 +105,19 @@ type Order struct {
 	TraceParent string `json:"traceparent,omitempty"`
 }
 
+// StoreKey is an order's key in the store: the order id for the default
+// shop, "<shop>/<order id>" for the others, so two shops' orders with the
+// same id never meet.
+func StoreKey(shop, orderID string) string {
+	if shop == "" {
+		return orderID
+	}
+	return shop + "/" + orderID
+}
+
+// Key is the order's key in the store.
+func (o *Order) Key() string { return StoreKey(o.Shop, o.OrderID) }
+
 // Claim reserves a step with a side effect for one bridge until Until.
 type Claim struct {
 	Owner string    `json:"owner"`

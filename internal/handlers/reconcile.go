@@ -36,7 +36,7 @@ func (w *Workflow) Reconcile(ctx context.Context, orders Lister, interval time.D
 		if now.Sub(o.UpdatedAt) < interval || o.ReconcileClaim.HeldBy(w.cfg.Owner, now) {
 			continue
 		}
-		due = append(due, o.OrderID)
+		due = append(due, o.Key())
 	}
 	w.cfg.Metrics.setStates(counts, oldest)
 	advanced := 0

@@ -22,39 +22,45 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 	if p == nil {
 		return events.Permanent(fmt.Errorf("order %s has no order.placed data", o.OrderID))
 	}
-	if r := CheckOrderFields(p); r != nil {
-		w.rejectOrder(o, r)
-		_, err := w.cfg.Store.Save(ctx, o.OrderID, *o, rev)
+	sh, err := w.shopOf(o.Shop)
+	if err != nil {
+		w.rejectOrder(o, reject(events.ReasonInvalidOrder, "%v", err))
+		_, err := w.cfg.Store.Save(ctx, o.Key(), *o, rev)
 		return err
 	}
-	cond, err := w.cfg.Conditions.Get(ctx, o.ProductCode, p.HeroDevice.IdentifierType, p.HeroDevice.Identifier)
+	if r := CheckOrderFields(p); r != nil {
+		w.rejectOrder(o, r)
+		_, err := w.cfg.Store.Save(ctx, o.Key(), *o, rev)
+		return err
+	}
+	cond, err := sh.conditions.Get(ctx, o.ProductCode, p.HeroDevice.IdentifierType, p.HeroDevice.Identifier)
 	switch {
 	case errors.Is(err, inbank.ErrNotFound):
 		w.rejectOrder(o, reject(events.ReasonModelNotRentable, "%s %s is not rentable under product %s", p.HeroDevice.IdentifierType, p.HeroDevice.Identifier, o.ProductCode))
-		_, err := w.cfg.Store.Save(ctx, o.OrderID, *o, rev)
+		_, err := w.cfg.Store.Save(ctx, o.Key(), *o, rev)
 		return err
 	case err != nil && inbank.IsTransient(err):
 		return &StepError{Step: StepConditions, Err: err}
 	case err != nil:
-		return w.fail(ctx, o.OrderID, StepConditions, err, 1)
+		return w.fail(ctx, o.Key(), StepConditions, err, 1)
 	}
 	insurance, rej := Eligibility(p, cond)
 	if rej != nil {
 		w.rejectOrder(o, rej)
-		_, err := w.cfg.Store.Save(ctx, o.OrderID, *o, rev)
+		_, err := w.cfg.Store.Save(ctx, o.Key(), *o, rev)
 		return err
 	}
 	var calc inbank.Calculation
 	err = shortRetry(ctx, func(ctx context.Context) error {
 		var err error
-		calc, err = w.cfg.Inbank.Calculate(ctx, o.ProductCode, CalculationRequest(p, insurance))
+		calc, err = sh.api.Calculate(ctx, o.ProductCode, CalculationRequest(p, insurance))
 		return err
 	})
 	if err != nil {
 		if inbank.IsTransient(err) {
 			return &StepError{Step: StepCalculate, Err: err}
 		}
-		return w.fail(ctx, o.OrderID, StepCalculate, err, 1)
+		return w.fail(ctx, o.Key(), StepCalculate, err, 1)
 	}
 
 	// Claim, then call: only the claim's winner creates a session.
@@ -62,12 +68,12 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 	o.SessionClaim = &Claim{Owner: attempt, Until: now.Add(w.cfg.ClaimTTL)}
 	o.SessionAttempts++
 	o.note(now, fmt.Sprintf("creating session (attempt %d)", o.SessionAttempts))
-	if _, err := w.cfg.Store.Save(ctx, o.OrderID, *o, rev); err != nil {
+	if _, err := w.cfg.Store.Save(ctx, o.Key(), *o, rev); err != nil {
 		return err
 	}
-	validUntil := now.Add(w.cfg.SessionTTL).Truncate(time.Second)
+	validUntil := now.Add(sh.ttl).Truncate(time.Second)
 	req := w.sessionRequest(o, p, insurance, validUntil)
-	created, err := w.cfg.Inbank.CreateSession(ctx, req)
+	created, err := sh.api.CreateSession(ctx, req)
 	if herr := w.cfg.Hooks.AfterInbankCall(StepSession, o.OrderID); herr != nil {
 		return fmt.Errorf("%w: %v", ErrAbandoned, herr)
 	}
@@ -75,7 +81,7 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 		if inbank.IsTransient(err) {
 			// Release the claim so the retry need not wait for it. If the
 			// request did reach Inbank, its session is never published.
-			w.update(ctx, o.OrderID, func(o *Order) error {
+			w.update(ctx, o.Key(), func(o *Order) error {
 				if o.SessionClaim == nil || o.SessionClaim.Owner != attempt {
 					return errSkip
 				}
@@ -84,11 +90,11 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 			})
 			return &StepError{Step: StepSession, Err: err}
 		}
-		return w.fail(ctx, o.OrderID, StepSession, err, o.SessionAttempts)
+		return w.fail(ctx, o.Key(), StepSession, err, o.SessionAttempts)
 	}
 	w.cfg.Metrics.sessionCreated()
 	quote := quoteOf(calc)
-	_, err = w.update(ctx, o.OrderID, func(o *Order) error {
+	_, err = w.update(ctx, o.Key(), func(o *Order) error {
 		if o.State != StateNew || o.SessionClaim == nil || o.SessionClaim.Owner != attempt {
 			// Our claim expired and another attempt took over: this
 			// session stays unpublished and expires at Inbank.
@@ -192,17 +198,21 @@ var sessionRank = map[string]int{
 
 // refreshSession re-reads the session and records a real change.
 func (w *Workflow) refreshSession(ctx context.Context, o *Order, rev uint64) (bool, error) {
+	sh, err := w.shopOf(o.Shop)
+	if err != nil {
+		return false, events.Permanent(err)
+	}
 	var s inbank.Session
-	err := shortRetry(ctx, func(ctx context.Context) error {
+	err = shortRetry(ctx, func(ctx context.Context) error {
 		var err error
-		s, err = w.cfg.Inbank.Session(ctx, o.SessionUUID)
+		s, err = sh.api.Session(ctx, o.SessionUUID)
 		return err
 	})
 	if err != nil {
 		if inbank.IsTransient(err) {
 			return false, &StepError{Step: StepReadSession, Err: err}
 		}
-		return false, w.fail(ctx, o.OrderID, StepReadSession, err, 1)
+		return false, w.fail(ctx, o.Key(), StepReadSession, err, 1)
 	}
 	changed := s.Status != o.SessionStatus && sessionRank[s.Status] >= sessionRank[o.SessionStatus] &&
 		!inbank.SessionFinal(o.SessionStatus)
@@ -222,7 +232,7 @@ func (w *Workflow) refreshSession(ctx context.Context, o *Order, rev uint64) (bo
 	}
 	if o.State == StateActivated && !changed {
 		o.RefreshRequested = false
-		_, err = w.cfg.Store.Save(ctx, o.OrderID, *o, rev)
+		_, err = w.cfg.Store.Save(ctx, o.Key(), *o, rev)
 		return true, err
 	}
 	o.RefreshRequested = false
@@ -252,6 +262,6 @@ func (w *Workflow) refreshSession(ctx context.Context, o *Order, rev uint64) (bo
 		w.cfg.Metrics.state(o.State)
 		w.log.InfoContext(ctx, "session status changed", "order_id", o.OrderID, "from", prev, "to", s.Status)
 	}
-	_, err = w.cfg.Store.Save(ctx, o.OrderID, *o, rev)
+	_, err = w.cfg.Store.Save(ctx, o.Key(), *o, rev)
 	return true, err
 }

@@ -127,6 +127,9 @@ type Config struct {
 	ActivationPoll     time.Duration // how long a handler polls the contract after activation (10s)
 	UnknownOrderWait   time.Duration // how long a shipment or callback waits for its order.placed (10s)
 
+	// Shops are further Inbank shops by alias (INBANK_SHOPS_FILE).
+	Shops map[string]ShopConfig
+
 	Owner   string // this bridge's id in claims
 	Source  string // CloudEvent source
 	Logger  *slog.Logger
@@ -138,8 +141,9 @@ type Config struct {
 
 // Workflow drives orders. It is safe for concurrent use.
 type Workflow struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	shops map[string]*shop // "" is the default shop
 }
 
 // New checks cfg and fills defaults.
@@ -188,7 +192,32 @@ func New(cfg Config) (*Workflow, error) {
 	if cfg.Hooks.AfterInbankCall == nil {
 		cfg.Hooks.AfterInbankCall = func(string, string) error { return nil }
 	}
-	return &Workflow{cfg: cfg, log: cfg.Logger}, nil
+	w := &Workflow{cfg: cfg, log: cfg.Logger, shops: map[string]*shop{
+		"": {alias: "", api: cfg.Inbank, conditions: cfg.Conditions, productCode: cfg.DefaultProductCode, policy: cfg.Policy, ttl: cfg.SessionTTL},
+	}}
+	for alias, sc := range cfg.Shops {
+		alias = NormalizeShop(alias)
+		if alias == "" || sc.Inbank == nil {
+			return nil, fmt.Errorf("handlers: shop %q needs an alias other than the default's and an Inbank client", alias)
+		}
+		s := &shop{alias: alias, api: sc.Inbank, conditions: sc.Conditions, productCode: sc.ProductCode, policy: sc.Policy, ttl: sc.SessionTTL}
+		if s.conditions == nil {
+			s.conditions = NewConditions(sc.Inbank, nil)
+		}
+		if s.policy == "" {
+			s.policy = cfg.Policy
+		}
+		switch s.policy {
+		case PolicyOnDelivery, PolicyOnShipment, PolicyPortal:
+		default:
+			return nil, fmt.Errorf("handlers: shop %s: activation policy %q: want on-delivery, on-shipment or portal", alias, s.policy)
+		}
+		if s.ttl <= 0 {
+			s.ttl = cfg.SessionTTL
+		}
+		w.shops[alias] = s
+	}
+	return w, nil
 }
 
 // errWait means another bridge holds the step or Inbank needs time; the
@@ -301,7 +330,7 @@ func (w *Workflow) flush(ctx context.Context, o *Order, rev uint64) error {
 		}
 	}
 	o.Outbox = nil
-	_, err := w.cfg.Store.Save(ctx, o.OrderID, *o, rev)
+	_, err := w.cfg.Store.Save(ctx, o.Key(), *o, rev)
 	return err
 }
 
@@ -344,7 +373,7 @@ func (w *Workflow) enqueue(o *Order, typ, discriminator string, data any) {
 	if err != nil {
 		panic(fmt.Sprintf("handlers: marshal %s: %v", typ, err)) // our own types always marshal
 	}
-	o.Outbox = append(o.Outbox, OutboxEvent{ID: eventID(o.OrderID, typ, discriminator), Type: typ, Data: b, TraceParent: o.TraceParent})
+	o.Outbox = append(o.Outbox, OutboxEvent{ID: eventID(o.Key(), typ, discriminator), Type: typ, Data: b, TraceParent: o.TraceParent})
 }
 
 var eventNamespace = uuid.MustParse("6f1d7c8e-2b7a-4f0e-9a51-3c0d8e6b9f42")

@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -63,6 +64,8 @@ type Config struct {
 	ShopUUID string
 	// Timeout bounds each request; 0 means 15 s.
 	Timeout time.Duration
+	// ShopAlias names the shop in metrics ("default" when empty).
+	ShopAlias string
 }
 
 // DefaultTimeout bounds a request when [Config.Timeout] is zero.
@@ -71,7 +74,8 @@ const DefaultTimeout = 15 * time.Second
 // Client calls one Inbank shop. It is safe for concurrent use.
 type Client struct {
 	base     *url.URL
-	apiKey   Secret
+	apiKey   atomic.Pointer[Secret]
+	alias    string
 	shopUUID string
 	timeout  time.Duration
 	hc       *http.Client
@@ -133,7 +137,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	}
 	c := &Client{
 		base:     u,
-		apiKey:   cfg.APIKey,
+		alias:    cfg.ShopAlias,
 		shopUUID: cfg.ShopUUID,
 		timeout:  cfg.Timeout,
 		hc:       &http.Client{Transport: DefaultTransport()},
@@ -142,12 +146,24 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
 	}
+	if c.alias == "" {
+		c.alias = "default"
+	}
+	c.SetAPIKey(cfg.APIKey)
 	for _, o := range opts {
 		if err := o(c); err != nil {
 			return nil, fmt.Errorf("inbank: %w", err)
 		}
 	}
 	return c, nil
+}
+
+// SetAPIKey replaces the API key for the requests that follow (a rotated
+// key file re-read on SIGHUP). An empty key is ignored.
+func (c *Client) SetAPIKey(k Secret) {
+	if k != "" {
+		c.apiKey.Store(&k)
+	}
 }
 
 // String describes the client without its API key.
@@ -269,7 +285,7 @@ const maxBody = 1 << 20
 func (c *Client) do(ctx context.Context, op, method, path string, in, out any) (err error) {
 	start := c.now()
 	status := 0
-	defer func() { c.metrics.observe(op, status, err, c.now().Sub(start)) }()
+	defer func() { c.metrics.observe(c.alias, op, status, err, c.now().Sub(start)) }()
 
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -297,7 +313,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, in, out any) (
 	if err != nil {
 		return fmt.Errorf("inbank %s: build request: %w", op, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.apiKey.Reveal())
+	req.Header.Set("Authorization", "Bearer "+c.apiKey.Load().Reveal())
 	req.Header.Set("Accept", "application/json")
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")

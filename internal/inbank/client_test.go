@@ -408,10 +408,10 @@ func TestMetricsByOperationAndCode(t *testing.T) {
 	c.Session(context.Background(), "3f1c7e1e-0000-4000-8000-000000000001")
 	c.RentalConditions(context.Background(), inbanktest.DefaultProductCode, inbank.ModelIdentifierEAN, inbanktest.EANPhone)
 	want := `
-# HELP smartrent_inbank_requests_total Requests to the Inbank API by operation and HTTP status code ("error" when no answer came).
+# HELP smartrent_inbank_requests_total Requests to the Inbank API by shop, operation and HTTP status code ("error" when no answer came).
 # TYPE smartrent_inbank_requests_total counter
-smartrent_inbank_requests_total{code="200",operation="get_rental_conditions"} 1
-smartrent_inbank_requests_total{code="404",operation="get_session"} 1
+smartrent_inbank_requests_total{code="200",operation="get_rental_conditions",shop="default"} 1
+smartrent_inbank_requests_total{code="404",operation="get_session",shop="default"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "smartrent_inbank_requests_total"); err != nil {
 		t.Fatal(err)

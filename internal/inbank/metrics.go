@@ -19,13 +19,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "smartrent_inbank_requests_total",
-			Help: "Requests to the Inbank API by operation and HTTP status code (\"error\" when no answer came).",
-		}, []string{"operation", "code"}),
+			Help: "Requests to the Inbank API by shop, operation and HTTP status code (\"error\" when no answer came).",
+		}, []string{"shop", "operation", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "smartrent_inbank_request_duration_seconds",
-			Help:    "Latency of requests to the Inbank API by operation.",
+			Help:    "Latency of requests to the Inbank API by shop and operation.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, []string{"operation"}),
+		}, []string{"shop", "operation"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration} {
 		if err := reg.Register(c); err != nil {
@@ -35,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-func (m *Metrics) observe(op string, status int, _ error, d time.Duration) {
+func (m *Metrics) observe(shop, op string, status int, _ error, d time.Duration) {
 	if m == nil {
 		return
 	}
@@ -43,6 +43,6 @@ func (m *Metrics) observe(op string, status int, _ error, d time.Duration) {
 	if status != 0 {
 		code = strconv.Itoa(status)
 	}
-	m.requests.WithLabelValues(op, code).Inc()
-	m.duration.WithLabelValues(op).Observe(d.Seconds())
+	m.requests.WithLabelValues(shop, op, code).Inc()
+	m.duration.WithLabelValues(shop, op).Observe(d.Seconds())
 }

@@ -38,7 +38,6 @@ const (
 	ReasonDeadline      = "DEADLINE"           // 504
 	reasonInvalidInput  = events.ReasonInvalidOrder
 	reasonNotRentable   = events.ReasonModelNotRentable
-	defaultShopAlias    = "default"
 	schemaConditionsReq = "smartrent.conditions.request.v1"
 	schemaQuoteReq      = "smartrent.quote.request.v1"
 	schemaBatchReq      = "smartrent.quote.batch.request.v1"
@@ -96,15 +95,23 @@ type BatchResult struct {
 	Error *Error              `json:"error,omitempty"`
 }
 
+// Shop is one more Inbank shop the service prices for, by alias.
+type Shop struct {
+	Inbank      handlers.Inbank
+	Conditions  *handlers.Conditions
+	ProductCode string
+}
+
 // Config configures a [Service].
 type Config struct {
 	Inbank             handlers.Inbank
 	Conditions         *handlers.Conditions // shared with the workflow
 	DefaultProductCode string
-	CalculationTTL     time.Duration // default 1 minute
-	CacheLimit         int           // calculations kept; default 10,000
-	Timeout            time.Duration // one request, or a whole batch; default 5 s
-	Concurrency        int           // requests answered at once; default 256
+	Shops              map[string]Shop // further shops by alias
+	CalculationTTL     time.Duration   // default 1 minute
+	CacheLimit         int             // calculations kept; default 10,000
+	Timeout            time.Duration   // one request, or a whole batch; default 5 s
+	Concurrency        int             // requests answered at once; default 256
 	Schemas            *schemas.Set
 	Cache              *ttlcache.Metrics
 	Registerer         prometheus.Registerer
@@ -114,6 +121,7 @@ type Config struct {
 // Service answers the smartrent endpoints.
 type Service struct {
 	cfg      Config
+	shops    map[string]Shop // "" is the default shop
 	calcs    *ttlcache.Cache[inbank.Calculation]
 	sem      chan struct{}
 	requests *prometheus.CounterVec
@@ -141,12 +149,19 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		cfg:   cfg,
+		shops: map[string]Shop{"": {Inbank: cfg.Inbank, Conditions: cfg.Conditions, ProductCode: cfg.DefaultProductCode}},
 		calcs: ttlcache.New[inbank.Calculation]("calculations", cfg.CalculationTTL, cfg.CacheLimit, 30*time.Second, cfg.Cache),
 		sem:   make(chan struct{}, cfg.Concurrency),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "smartrent_quote_requests_total",
 			Help: "Requests to the smartrent service by endpoint and code (200, 400, 404, 422, 503, 504).",
 		}, []string{"endpoint", "code"}),
+	}
+	for alias, sh := range cfg.Shops {
+		if sh.Conditions == nil {
+			sh.Conditions = handlers.NewConditions(sh.Inbank, nil)
+		}
+		s.shops[handlers.NormalizeShop(alias)] = sh
 	}
 	for _, ep := range []string{"conditions", "quote", "quote_batch"} {
 		s.requests.WithLabelValues(ep, "200")
@@ -159,26 +174,33 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-func (s *Service) checkShop(shop string) *Error {
-	if shop != "" && shop != defaultShopAlias {
-		return &Error{Code: 400, Reason: reasonInvalidInput, Message: fmt.Sprintf("shop %q is not configured", shop)}
+func (s *Service) shop(alias string) (Shop, *Error) {
+	sh, ok := s.shops[handlers.NormalizeShop(alias)]
+	if !ok {
+		return sh, &Error{Code: 400, Reason: reasonInvalidInput, Message: fmt.Sprintf("shop %q is not configured", alias)}
 	}
-	return nil
+	return sh, nil
 }
 
-func (s *Service) product(code string) string {
+func (s *Service) checkShop(alias string) *Error {
+	_, e := s.shop(alias)
+	return e
+}
+
+func product(sh Shop, code string) string {
 	if code == "" {
-		return s.cfg.DefaultProductCode
+		return sh.ProductCode
 	}
 	return code
 }
 
 // Conditions returns one model's rental conditions.
 func (s *Service) Conditions(ctx context.Context, req ConditionsRequest) (inbank.RentalConditions, *Error) {
-	if e := s.checkShop(req.Shop); e != nil {
+	sh, e := s.shop(req.Shop)
+	if e != nil {
 		return inbank.RentalConditions{}, e
 	}
-	c, err := s.cfg.Conditions.Get(ctx, s.product(req.ProductCode), req.IdentifierType, req.Identifier)
+	c, err := sh.Conditions.Get(ctx, product(sh, req.ProductCode), req.IdentifierType, req.Identifier)
 	if err != nil {
 		return c, s.inbankError(ctx, err, fmt.Sprintf("%s %s", req.IdentifierType, req.Identifier))
 	}
@@ -190,10 +212,11 @@ func (s *Service) Conditions(ctx context.Context, req ConditionsRequest) (inbank
 // Inbank's calculation is returned, from the cache when an identical
 // request was answered within the TTL.
 func (s *Service) Quote(ctx context.Context, req Request) (inbank.Calculation, *Error) {
-	if e := s.checkShop(req.Shop); e != nil {
+	sh, e := s.shop(req.Shop)
+	if e != nil {
 		return inbank.Calculation{}, e
 	}
-	product := s.product(req.ProductCode)
+	product := product(sh, req.ProductCode)
 	order := &events.OrderPlaced{
 		Period: req.Period, InsuranceUsed: req.InsuranceUsed, AddOns: req.AddOns,
 		GrossTradeInAmount: req.GrossTradeInAmount, GrossCampaignDiscount: req.GrossCampaignDiscount,
@@ -211,7 +234,7 @@ func (s *Service) Quote(ctx context.Context, req Request) (inbank.Calculation, *
 		insurance = *req.InsuranceUsed
 	}
 	if req.HeroDevice.Identifier != "" {
-		cond, err := s.cfg.Conditions.Get(ctx, product, req.HeroDevice.IdentifierType, req.HeroDevice.Identifier)
+		cond, err := sh.Conditions.Get(ctx, product, req.HeroDevice.IdentifierType, req.HeroDevice.Identifier)
 		if err != nil {
 			return inbank.Calculation{}, s.inbankError(ctx, err, req.HeroDevice.Identifier)
 		}
@@ -222,11 +245,11 @@ func (s *Service) Quote(ctx context.Context, req Request) (inbank.Calculation, *
 	}
 	calcReq := handlers.CalculationRequest(order, insurance)
 	key, _ := json.Marshal(struct {
-		Product string
-		Req     inbank.CalculationRequest
-	}{product, calcReq})
+		Shop, Product string
+		Req           inbank.CalculationRequest
+	}{handlers.NormalizeShop(req.Shop), product, calcReq})
 	calc, _, err := s.calcs.Get(ctx, string(key), func(ctx context.Context) (inbank.Calculation, error) {
-		return s.cfg.Inbank.Calculate(ctx, product, calcReq)
+		return sh.Inbank.Calculate(ctx, product, calcReq)
 	})
 	if err != nil {
 		return calc, s.inbankError(ctx, err, req.HeroDevice.ModelID)

@@ -100,6 +100,10 @@ func Parse(data []byte, getenv func(string) string) ([]Shop, error) {
 	}
 	var out []Shop
 	for alias, fs := range f.Shops {
+		if alias == Default {
+			problems = append(problems, fmt.Errorf("shop alias %q is the shop of the INBANK_* settings; choose another alias", alias))
+			continue
+		}
 		if !aliasPattern.MatchString(alias) {
 			problems = append(problems, fmt.Errorf("shop alias %q: use lower-case letters, digits, - and _", alias))
 			continue

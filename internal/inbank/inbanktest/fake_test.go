@@ -164,8 +164,10 @@ func TestCallbackPolicies(t *testing.T) {
 		sink.mu.Unlock()
 		sink.wait(t, 1)
 		fake.WaitCallbacks()
-		if st := fake.CallbackStats(); st.Sent != 1 || st.Attempts < 3 {
-			t.Fatalf("stats = %+v, want 1 sent after at least 3 attempts", st)
+		// The status may change while the second attempt is under way:
+		// at least one attempt was refused before the one that got 200.
+		if st := fake.CallbackStats(); st.Sent != 1 || st.Attempts < 2 || st.Failed != 0 {
+			t.Fatalf("stats = %+v, want 1 sent after at least 2 attempts", st)
 		}
 	})
 }
