@@ -228,8 +228,8 @@ func TestE2EPathAOnDelivery(t *testing.T) {
 	}
 	stop()
 	out := logs.String()
-	if !strings.Contains(out, `"order_id":"ORD-A"`) {
-		t.Fatalf("logs do not name the order:\n%.2000s", out)
+	if !strings.Contains(out, `"order_id":"ORD-A"`) || !strings.Contains(out, `"shop":"default"`) {
+		t.Fatalf("logs do not name the order and its shop:\n%.2000s", out)
 	}
 	for _, secret := range []string{"49403136515", "Maasikas", "mari@example.ee", "+37255555555", inbanktest.DefaultAPIKey, testSecret} {
 		if strings.Contains(out, secret) {

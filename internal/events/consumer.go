@@ -223,7 +223,12 @@ func (c *Consumer) handle(m jetstream.Msg) {
 		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", d.Subject),
 			attribute.String("smartrent.order_id", env.OrderID()), attribute.Int64("messaging.nats.stream_sequence", int64(d.StreamSeq))))
 	defer span.End()
-	log = log.With("order_id", env.OrderID(), "type", env.Event.Type())
+	shop := ShopOf(env.Data)
+	if shop == "" {
+		shop = "default"
+	}
+	ctx = telemetry.WithLogAttrs(ctx, slog.String("shop", shop))
+	log = log.With("order_id", env.OrderID(), "type", env.Event.Type(), "shop", shop)
 	if sc := span.SpanContext(); sc.IsValid() {
 		log = log.With("trace_id", sc.TraceID().String())
 	}

@@ -95,6 +95,22 @@ func TypeOf(eventType string) any {
 	return nil
 }
 
+// ShopOf returns the shop alias an event's data names ("" for the default
+// shop or a type without one).
+func ShopOf(data any) string {
+	switch d := data.(type) {
+	case *OrderPlaced:
+		return d.Shop
+	case *DeviceShipped:
+		return d.Shop
+	case *DeviceDelivered:
+		return d.Shop
+	case *CallbackReceived:
+		return d.Shop
+	}
+	return ""
+}
+
 // OrderPlaced asks for a Smart Rent session for one order.
 type OrderPlaced struct {
 	OrderID               string         `json:"orderId"`

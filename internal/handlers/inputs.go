@@ -262,16 +262,4 @@ func (w *Workflow) GiveUp(ctx context.Context, env events.Envelope, d events.Del
 var _ events.Handler = (*Workflow)(nil)
 
 // shopOfData is the (normalised) shop an input names.
-func shopOfData(data any) string {
-	switch d := data.(type) {
-	case *events.OrderPlaced:
-		return NormalizeShop(d.Shop)
-	case *events.DeviceShipped:
-		return NormalizeShop(d.Shop)
-	case *events.DeviceDelivered:
-		return NormalizeShop(d.Shop)
-	case *events.CallbackReceived:
-		return NormalizeShop(d.Shop)
-	}
-	return ""
-}
+func shopOfData(data any) string { return NormalizeShop(events.ShopOf(data)) }

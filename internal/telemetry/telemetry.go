@@ -70,13 +70,26 @@ func TraceParent(ctx context.Context) string {
 }
 
 // LogHandler adds trace_id and span_id to records logged with a context
-// that carries a span (slog's *Context methods).
+// that carries a span (slog's *Context methods), and the attributes
+// [WithLogAttrs] put in the context.
 type LogHandler struct{ slog.Handler }
+
+type logAttrsKey struct{}
+
+// WithLogAttrs returns ctx carrying attrs for every record logged with it
+// through a [LogHandler] (e.g. the order's shop).
+func WithLogAttrs(ctx context.Context, attrs ...slog.Attr) context.Context {
+	prev, _ := ctx.Value(logAttrsKey{}).([]slog.Attr)
+	return context.WithValue(ctx, logAttrsKey{}, append(append([]slog.Attr(nil), prev...), attrs...))
+}
 
 // Handle implements slog.Handler.
 func (h LogHandler) Handle(ctx context.Context, r slog.Record) error {
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+	}
+	if attrs, ok := ctx.Value(logAttrsKey{}).([]slog.Attr); ok {
+		r.AddAttrs(attrs...)
 	}
 	return h.Handler.Handle(ctx, r)
 }
