@@ -195,6 +195,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return true
 	})
+	watch.Stop() // the timeline ends where the summary starts
 	ok := summary(out, watch, scenarios, fake)
 	stopAll()
 	wg.Wait()
