@@ -40,9 +40,10 @@ type seenEntry struct {
 	val []byte
 }
 
-// NewStateStore wraps a KV bucket, remembering up to 10,000 orders.
+// NewStateStore wraps a KV bucket, remembering up to 1,024 orders: enough
+// for the orders being worked on, small next to the memory target.
 func NewStateStore[T any](kv jetstream.KeyValue) *StateStore[T] {
-	return &StateStore[T]{kv: kv, limit: 10000, seen: map[string]seenEntry{}}
+	return &StateStore[T]{kv: kv, limit: 1024, seen: map[string]seenEntry{}}
 }
 
 func (s *StateStore[T]) remember(key string, rev uint64, val []byte) {
