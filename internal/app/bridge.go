@@ -13,9 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,7 +30,6 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/ops"
 	"github.com/smartrent-bridge/bridge/internal/quote"
 	"github.com/smartrent-bridge/bridge/internal/shops"
-	"github.com/smartrent-bridge/bridge/internal/telemetry"
 	"github.com/smartrent-bridge/bridge/internal/ttlcache"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
@@ -98,25 +95,19 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	default:
 		return fmt.Errorf("ACTIVATION_POLICY: activation policy %q: want on-delivery, on-shipment or portal", *policy)
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("LOG_LEVEL: %w", err)
+	log, err := newLogger(logOut, *logLevel, "bridge")
+	if err != nil {
+		return err
 	}
-	log := slog.New(telemetry.LogHandler{Handler: slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: lvl})}).With("service", "bridge")
 	var o BridgeOptions
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	tp := o.TracerProvider
-	if tp == nil {
-		var shutdown func(context.Context) error
-		var err error
-		tp, shutdown, err = telemetry.Setup(ctx, "smartrent-bridge", Version, getenv)
-		if err != nil {
-			return err
-		}
-		defer shutdown(context.Background())
+	tp, flushTraces, err := tracerProvider(ctx, o.TracerProvider, "smartrent-bridge", getenv)
+	if err != nil {
+		return err
 	}
+	defer flushTraces()
 	tracer := tp.Tracer("github.com/smartrent-bridge/bridge")
 	tokens, err := callbacktoken.New(callbacktoken.Parse(*secret))
 	if err != nil {
@@ -286,20 +277,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 		return err
 	}
 	// SIGHUP re-reads key and secret files, so keys rotate without a restart.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-			case <-o.Reload:
-			}
-			reloadKeys(getenv, client, shopList, shopClients, tokens, log)
-		}
-	}()
+	defer onReload(ctx, o.Reload, func() { reloadKeys(getenv, client, shopList, shopClients, tokens, log) })()
 	log.Info("bridge ready", "shops", len(shopList)+1, "metrics", opsAddr.String(), "activation_policy", *policy, "inbank", *baseURL)
 	if started != nil {
 		started <- BridgeStarted{Ops: opsAddr}

@@ -8,9 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -22,7 +20,6 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/ingress"
 	"github.com/smartrent-bridge/bridge/internal/natsconn"
 	"github.com/smartrent-bridge/bridge/internal/ops"
-	"github.com/smartrent-bridge/bridge/internal/telemetry"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -62,7 +59,7 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	default:
 		return fmt.Errorf("INBANK_CALLBACK_SIGNATURE: %q: want off, optional or required", *sigMode)
 	}
-	log, err := newLogger(logOut, *logLevel)
+	log, err := newLogger(logOut, *logLevel, "webhook-ingress")
 	if err != nil {
 		return err
 	}
@@ -70,15 +67,11 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	tp := o.TracerProvider
-	if tp == nil {
-		var shutdown func(context.Context) error
-		tp, shutdown, err = telemetry.Setup(ctx, "smartrent-webhook-ingress", Version, getenv)
-		if err != nil {
-			return err
-		}
-		defer shutdown(context.Background())
+	tp, flushTraces, err := tracerProvider(ctx, o.TracerProvider, "smartrent-webhook-ingress", getenv)
+	if err != nil {
+		return err
 	}
+	defer flushTraces()
 	tokens, err := callbacktoken.New(callbacktoken.Parse(*secret))
 	if err != nil {
 		return fmt.Errorf("CALLBACK_SECRET: %w", err)
@@ -145,31 +138,21 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	// SIGHUP re-reads CALLBACK_SECRET_FILE, so the secret rotates without a restart.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-			}
-			path := getenv("CALLBACK_SECRET_FILE")
-			if path == "" {
-				continue
-			}
-			b, err := os.ReadFile(path)
-			if err == nil {
-				err = tokens.Replace(callbacktoken.Parse(strings.TrimSpace(string(b))))
-			}
-			if err != nil {
-				log.Error("reload: CALLBACK_SECRET_FILE", "err", err)
-			} else {
-				log.Info("callback secrets re-read")
-			}
+	defer onReload(ctx, nil, func() {
+		path := getenv("CALLBACK_SECRET_FILE")
+		if path == "" {
+			return
 		}
-	}()
+		b, err := os.ReadFile(path)
+		if err == nil {
+			err = tokens.Replace(callbacktoken.Parse(strings.TrimSpace(string(b))))
+		}
+		if err != nil {
+			log.Error("reload: CALLBACK_SECRET_FILE", "err", err)
+			return
+		}
+		log.Info("callback secrets re-read")
+	})()
 	log.Info("webhook ingress ready", "listen", ln.Addr().String(), "metrics", opsAddr.String(), "signature", *sigMode)
 	if started != nil {
 		started <- IngressStarted{Callbacks: ln.Addr(), Ops: opsAddr}
@@ -195,12 +178,4 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	}
 	log.Info("stopped")
 	return nil
-}
-
-func newLogger(out io.Writer, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
-	}
-	return slog.New(telemetry.LogHandler{Handler: slog.NewJSONHandler(out, &slog.HandlerOptions{Level: l})}).With("service", "webhook-ingress"), nil
 }

@@ -49,7 +49,11 @@ func NewStateStore[T any](kv jetstream.KeyValue) *StateStore[T] {
 func (s *StateStore[T]) remember(key string, rev uint64, val []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.seen[key]; !ok && len(s.seen) >= s.limit {
+	old, ok := s.seen[key]
+	if ok && old.rev >= rev {
+		return // a read that raced a newer write must not replace it
+	}
+	if !ok && len(s.seen) >= s.limit {
 		for k := range s.seen { // drop an arbitrary entry: any may be stale anyway
 			delete(s.seen, k)
 			break
@@ -64,14 +68,25 @@ func (s *StateStore[T]) forget(key string) {
 	delete(s.seen, key)
 }
 
-// Load returns the order's state and its revision, or ErrNotFound.
+// Load returns the order's state and its revision, or ErrNotFound. It may
+// answer from what this store last read or wrote (see [StateStore]).
 func (s *StateStore[T]) Load(ctx context.Context, orderID string) (T, uint64, error) {
+	return s.load(ctx, orderID, false)
+}
+
+// LoadFresh is Load from the server, for decisions that no
+// compare-and-set will check.
+func (s *StateStore[T]) LoadFresh(ctx context.Context, orderID string) (T, uint64, error) {
+	return s.load(ctx, orderID, true)
+}
+
+func (s *StateStore[T]) load(ctx context.Context, orderID string, fresh bool) (T, uint64, error) {
 	var v T
 	key := OrderKey(orderID)
 	s.mu.Lock()
 	e, ok := s.seen[key]
 	s.mu.Unlock()
-	if !ok {
+	if !ok || fresh {
 		entry, err := s.kv.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return v, 0, fmt.Errorf("order %s: %w", orderID, ErrNotFound)

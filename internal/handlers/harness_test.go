@@ -43,6 +43,10 @@ func (s *memStore) Load(_ context.Context, id string) (handlers.Order, uint64, e
 	return o, s.revs[id], json.Unmarshal(b, &o)
 }
 
+func (s *memStore) LoadFresh(ctx context.Context, id string) (handlers.Order, uint64, error) {
+	return s.Load(ctx, id)
+}
+
 func (s *memStore) Create(_ context.Context, id string, o handlers.Order) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -71,9 +71,12 @@ type Inbank interface {
 	Contract(ctx context.Context, contractUUID string) (inbank.Contract, error)
 }
 
-// Store keeps order state. Save is a compare-and-set on rev.
+// Store keeps order state. Save is a compare-and-set on rev. Load may
+// answer from a cache (a stale value fails the next Save); LoadFresh
+// always reads the store.
 type Store interface {
 	Load(ctx context.Context, orderID string) (Order, uint64, error)
+	LoadFresh(ctx context.Context, orderID string) (Order, uint64, error)
 	Create(ctx context.Context, orderID string, o Order) (uint64, error)
 	Save(ctx context.Context, orderID string, o Order, rev uint64) (uint64, error)
 }
@@ -273,8 +276,12 @@ const maxLoops = 30
 // session (and, once activation was called, the contract) from Inbank even
 // without a callback.
 func (w *Workflow) Advance(ctx context.Context, orderID string, refresh bool) error {
+	// The first look is fresh: deciding that there is nothing to do is
+	// checked by no compare-and-set. Later looks follow our own writes.
+	load := w.cfg.Store.LoadFresh
 	for range maxLoops {
-		o, rev, err := w.cfg.Store.Load(ctx, orderID)
+		o, rev, err := load(ctx, orderID)
+		load = w.cfg.Store.Load
 		if err != nil {
 			return err
 		}
@@ -388,12 +395,23 @@ func eventID(orderID, typ, discriminator string) string {
 // update loads the order, applies fn and saves, again on conflicts. fn
 // returning errSkip leaves the order as it is.
 func (w *Workflow) update(ctx context.Context, orderID string, fn func(o *Order) error) (Order, error) {
+	fresh := false
 	for range maxLoops {
-		o, rev, err := w.cfg.Store.Load(ctx, orderID)
+		load := w.cfg.Store.Load
+		if fresh {
+			load = w.cfg.Store.LoadFresh
+		}
+		o, rev, err := load(ctx, orderID)
 		if err != nil {
 			return o, err
 		}
 		if err := fn(&o); err != nil {
+			if errors.Is(err, errSkip) && !fresh {
+				// Skipping is a decision no compare-and-set checks: make
+				// it on the store's own value.
+				fresh = true
+				continue
+			}
 			return o, err
 		}
 		if tp := traceParentFrom(ctx); tp != "" {
@@ -401,6 +419,7 @@ func (w *Workflow) update(ctx context.Context, orderID string, fn func(o *Order)
 		}
 		if _, err := w.cfg.Store.Save(ctx, orderID, o, rev); err != nil {
 			if errors.Is(err, events.ErrConflict) {
+				fresh = true
 				continue
 			}
 			return o, err

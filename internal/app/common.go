@@ -1,0 +1,58 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/smartrent-bridge/bridge/internal/cli"
+	"github.com/smartrent-bridge/bridge/internal/telemetry"
+)
+
+// newLogger is a JSON logger at level for the named service, adding
+// trace and shop attributes from contexts.
+func newLogger(out io.Writer, level, service string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	return slog.New(telemetry.LogHandler{Handler: slog.NewJSONHandler(out, &slog.HandlerOptions{Level: l})}).With("service", service), nil
+}
+
+// tracerProvider is given, or configured by the OTEL_* variables; the
+// returned function flushes it at shutdown.
+func tracerProvider(ctx context.Context, given trace.TracerProvider, service string, getenv cli.Getenv) (trace.TracerProvider, func(), error) {
+	if given != nil {
+		return given, func() {}, nil
+	}
+	tp, shutdown, err := telemetry.Setup(ctx, service, Version, getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tp, func() { _ = shutdown(context.Background()) }, nil
+}
+
+// onReload calls reload on every SIGHUP (or signal on extra) until ctx
+// ends; the returned function stops listening.
+func onReload(ctx context.Context, extra <-chan struct{}, reload func()) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			case <-extra:
+			}
+			reload()
+		}
+	}()
+	return func() { signal.Stop(hup) }
+}
