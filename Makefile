@@ -59,8 +59,11 @@ bench:
 	$(GO) run ./tools/soak bench
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/callbacktoken ./internal/events ./internal/quote
 
+# fuzz runs each fuzz target for a bounded time; the seed corpora in
+# testdata/fuzz run in every make test.
 fuzz:
 	$(GO) test ./internal/inbank -run '^$$' -fuzz FuzzDecodeResponse -fuzztime 20s
 	$(GO) test ./internal/events -run '^$$' -fuzz FuzzDecode -fuzztime 20s
 	$(GO) test ./internal/ingress -run '^$$' -fuzz FuzzHandler -fuzztime 20s
 	$(GO) test ./internal/callbacktoken -run '^$$' -fuzz FuzzVerify -fuzztime 20s
+	$(GO) test ./internal/handlers -run '^$$' -fuzz FuzzOrderValidation -fuzztime 20s

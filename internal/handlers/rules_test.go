@@ -1,10 +1,12 @@
 package handlers
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/schemas"
 )
 
 func TestValidIMEI(t *testing.T) {
@@ -73,4 +75,33 @@ func TestCheckOrderFieldsCustomerAllOrNone(t *testing.T) {
 	if r := CheckOrderFields(o); r != nil {
 		t.Fatalf("rejection = %v", r)
 	}
+}
+
+// FuzzOrderValidation feeds arbitrary order data through the schema and
+// the business rules: they answer or reject, and never panic.
+func FuzzOrderValidation(f *testing.F) {
+	set := schemas.MustLoad()
+	cond := inbank.RentalConditions{
+		Periods: []int{12, 24, 36}, InsuranceRequirement: inbank.InsuranceOptional,
+		SubscriptionTotalLimits: inbank.Limits{MinNetPrice: 100, MaxNetPrice: 2000, MinGrossPrice: 124, MaxGrossPrice: 2480},
+		AddOnCategories:         []inbank.AddOnCategory{{Code: "add_on", MinNetPrice: 5, MaxNetPrice: 150}},
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if set.Validate(events.TypeOrderPlaced, data) != nil {
+			return
+		}
+		var o events.OrderPlaced
+		if err := json.Unmarshal(data, &o); err != nil {
+			t.Fatalf("schema-valid data does not decode: %v", err)
+		}
+		if r := CheckOrderFields(&o); r != nil {
+			if r.Reason == "" || r.Message == "" {
+				t.Fatalf("empty rejection %+v", r)
+			}
+			return
+		}
+		if _, r := Eligibility(&o, cond); r != nil && r.Reason == "" {
+			t.Fatalf("empty rejection %+v", r)
+		}
+	})
 }
