@@ -232,27 +232,16 @@ func (f *Fake) controlRoutes(m *http.ServeMux) {
 		writeJSON(w, http.StatusOK, f.Sessions(r.URL.Query().Get("purchaseReference")))
 	})
 	m.HandleFunc("POST /sandbox/sessions/{session}/{action}", func(w http.ResponseWriter, r *http.Request) {
-		uuid := r.PathValue("session")
-		var err error
-		switch r.PathValue("action") {
-		case "sign":
-			_, err = f.Sign(uuid)
-		case "decline":
-			err = f.Decline(uuid)
-		case "cancel":
-			err = f.Cancel(uuid)
-		case "expire":
-			err = f.Expire(uuid)
-		case "portal-approve":
-			var ids []inbank.AssetIdentifier
-			if r.ContentLength > 0 {
-				if err := json.NewDecoder(r.Body).Decode(&ids); err != nil {
-					writeJSON(w, http.StatusBadRequest, map[string]string{"message": "body must be a JSON array of asset identifiers"})
-					return
-				}
+		uuid, action := r.PathValue("session"), r.PathValue("action")
+		var ids []inbank.AssetIdentifier
+		if action == "portal-approve" && r.ContentLength > 0 {
+			if err := json.NewDecoder(r.Body).Decode(&ids); err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"message": "body must be a JSON array of asset identifiers"})
+				return
 			}
-			err = f.PortalApprove(uuid, ids...)
-		default:
+		}
+		err := f.act(uuid, action, ids)
+		if errors.Is(err, errUnknownAction) {
 			writeJSON(w, http.StatusNotFound, map[string]string{"message": "unknown action"})
 			return
 		}
@@ -331,20 +320,33 @@ func (f *Fake) page(w http.ResponseWriter, r *http.Request) {
 	_ = pageTmpl.Execute(w, data)
 }
 
-func (f *Fake) pageAction(w http.ResponseWriter, r *http.Request) {
-	uuid := r.PathValue("session")
-	var err error
-	switch r.PathValue("action") {
+var errUnknownAction = errors.New("unknown action")
+
+// act performs a customer's or the partner portal's action on a session.
+func (f *Fake) act(uuid, action string, ids []inbank.AssetIdentifier) error {
+	switch action {
 	case "sign":
-		_, err = f.Sign(uuid)
+		_, err := f.Sign(uuid)
+		return err
 	case "decline":
-		err = f.Decline(uuid)
+		return f.Decline(uuid)
 	case "cancel":
-		err = f.Cancel(uuid)
-	default:
+		return f.Cancel(uuid)
+	case "expire":
+		return f.Expire(uuid)
+	case "portal-approve":
+		return f.PortalApprove(uuid, ids...)
+	}
+	return errUnknownAction
+}
+
+func (f *Fake) pageAction(w http.ResponseWriter, r *http.Request) {
+	uuid, action := r.PathValue("session"), r.PathValue("action")
+	if action != "sign" && action != "decline" && action != "cancel" {
 		http.Error(w, "unknown action", http.StatusNotFound)
 		return
 	}
+	err := f.act(uuid, action, nil)
 	if errors.Is(err, ErrSessionNotFound) {
 		http.Error(w, "session not found", http.StatusNotFound)
 		return
