@@ -110,3 +110,24 @@ func run(b *testing.B, op func() error) {
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
+
+type nopPub struct{}
+
+func (nopPub) PublishMsg(context.Context, *nats.Msg) (events.PubAck, error) {
+	return events.PubAck{}, nil
+}
+
+// BenchmarkHandlerCPU is the handler's own cost per callback (token,
+// parsing, event encoding with schema validation), with a publisher that
+// stores nothing: what the ingress adds next to JetStream's.
+func BenchmarkHandlerCPU(b *testing.B) {
+	tokens, _ := callbacktoken.New([]string{secret})
+	h, _ := ingress.New(ingress.Config{Tokens: tokens, Publisher: nopPub{}, Codec: events.NewCodec(schemaSet)})
+	path := callbacktoken.PathPrefix + tokens.Token("ORD-1")
+	body := benchBody(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+}
