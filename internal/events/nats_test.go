@@ -150,6 +150,16 @@ func TestBinaryModeFromSDKProducer(t *testing.T) {
 	}
 }
 
+func TestBinaryModeUnknownSpecVersion(t *testing.T) {
+	codec := events.NewCodec(schemaSet)
+	h := nats.Header{"ce-specversion": {"0.9"}, "ce-id": {"1"}, "ce-source": {"s"}, "ce-type": {events.TypeDeviceDelivered}}
+	_, err := codec.Decode(h, []byte(`{"orderId":"ORD-9"}`))
+	var de *events.DecodeError
+	if !errors.As(err, &de) || de.Kind != events.KindMalformed || de.OrderID != "ORD-9" {
+		t.Fatalf("err = %v, want a malformed-message DecodeError naming the order", err)
+	}
+}
+
 func TestBinaryModeHeadersAreCaseInsensitive(t *testing.T) {
 	codec := events.NewCodec(schemaSet)
 	h := nats.Header{}
