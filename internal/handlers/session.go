@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sethvargo/go-retry"
+
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 )
@@ -94,7 +96,7 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 	}
 	w.cfg.Metrics.sessionCreated()
 	quote := quoteOf(calc)
-	_, err = w.update(ctx, o.Key(), func(o *Order) error {
+	record := func(o *Order) error {
 		if o.State != StateNew || o.SessionClaim == nil || o.SessionClaim.Owner != attempt {
 			// Our claim expired and another attempt took over: this
 			// session stays unpublished and expires at Inbank.
@@ -109,17 +111,32 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 			ValidUntil: &validUntil, Quote: quote,
 		})
 		o.note(w.now(), "session created")
-		w.cfg.Metrics.state(StatePending)
 		return nil
+	}
+	// Inbank has the session now: recording it is worth retrying for a
+	// while (a cluster electing a leader), since if the claim runs out
+	// first, the next attempt creates another session.
+	err = retry.Do(ctx, recordBackoff(w.cfg.ClaimTTL), func(ctx context.Context) error {
+		_, err := w.update(ctx, o.Key(), record)
+		if err != nil && !errors.Is(err, errSkip) && !errors.Is(err, events.ErrNotFound) {
+			return retry.RetryableError(err)
+		}
+		return err
 	})
 	if errors.Is(err, errSkip) {
 		w.log.WarnContext(ctx, "session created after our claim was taken over; it will expire unpublished", "order_id", o.OrderID)
 		return nil
 	}
 	if err == nil {
+		w.cfg.Metrics.state(StatePending)
 		w.log.InfoContext(ctx, "session created", "order_id", o.OrderID, "session_uuid", created.UUID)
 	}
 	return err
+}
+
+// recordBackoff retries a record for about half a claim's life.
+func recordBackoff(claim time.Duration) retry.Backoff {
+	return retry.WithMaxDuration(claim/2, retry.WithCappedDuration(time.Second, retry.WithJitterPercent(20, retry.NewExponential(50*time.Millisecond))))
 }
 
 // CalculationRequest is the calculation for an order, with insurance as decided.
