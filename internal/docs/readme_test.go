@@ -1,0 +1,158 @@
+// Package docs keeps the READMEs honest: every shell command in them is
+// run against a running product (or checked, where it only illustrates
+// placeholders).
+package docs
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smartrent-bridge/bridge/internal/apptest"
+	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/natstest"
+)
+
+const natsCLI = "github.com/nats-io/natscli/nats@v0.5.0"
+
+// shellBlocks returns the ```sh blocks of a markdown file.
+func shellBlocks(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var blocks []string
+	var cur *strings.Builder
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case cur == nil && strings.HasPrefix(line, "```sh"):
+			cur = &strings.Builder{}
+		case cur != nil && strings.HasPrefix(line, "```"):
+			blocks = append(blocks, cur.String())
+			cur = nil
+		case cur != nil:
+			cur.WriteString(line + "\n")
+		}
+	}
+	return blocks
+}
+
+// natsBinary installs the nats CLI (pinned) once and returns its folder.
+func natsBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(os.TempDir(), "smartrent-natscli")
+	if _, err := os.Stat(filepath.Join(bin, "nats")); err == nil {
+		return bin
+	}
+	cmd := exec.Command("go", "install", natsCLI)
+	cmd.Env = append(os.Environ(), "GOBIN="+bin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("install %s: %v\n%s", natsCLI, err, out)
+		}
+		t.Skipf("cannot install %s here (%v); the README's nats commands are not checked", natsCLI, err)
+	}
+	return bin
+}
+
+func run(t *testing.T, ctx context.Context, dir string, env []string, script string) string {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s\nfailed: %v\n%s", script, err, out)
+	}
+	return string(out)
+}
+
+// TestREADMECommands runs the README's example and nats CLI commands
+// against the running product; `make demo` and `make test` run in CI
+// anyway, and the deployment lines with <placeholders> are only shapes.
+func TestREADMECommands(t *testing.T) {
+	bin := natsBinary(t)
+	w := apptest.Start(t)
+	root := filepath.Join("..", "..")
+	env := []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"), "NATS_URL=" + w.NATSURL}
+	ran := 0
+	for _, block := range shellBlocks(t, filepath.Join(root, "README.md")) {
+		for _, line := range strings.Split(strings.TrimSpace(block), "\n") {
+			cmd, _, _ := strings.Cut(line, "#")
+			cmd = strings.TrimSpace(cmd)
+			switch {
+			case cmd == "" || strings.HasPrefix(cmd, "make ") || strings.Contains(cmd, "<"):
+				continue
+			case strings.HasPrefix(cmd, "export "), strings.HasPrefix(cmd, "go run ./cmd/"):
+				continue // deployment shapes with placeholders
+			}
+			cmd = strings.ReplaceAll(cmd, "nats://127.0.0.1:4222", w.NATSURL)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			if strings.HasPrefix(cmd, "go run ./examples/analytics") {
+				cmd += " --max 1" // it runs until interrupted; one activation is enough
+			}
+			out := run(t, ctx, root, env, cmd)
+			cancel()
+			ran++
+			if strings.HasPrefix(cmd, "go run ./examples/order-service") {
+				// The customer signs, so the shipping lines that follow can go on.
+				session := w.Wait(t, "ORD-42", events.TypeSessionCreated, 1)[0]["sessionUuid"].(string)
+				if _, err := w.Fake.Sign(session); err != nil {
+					t.Fatal(err)
+				}
+				w.Wait(t, "ORD-42", events.TypeSessionStatusChange, 1)
+			}
+			if strings.HasPrefix(cmd, "nats micro info") && !strings.Contains(out, "smartrent.quote.batch") {
+				t.Errorf("%s:\n%s", cmd, out)
+			}
+			if strings.HasPrefix(cmd, "nats req smartrent.quote") && !strings.Contains(out, "grossMonthlyPayment") {
+				t.Errorf("%s:\n%s", cmd, out)
+			}
+		}
+	}
+	if ran < 6 {
+		t.Fatalf("ran %d README commands; the blocks changed shape?", ran)
+	}
+}
+
+// TestDeployNATSCommands runs deploy/nats/README.md's nats CLI set-up on
+// a fresh server: the streams, bucket and consumers it creates are the
+// ones the binaries expect.
+func TestDeployNATSCommands(t *testing.T) {
+	bin := natsBinary(t)
+	srv := natstest.Run(t, natstest.Options{})
+	root := filepath.Join("..", "..")
+	env := []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"), "NATS_URL=" + srv.ClientURL()}
+	blocks := shellBlocks(t, filepath.Join(root, "deploy", "nats", "README.md"))
+	if len(blocks) == 0 {
+		t.Fatal("no shell block in deploy/nats/README.md")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, b := range blocks {
+		run(t, ctx, root, env, b)
+	}
+	_, js := natstest.Connect(t, srv.ClientURL())
+	for _, s := range []string{events.StreamIn, events.StreamOut, events.StreamDLQ} {
+		if _, err := js.Stream(ctx, s); err != nil {
+			t.Errorf("stream %s: %v", s, err)
+		}
+	}
+	for _, c := range []string{events.ConsumerOrders, events.ConsumerDevices, events.ConsumerCallbacks} {
+		if _, err := js.Consumer(ctx, events.StreamIn, c); err != nil {
+			t.Errorf("consumer %s: %v", c, err)
+		}
+	}
+	if _, err := js.KeyValue(ctx, events.BucketOrders); err != nil {
+		t.Errorf("bucket: %v", err)
+	}
+}
