@@ -205,6 +205,9 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 		return lat[min(len(lat)-1, int(p*float64(len(lat))))] - k**latency
 	}
 
+	handlerMean := scrapeMean(fmt.Sprintf("http://127.0.0.1:%d/metrics", opsPort), "smartrent_handler_duration_seconds", `consumer="bridge-orders"`)
+	inbankMean := scrapeMean(fmt.Sprintf("http://127.0.0.1:%d/metrics", opsPort), "smartrent_inbank_request_duration_seconds", `operation="create_session"`)
+
 	var rss string
 	if *memOrders > 0 {
 		// Many orders waiting for their customers: place them as fast as
@@ -230,6 +233,8 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(tw, "orders/s order.placed → session.created (C=%d, L=%s, k=%d)\t%.0f\tC/(k·L) = %.0f\t%.2f\t≥ 0.90\n", *inFlight, *latency, k, rate, bound, rate/bound)
 	fmt.Fprintf(tw, "latency above Inbank's (p50)\t%s\t%d × L\t\t\n", pct(0.50).Round(100*time.Microsecond), k)
 	fmt.Fprintf(tw, "latency above Inbank's (p99)\t%s\t%d × L\t\t≤ 5ms\n", pct(0.99).Round(100*time.Microsecond), k)
+	fmt.Fprintf(tw, "  of which: order.placed handler, mean\t%s\t\t\t\n", handlerMean.Round(100*time.Microsecond))
+	fmt.Fprintf(tw, "  of which: one create_session call as the bridge sees it, mean\t%s\tL\t\t\n", inbankMean.Round(100*time.Microsecond))
 	if rss != "" {
 		fmt.Fprintf(tw, "bridge RSS with %d orders in flight\t%s\t\t\t≤ 64 MiB\n", *memOrders, rss)
 	}
@@ -258,4 +263,36 @@ func readRSS(p *proc) string {
 		}
 	}
 	return "unknown"
+}
+
+// scrapeMean reads a histogram's mean (sum / count) for the series whose
+// labels contain match from a Prometheus text endpoint.
+func scrapeMean(url, name, match string) time.Duration {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var sum, count float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.Contains(line, match) {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch {
+		case strings.HasPrefix(line, name+"_sum"):
+			sum = v
+		case strings.HasPrefix(line, name+"_count"):
+			count = v
+		}
+	}
+	if count == 0 {
+		return 0
+	}
+	return time.Duration(sum / count * float64(time.Second))
 }
