@@ -248,14 +248,8 @@ func TestE2EInbankFailingPastMaxDeliver(t *testing.T) {
 	if f["step"] != handlers.StepConditions || f["attempts"] != 3.0 {
 		t.Fatalf("order.failed = %v", f)
 	}
-	var dl []*jetstream.RawStreamMsg
-	if !w.out.waitUntil(10*time.Second, func() bool {
-		dl = w.deadLetters(events.SubjectDLQPrefix + events.SubjectOrderPlaced)
-		return len(dl) == 1
-	}) {
-		t.Fatalf("%d dead letters", len(dl))
-	}
-	if got := dl[0].Header.Get(events.HeaderDLQDeliveries); got != "3" {
+	dl := w.oneDeadLetter(events.SubjectDLQPrefix + events.SubjectOrderPlaced)
+	if got := dl.Header.Get(events.HeaderDLQDeliveries); got != "3" {
 		t.Fatalf("deliveries header = %q", got)
 	}
 	// Spaced retries: three deliveries took at least the two Retry-After waits.
@@ -459,20 +453,31 @@ func TestE2EInbankUnavailableForAWhile(t *testing.T) {
 
 func (w *world) deadLetters(subject string) []*jetstream.RawStreamMsg {
 	w.t.Helper()
-	ctx := context.Background()
-	s, err := w.js.Stream(ctx, events.StreamDLQ)
+	_, all, err := events.StreamMessages(context.Background(), w.js, events.StreamDLQ)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	info, _ := s.Info(ctx)
 	var out []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err == nil && (subject == "" || m.Subject == subject) {
+	for _, m := range all {
+		if subject == "" || m.Subject == subject {
 			out = append(out, m)
 		}
 	}
 	return out
+}
+
+// oneDeadLetter waits for the single dead letter of subject (written right
+// after order.failed) and returns it.
+func (w *world) oneDeadLetter(subject string) *jetstream.RawStreamMsg {
+	w.t.Helper()
+	var dl []*jetstream.RawStreamMsg
+	if !w.out.waitUntil(10*time.Second, func() bool {
+		dl = w.deadLetters(subject)
+		return len(dl) == 1
+	}) {
+		w.t.Fatalf("%d dead letters on %s, want 1", len(dl), subject)
+	}
+	return dl[0]
 }
 
 func TestE2ESessionRefusedGoesToDeadLetters(t *testing.T) {
@@ -485,20 +490,14 @@ func TestE2ESessionRefusedGoesToDeadLetters(t *testing.T) {
 	if f["step"] != handlers.StepSession || f["httpStatus"] != 422.0 {
 		t.Fatalf("order.failed = %v", f)
 	}
-	var dl []*jetstream.RawStreamMsg
-	if !w.out.waitUntil(10*time.Second, func() bool {
-		dl = w.deadLetters(events.SubjectDLQPrefix + events.SubjectOrderPlaced)
-		return len(dl) == 1
-	}) {
-		t.Fatalf("%d dead letters", len(dl))
-	}
-	h := dl[0].Header
+	dl := w.oneDeadLetter(events.SubjectDLQPrefix + events.SubjectOrderPlaced)
+	h := dl.Header
 	if !strings.Contains(h.Get(events.HeaderDLQReason), "422") || h.Get(events.HeaderDLQStream) != events.StreamIn || h.Get(events.HeaderDLQStreamSeq) == "" {
 		t.Fatalf("dead letter headers = %v", h)
 	}
 	var body map[string]any
-	if json.Unmarshal(dl[0].Data, &body) != nil || body["subject"] != "ORD-F" {
-		t.Fatalf("dead letter does not keep the original message: %s", dl[0].Data)
+	if json.Unmarshal(dl.Data, &body) != nil || body["subject"] != "ORD-F" {
+		t.Fatalf("dead letter does not keep the original message: %s", dl.Data)
 	}
 	if w.fake.SessionsCreated("ORD-F") != 0 {
 		t.Fatal("a session exists")

@@ -323,27 +323,15 @@ func toDeadLetter(m *jetstream.RawStreamMsg, full bool) deadLetter {
 }
 
 func (c *cli) dlqMessages(ctx context.Context, subject string) (jetstream.Stream, []*jetstream.RawStreamMsg, error) {
-	s, err := c.js.Stream(ctx, events.StreamDLQ)
-	if err != nil {
-		return nil, nil, fmt.Errorf("stream %s: %w", events.StreamDLQ, err)
-	}
-	info, err := s.Info(ctx)
+	s, all, err := events.StreamMessages(ctx, c.js, events.StreamDLQ)
 	if err != nil {
 		return nil, nil, err
 	}
 	var out []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
+	for _, m := range all {
+		if subject == "" || strings.TrimPrefix(m.Subject, events.SubjectDLQPrefix) == subject || m.Subject == subject {
+			out = append(out, m)
 		}
-		if err != nil {
-			return nil, nil, err
-		}
-		if subject != "" && strings.TrimPrefix(m.Subject, events.SubjectDLQPrefix) != subject && m.Subject != subject {
-			continue
-		}
-		out = append(out, m)
 	}
 	return s, out, nil
 }

@@ -127,9 +127,6 @@ func (w *Workflow) assignIdentifiers(ctx context.Context, sh *shop, o *Order, re
 		o.note(w.now(), "identifiers assigned")
 		return nil
 	})
-	if errors.Is(err, errSkip) {
-		return nil
-	}
 	return err
 }
 

@@ -82,21 +82,15 @@ func (e *env) path(orderID string) string { return callbacktoken.PathPrefix + e.
 // stored returns the callback events in SMARTRENT_IN.
 func (e *env) stored(t testing.TB) []events.Envelope {
 	t.Helper()
-	ctx := context.Background()
-	s, err := e.js.Stream(ctx, events.StreamIn)
+	_, msgs, err := events.StreamMessages(context.Background(), e.js, events.StreamIn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, _ := s.Info(ctx)
 	var out []events.Envelope
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			continue
-		}
+	for _, m := range msgs {
 		env, err := e.codec.Decode(m.Header, m.Data)
 		if err != nil {
-			t.Fatalf("stored message %d is not a valid event: %v", seq, err)
+			t.Fatalf("stored message %d is not a valid event: %v", m.Sequence, err)
 		}
 		out = append(out, env)
 	}

@@ -442,36 +442,12 @@ func playOrder(ctx context.Context, s *stack, id string) error {
 	return nil
 }
 
-// scan reads every message of a stream.
-func scan(ctx context.Context, js jetstream.JetStream, stream string) ([]*jetstream.RawStreamMsg, error) {
-	str, err := js.Stream(ctx, stream)
-	if err != nil {
-		return nil, err
-	}
-	info, err := str.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := str.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, nil
-}
-
 // check counts, from the streams and the sandbox's counters, what became
 // of every order.
 func check(ctx context.Context, s *stack, n int, prefix string, r *result) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	msgs, err := scan(ctx, s.js, events.StreamOut)
+	_, msgs, err := events.StreamMessages(ctx, s.js, events.StreamOut)
 	if err != nil {
 		return fmt.Errorf("read SMARTRENT_OUT: %w", err)
 	}
@@ -495,7 +471,7 @@ func check(ctx context.Context, s *stack, n int, prefix string, r *result) error
 			activatedContract[e.Subject], _ = e.Data["contractUuid"].(string)
 		}
 	}
-	dlq, err := scan(ctx, s.js, events.StreamDLQ)
+	_, dlq, err := events.StreamMessages(ctx, s.js, events.StreamDLQ)
 	if err != nil {
 		return fmt.Errorf("read SMARTRENT_DLQ: %w", err)
 	}
