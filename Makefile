@@ -3,7 +3,7 @@ GO        ?= go
 PKGS      ?= ./...
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build test lint vet staticcheck fmt-check demo sandbox bench chaos fuzz test-deps
+.PHONY: all build test lint vet staticcheck fmt-check tidy-check demo sandbox bench chaos fuzz test-deps
 
 all: lint test
 
@@ -18,7 +18,11 @@ test: test-deps lint
 test-deps:
 	@scripts/ensure-chromium.sh
 
-lint: fmt-check vet staticcheck
+lint: fmt-check vet staticcheck tidy-check
+
+# tidy-check fails when go.mod or go.sum is out of step with the imports.
+tidy-check:
+	$(GO) mod tidy -diff
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -53,10 +53,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
-	// Listen before publishing, so the answer cannot be missed.
+	// Read the answers from a point in time before the publish, so the
+	// answer cannot be missed. Not DeliverNewPolicy: an ordered consumer
+	// re-creates its server-side consumer on every Next, and "new" would
+	// then mean "after the answer". The margin covers a clock that differs
+	// from the server's; other orders' events are skipped below.
+	since := time.Now().Add(-time.Minute)
 	cons, err := js.OrderedConsumer(ctx, "SMARTRENT_OUT", jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{"smartrent.out.session.created", "smartrent.out.order.rejected", "smartrent.out.order.failed"},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+		OptStartTime:   &since,
 	})
 	if err != nil {
 		return err

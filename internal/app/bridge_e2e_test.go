@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -228,6 +230,7 @@ func TestE2EPathAOnDelivery(t *testing.T) {
 	}
 	stop()
 	out := logs.String()
+	assertLogLinesStrict(t, out)
 	if !strings.Contains(out, `"order_id":"ORD-A"`) || !strings.Contains(out, `"shop":"default"`) {
 		t.Fatalf("logs do not name the order and its shop:\n%.2000s", out)
 	}
@@ -505,8 +508,9 @@ func TestE2ESessionRefusedGoesToDeadLetters(t *testing.T) {
 }
 
 func TestE2ERejections(t *testing.T) {
-	w := newWorld(t, inbanktest.Config{}, nil)
-	w.bridge()
+	w := newWorld(t, inbanktest.Config{}, map[string]string{"LOG_LEVEL": "debug"})
+	logs := &syncBuffer{}
+	stop := w.bridgeLogging(logs)
 	long := order("ORD-R1", 500)
 	long.Period = 48
 	w.publish(events.TypeOrderPlaced, "ORD-R1", long)
@@ -544,6 +548,23 @@ func TestE2ERejections(t *testing.T) {
 	w.out.wait("ORD-V", events.TypeOrderRejected, 1)
 	if r := w.out.of("ORD-V", events.TypeOrderRejected)[0]["reason"]; r != events.ReasonInvalidOrder {
 		t.Fatalf("ORD-V: %v", r)
+	}
+	stop()
+	if !strings.Contains(logs.String(), `"msg":"input rejected"`) {
+		t.Fatalf(`no "input rejected" line logged:\n%s`, logs.String())
+	}
+	assertLogLinesStrict(t, logs.String())
+}
+
+// assertLogLinesStrict decodes every log line with a JSON decoder that,
+// like strict log pipelines, refuses duplicate member names.
+func assertLogLinesStrict(t *testing.T, logs string) {
+	t.Helper()
+	for line := range strings.Lines(logs) {
+		var v jsontext.Value
+		if err := jsonv2.Unmarshal([]byte(line), &v); err != nil {
+			t.Errorf("log line refused by a strict JSON decoder: %v\n%s", err, line)
+		}
 	}
 }
 

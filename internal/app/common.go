@@ -22,7 +22,7 @@ func newLogger(out io.Writer, level, service string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
 	}
-	return slog.New(telemetry.LogHandler{Handler: slog.NewJSONHandler(out, &slog.HandlerOptions{Level: l})}).With("service", service), nil
+	return slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: l}))).With("service", service), nil
 }
 
 // tracerProvider is given, or configured by the OTEL_* variables; the

@@ -37,6 +37,11 @@ const (
 	ModeBinary     = "binary"
 )
 
+// ErrBinaryData is returned by [Codec.Encode] for an event whose JSON data
+// would be written as data_base64 (data set as []byte; use
+// json.RawMessage).
+var ErrBinaryData = errors.New("JSON data would be written as data_base64; set it as json.RawMessage or a value")
+
 // DecodeError kinds.
 const (
 	KindMalformed    = "malformed"     // not JSON, or not a CloudEvent
@@ -114,6 +119,12 @@ func (c *Codec) Encode(e event.Event) ([]byte, error) {
 	}
 	if e.Subject() == "" || e.Time().IsZero() {
 		return nil, fmt.Errorf("encode %s event: subject (order id) and time are required", e.Type())
+	}
+	// The contract (and the CloudEvents JSON format) puts JSON data in
+	// "data" as a JSON value; sdk-go writes "data_base64" for data set as
+	// []byte, which a consumer in another language does not read as data.
+	if e.DataBase64 {
+		return nil, fmt.Errorf("encode %s event: %w", e.Type(), ErrBinaryData)
 	}
 	if got, want := e.DataSchema(), schemas.ID(e.Type()); got != want {
 		return nil, fmt.Errorf("encode %s event: dataschema is %q, want %q", e.Type(), got, want)

@@ -331,3 +331,29 @@ func TestOrderKey(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeRefusesDataBase64 keeps JSON data in "data": sdk-go writes
+// "data_base64" for data set as []byte, which other languages' consumers
+// do not read as the event's data.
+func TestEncodeRefusesDataBase64(t *testing.T) {
+	codec := events.NewCodec(schemaSet)
+	raw, _ := json.Marshal(samples()[events.TypeOrderRejected])
+	e, err := codec.New("urn:smartrent:test", events.TypeOrderRejected, "ORD-1001", json.RawMessage(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := codec.Encode(e)
+	if err != nil {
+		t.Fatalf("json.RawMessage data: %v", err)
+	}
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(body, &probe); err != nil || probe["data_base64"] != nil || !strings.HasPrefix(string(probe["data"]), "{") {
+		t.Fatalf("body %s", body)
+	}
+	if err := e.SetData(events.ContentTypeJSON, raw); err != nil { // []byte: binary in sdk-go
+		t.Fatal(err)
+	}
+	if _, err := codec.Encode(e); !errors.Is(err, events.ErrBinaryData) {
+		t.Fatalf("[]byte data encoded: err = %v", err)
+	}
+}

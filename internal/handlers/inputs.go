@@ -169,7 +169,7 @@ func (w *Workflow) callback(ctx context.Context, d events.Delivery, c *events.Ca
 // as it is. Its id follows from the input's, so a redelivery publishes
 // nothing new.
 func (w *Workflow) rejectInput(ctx context.Context, env events.Envelope, shop, orderID, input string, r *Rejection) error {
-	w.log.WarnContext(ctx, "input rejected", "order_id", orderID, "shop", shop, "input", input, "reason", r.Reason)
+	w.log.WarnContext(ctx, "input rejected", "order_id", orderID, "input", input, "reason", r.Reason) // the context names the shop
 	return w.publishNow(ctx, orderID, events.TypeOrderRejected, StoreKey(shop, orderID)+"\x00"+env.Event.ID(), events.OrderRejected{
 		OrderID: orderID, Shop: shop, InputType: input, Reason: r.Reason, Message: r.Message,
 	})

@@ -362,7 +362,9 @@ func (w *Workflow) publishOutbox(ctx context.Context, o *Order, ev OutboxEvent) 
 	} else if ev.TraceParent != "" {
 		e.SetExtension(events.ExtensionTraceParent, ev.TraceParent)
 	}
-	if err := e.SetData(events.ContentTypeJSON, []byte(ev.Data)); err != nil {
+	// json.RawMessage, not []byte: sdk-go marks []byte as binary and would
+	// write data_base64, which no JSON consumer reads as data.
+	if err := e.SetData(events.ContentTypeJSON, json.RawMessage(ev.Data)); err != nil {
 		return fmt.Errorf("outbox %s: %w", ev.Type, err)
 	}
 	if _, err := w.cfg.Publisher.Publish(ctx, e); err != nil {

@@ -7,7 +7,6 @@ package telemetry
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -68,36 +67,3 @@ func TraceParent(ctx context.Context) string {
 	propagator.Inject(ctx, c)
 	return c["traceparent"]
 }
-
-// LogHandler adds trace_id and span_id to records logged with a context
-// that carries a span (slog's *Context methods), and the attributes
-// [WithLogAttrs] put in the context.
-type LogHandler struct{ slog.Handler }
-
-type logAttrsKey struct{}
-
-// WithLogAttrs returns ctx carrying attrs for every record logged with it
-// through a [LogHandler] (e.g. the order's shop).
-func WithLogAttrs(ctx context.Context, attrs ...slog.Attr) context.Context {
-	prev, _ := ctx.Value(logAttrsKey{}).([]slog.Attr)
-	return context.WithValue(ctx, logAttrsKey{}, append(append([]slog.Attr(nil), prev...), attrs...))
-}
-
-// Handle implements slog.Handler.
-func (h LogHandler) Handle(ctx context.Context, r slog.Record) error {
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
-	}
-	if attrs, ok := ctx.Value(logAttrsKey{}).([]slog.Attr); ok {
-		r.AddAttrs(attrs...)
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-// WithAttrs implements slog.Handler.
-func (h LogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return LogHandler{h.Handler.WithAttrs(attrs)}
-}
-
-// WithGroup implements slog.Handler.
-func (h LogHandler) WithGroup(name string) slog.Handler { return LogHandler{h.Handler.WithGroup(name)} }
