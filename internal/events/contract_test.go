@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -355,5 +356,31 @@ func TestEncodeRefusesDataBase64(t *testing.T) {
 	}
 	if _, err := codec.Encode(e); !errors.Is(err, events.ErrBinaryData) {
 		t.Fatalf("[]byte data encoded: err = %v", err)
+	}
+}
+
+// TestSchemasReferenceNoOtherFile keeps every schema self-contained: a $ref
+// to another file's urn: $id stops the AsyncAPI parser and code
+// generators, and a relative one resolves against the urn: base. The batch
+// reply therefore carries the quote reply as $defs/quote, kept equal here.
+func TestSchemasReferenceNoOtherFile(t *testing.T) {
+	for _, typ := range schemaSet.Types() {
+		raw, _ := schemas.FS.ReadFile(typ + ".json")
+		for _, m := range regexp.MustCompile(`"\$ref":\s*"([^"]*)"`).FindAllStringSubmatch(string(raw), -1) {
+			if !strings.HasPrefix(m[1], "#") {
+				t.Errorf("%s: $ref %q leaves the file", typ, m[1])
+			}
+		}
+	}
+	var quote, batch map[string]any
+	raw, _ := schemas.FS.ReadFile("smartrent.quote.reply.v1.json")
+	json.Unmarshal(raw, &quote)
+	raw, _ = schemas.FS.ReadFile("smartrent.quote.batch.reply.v1.json")
+	json.Unmarshal(raw, &batch)
+	for _, k := range []string{"$schema", "$id", "examples"} {
+		delete(quote, k)
+	}
+	if got := batch["$defs"].(map[string]any)["quote"]; !reflect.DeepEqual(got, quote) {
+		t.Fatalf("smartrent.quote.batch.reply.v1 $defs/quote differs from smartrent.quote.reply.v1:\n%v\n%v", got, quote)
 	}
 }
