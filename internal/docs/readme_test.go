@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,11 +70,12 @@ func run(t *testing.T, ctx context.Context, dir string, env []string, script str
 	cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s\nfailed: %v\n%s", script, err, out)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s\nfailed: %v\n%s%s", script, err, stdout.String(), stderr.String())
 	}
-	return string(out)
+	return stdout.String() // what a pipe after the command would read
 }
 
 // TestREADMECommands runs the README's example and nats CLI commands
@@ -110,6 +112,12 @@ func TestREADMECommands(t *testing.T) {
 					t.Fatal(err)
 				}
 				w.Wait(t, "ORD-42", events.TypeSessionStatusChange, 1)
+			}
+			if strings.Contains(cmd, "| jq") {
+				ids := strings.Fields(out)
+				if len(ids) == 0 || slices.ContainsFunc(ids, func(id string) bool { return id != "ORD-42" }) {
+					t.Errorf("%s printed %q, want only ORD-42 lines", cmd, out)
+				}
 			}
 			if strings.HasPrefix(cmd, "nats micro info") && !strings.Contains(out, "smartrent.quote.batch") {
 				t.Errorf("%s:\n%s", cmd, out)

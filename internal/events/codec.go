@@ -1,5 +1,5 @@
 // Package events is the bridge's side of the public event contract
-// (shared/design/contract.md): the CloudEvent types and their data, encoding
+// (docs/contract.md): the CloudEvent types and their data, encoding
 // and decoding in structured and binary mode with schema validation,
 // publishing to JetStream with Nats-Msg-Id, the stream/consumer/bucket
 // topology, dead letters and the order state store. It knows nothing of
