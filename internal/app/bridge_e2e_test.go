@@ -650,3 +650,43 @@ func TestBridgeOpsEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestE2EUnknownOrderWaitsTenSeconds measures, against a real nats-server
+// and the default ACK_WAIT, the contract's wait for a shipment of an order
+// never placed: ORDER_UNKNOWN 10 to 12 s after the shipment was stored.
+// (Consumer BackOff once stretched this to 34 s.)
+func TestE2EUnknownOrderWaitsTenSeconds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits 10 s")
+	}
+	w := newWorld(t, inbanktest.Config{}, map[string]string{"ACK_WAIT": "30s"})
+	w.bridge()
+	e, err := w.pub.Codec().New("urn:shop:test", events.TypeDeviceShipped, "ORD-NEVER", events.DeviceShipped{OrderID: "ORD-NEVER", AssetIdentifiers: imei})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := w.pub.Publish(context.Background(), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := w.js.Stream(context.Background(), events.StreamIn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := s.GetMsg(context.Background(), ack.Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !w.out.Wait("ORD-NEVER", events.TypeOrderRejected, 1, 20*time.Second) {
+		t.Fatal("no order.rejected within 20 s")
+	}
+	rejectedAt := w.out.Events("ORD-NEVER", events.TypeOrderRejected)[0].Time
+	if r := w.out.of("ORD-NEVER", events.TypeOrderRejected)[0]["reason"]; r != events.ReasonOrderUnknown {
+		t.Fatalf("reason %v", r)
+	}
+	waited := rejectedAt.Sub(stored.Time)
+	t.Logf("ORDER_UNKNOWN %v after the shipment was stored", waited.Round(time.Millisecond))
+	if waited < 10*time.Second || waited > 12*time.Second {
+		t.Fatalf("ORDER_UNKNOWN after %v, the contract says 10 s (10–12 s)", waited)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sethvargo/go-retry"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -261,19 +263,38 @@ func (c *Consumer) handle(m jetstream.Msg) {
 	}
 }
 
-// retry naks with a delay that doubles per delivery up to RetryMax, or the
-// delay the error asks for. A bare Nak would burn MaxDeliver at once.
+// retry naks with the delay of the README's schedule: Inbank's
+// Retry-After (or a handler's wait) as asked, up to 10 % later; otherwise
+// RetryBase·2^(n−1) after delivery n, capped at RetryMax, ±10 % jitter so
+// that messages failed together do not come back together. A bare Nak
+// would burn MaxDeliver at once. The consumers have no BackOff: the
+// server would add BackOff[n] − AckWait to every delay asked here.
 func (c *Consumer) retry(m jetstream.Msg, d Delivery, err error, log *slog.Logger) {
-	delay := c.cfg.RetryBase << min(max(d.NumDelivered, 1)-1, 16)
+	delay := RetryDelay(d.NumDelivered, c.cfg.RetryBase, c.cfg.RetryMax)
 	var re *retryError
 	if errors.As(err, &re) && re.after > 0 {
-		delay = re.after
+		after := min(re.after, MaxRetryAfter)
+		delay = after + rand.N(after/10+1)
 	}
-	delay = min(delay, c.cfg.RetryMax)
-	log.Info("retrying later", "after", delay.String(), "err", err)
+	log.Info("retrying later", "after", delay.Round(time.Millisecond).String(), "err", err)
 	if nerr := m.NakWithDelay(delay); nerr != nil {
 		log.Warn("nak failed; the message will come again after the ack wait", "err", nerr)
 	}
+}
+
+// MaxRetryAfter bounds a Retry-After (or a handler's wait): a message
+// asked to wait longer comes again after this.
+const MaxRetryAfter = 15 * time.Minute
+
+// RetryDelay is the wait after delivery n (n ≥ 1) failed transiently:
+// base·2^(n−1), capped at maxDelay, ±10 % jitter.
+func RetryDelay(n uint64, base, maxDelay time.Duration) time.Duration {
+	b := retry.WithJitterPercent(10, retry.WithCappedDuration(maxDelay, retry.NewExponential(base)))
+	var d time.Duration
+	for range min(max(n, 1), 32) {
+		d, _ = b.Next()
+	}
+	return d
 }
 
 func (c *Consumer) heartbeat(ctx context.Context, m jetstream.Msg) {

@@ -106,16 +106,17 @@ func (t Topology) OrdersBucket() jetstream.KeyValueConfig {
 }
 
 // Consumers returns the bridge's durable pull consumers on SMARTRENT_IN.
-// Retries are spaced by the bridge with NakWithDelay (BackOff does not
-// apply to Nak); BackOff spaces redeliveries of messages whose handler
-// died without an answer.
+// Retries are spaced by the bridge with NakWithDelay, and a message whose
+// handler died comes again after AckWait. They have no BackOff on purpose:
+// nats-server measures a NAK's delay against BackOff[n] instead of
+// AckWait, which stretched every delay from the second delivery on by
+// BackOff[n] − AckWait (2 s became 32 s with AckWait 30 s).
 func (t Topology) Consumers() []jetstream.ConsumerConfig {
 	mk := func(name, desc string, subjects ...string) jetstream.ConsumerConfig {
 		return jetstream.ConsumerConfig{
 			Durable: name, Description: desc, FilterSubjects: subjects,
 			AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
 			AckWait: t.AckWait, MaxDeliver: t.MaxDeliver, MaxAckPending: t.MaxAckPending,
-			BackOff:  []time.Duration{t.AckWait, 2 * t.AckWait, 4 * t.AckWait},
 			Replicas: t.Replicas,
 		}
 	}

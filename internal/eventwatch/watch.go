@@ -147,3 +147,17 @@ func (w *Watcher) Locked(f func()) {
 
 // OfLocked is Of for use inside WaitUntil's condition or Locked.
 func (w *Watcher) OfLocked(orderID, typ string) []map[string]any { return w.ofLocked(orderID, typ) }
+
+// Events returns the order's stored events of one type, with their
+// attributes, in order.
+func (w *Watcher) Events(orderID, typ string) []Seen {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []Seen
+	for _, s := range w.all {
+		if s.OrderID == orderID && s.Type == typ {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,217 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/natstest"
+)
+
+// deliveryRecorder is a handler that records when each order's event was
+// delivered and answers as its behaviour for that order says.
+type deliveryRecorder struct {
+	mu      sync.Mutex
+	times   map[string][]time.Time
+	gaveUp  map[string]time.Time
+	answer  func(orderID string, delivery int) error
+	changed chan struct{}
+}
+
+func newDeliveryRecorder(answer func(string, int) error) *deliveryRecorder {
+	return &deliveryRecorder{times: map[string][]time.Time{}, gaveUp: map[string]time.Time{}, answer: answer, changed: make(chan struct{}, 1000)}
+}
+
+func (r *deliveryRecorder) Handle(_ context.Context, env events.Envelope, _ events.Delivery) error {
+	r.mu.Lock()
+	id := env.OrderID()
+	r.times[id] = append(r.times[id], time.Now())
+	n := len(r.times[id])
+	r.mu.Unlock()
+	r.changed <- struct{}{}
+	return r.answer(id, n)
+}
+
+func (r *deliveryRecorder) Invalid(context.Context, events.Delivery, *events.DecodeError) error {
+	return nil
+}
+
+func (r *deliveryRecorder) GiveUp(_ context.Context, env events.Envelope, _ events.Delivery, _ error) error {
+	r.mu.Lock()
+	r.gaveUp[env.OrderID()] = time.Now()
+	r.mu.Unlock()
+	r.changed <- struct{}{}
+	return nil
+}
+
+// waitFor blocks until cond holds (checked after every delivery) or the
+// deadline passes.
+func (r *deliveryRecorder) waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		r.mu.Lock()
+		ok := cond()
+		r.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-r.changed:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func gaps(ts []time.Time) []time.Duration {
+	var out []time.Duration
+	for i := 1; i < len(ts); i++ {
+		out = append(out, ts[i].Sub(ts[i-1]).Round(time.Millisecond))
+	}
+	return out
+}
+
+// within reports whether got is documented ±20 %.
+func within(got, documented time.Duration) bool {
+	return got >= documented*8/10 && got <= documented*12/10
+}
+
+// TestRedeliveryScheduleAsDocumented runs a consumer against a real
+// nats-server and records when each delivery happens: an always-failing
+// handler, a Retry-After answer, and a handler that died holding the
+// message. The gaps must be the README's schedule (±20 %):
+//   - a transient failure after delivery n waits RetryBase·2^(n−1), capped at
+//     RetryMax, each ±10 % jitter;
+//   - Retry-After waits what Inbank asked (up to 10 % more);
+//   - a message whose handler died is delivered again after ACK_WAIT;
+//   - after MAX_DELIVER deliveries the message is given up.
+func TestRedeliveryScheduleAsDocumented(t *testing.T) {
+	srv := natstest.Run(t, natstest.Options{})
+	nc, js := natstest.Connect(t, srv.ClientURL())
+	ctx := context.Background()
+	topo := events.DefaultTopology()
+	topo.AckWait, topo.MaxDeliver = 2*time.Second, 6
+	if _, err := events.ProvisionBridge(ctx, js, topo); err != nil {
+		t.Fatal(err)
+	}
+	pub := events.NewPublisher(js, events.NewCodec(schemaSet))
+	transient := errors.New("inbank: 503")
+	rec := newDeliveryRecorder(func(orderID string, n int) error {
+		switch orderID {
+		case "ALWAYS-FAILS":
+			return transient
+		case "RETRY-AFTER":
+			if n == 1 {
+				return events.RetryAfter(transient, 1500*time.Millisecond)
+			}
+		}
+		return nil
+	})
+
+	// A bridge that died holding a message: fetched, never answered.
+	publishShipped(t, pub, "DIED")
+	cons, err := js.Consumer(ctx, events.StreamIn, events.ConsumerDevices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var died time.Time
+	for range batch.Messages() {
+		died = time.Now()
+	}
+	if died.IsZero() {
+		t.Fatal("the first delivery of DIED never came")
+	}
+
+	c, err := events.Consume(ctx, nc, js, events.NewCodec(schemaSet), rec, events.ConsumerConfig{
+		Stream: events.StreamIn, Consumer: events.ConsumerDevices, MaxDeliver: topo.MaxDeliver, AckWait: topo.AckWait,
+		RetryBase: 200 * time.Millisecond, RetryMax: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop(ctx)
+	publishShipped(t, pub, "ALWAYS-FAILS")
+	publishShipped(t, pub, "RETRY-AFTER")
+
+	rec.waitFor(t, 30*time.Second, "every schedule", func() bool {
+		return !rec.gaveUp["ALWAYS-FAILS"].IsZero() && len(rec.times["RETRY-AFTER"]) >= 2 && len(rec.times["DIED"]) >= 1
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+
+	documented := []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, time.Second, time.Second}
+	got := gaps(rec.times["ALWAYS-FAILS"])
+	t.Logf("always failing: gaps between deliveries %v (documented %v)", got, documented)
+	if len(got) != len(documented) {
+		t.Fatalf("%d deliveries, want MAX_DELIVER = %d", len(got)+1, topo.MaxDeliver)
+	}
+	for i := range got {
+		if !within(got[i], documented[i]) {
+			t.Errorf("delay after delivery %d: %v, documented %v ±20%%", i+1, got[i], documented[i])
+		}
+	}
+	ra := gaps(rec.times["RETRY-AFTER"])
+	t.Logf("Retry-After 1.5s: gap %v", ra)
+	if ra[0] < 1500*time.Millisecond || !within(ra[0], 1500*time.Millisecond) {
+		t.Errorf("Retry-After 1.5s: redelivered after %v", ra[0])
+	}
+	redelivered := rec.times["DIED"][0].Sub(died).Round(time.Millisecond)
+	t.Logf("handler died: redelivered after %v (ACK_WAIT %v)", redelivered, topo.AckWait)
+	if !within(redelivered, topo.AckWait) {
+		t.Errorf("a message whose handler died came again after %v, documented ACK_WAIT %v ±20%%", redelivered, topo.AckWait)
+	}
+}
+
+func publishShipped(t *testing.T, pub *events.Publisher, orderID string) {
+	t.Helper()
+	e, err := pub.Codec().New("urn:test", events.TypeDeviceShipped, orderID, events.DeviceShipped{
+		OrderID: orderID, AssetIdentifiers: []events.AssetIdentifier{{Identifier: "356938035643809", IdentifierType: "IMEI"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(context.Background(), e); err != nil {
+		t.Fatal(fmt.Errorf("publish %s: %w", orderID, err))
+	}
+}
+
+// TestProvisionRemovesOldBackOff upgrades consumers created by an earlier
+// version, whose BackOff stretched every NAK delay: start-up removes it.
+func TestProvisionRemovesOldBackOff(t *testing.T) {
+	srv := natstest.Run(t, natstest.Options{})
+	_, js := natstest.Connect(t, srv.ClientURL())
+	ctx := context.Background()
+	topo := events.DefaultTopology()
+	if err := events.ProvisionStreams(ctx, js, topo); err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range topo.Consumers() {
+		cfg.BackOff = []time.Duration{topo.AckWait, 2 * topo.AckWait, 4 * topo.AckWait} // as the earlier version made them
+		if _, err := js.CreateOrUpdateConsumer(ctx, events.StreamIn, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := events.ProvisionBridge(ctx, js, topo); err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range topo.Consumers() {
+		c, err := js.Consumer(ctx, events.StreamIn, cfg.Durable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info := c.CachedInfo(); len(info.Config.BackOff) != 0 || info.Config.AckWait != topo.AckWait {
+			t.Errorf("%s after start-up: BackOff %v, AckWait %v", cfg.Durable, info.Config.BackOff, info.Config.AckWait)
+		}
+	}
+}
