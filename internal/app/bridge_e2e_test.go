@@ -690,3 +690,138 @@ func TestE2EUnknownOrderWaitsTenSeconds(t *testing.T) {
 		t.Fatalf("ORDER_UNKNOWN after %v, the contract says 10 s (10–12 s)", waited)
 	}
 }
+
+// callbacksStored returns when the order's callback events were stored.
+func (w *world) callbacksStored(orderID string) []time.Time {
+	w.t.Helper()
+	_, msgs, err := events.StreamMessages(context.Background(), w.js, events.StreamIn)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var out []time.Time
+	for _, m := range msgs {
+		var e struct{ Data events.CallbackReceived }
+		if m.Subject == events.SubjectCallbackReceived && json.Unmarshal(m.Data, &e) == nil && e.Data.OrderID == orderID {
+			out = append(out, m.Time)
+		}
+	}
+	return out
+}
+
+// completedAt waits for the order's session.status_changed to completed,
+// published once, and returns its time.
+func (w *world) completedAt(orderID string, within time.Duration) time.Time {
+	w.t.Helper()
+	var at time.Time
+	if !w.out.waitUntil(within, func() bool {
+		for _, d := range w.out.OfLocked(orderID, events.TypeSessionStatusChange) {
+			if d["status"] == "completed" {
+				return true
+			}
+		}
+		return false
+	}) {
+		w.t.Fatalf("%s: no session.status_changed(completed) within %v: %v", orderID, within, w.out.of(orderID, events.TypeSessionStatusChange))
+	}
+	n := 0
+	for _, e := range w.out.Events(orderID, events.TypeSessionStatusChange) {
+		if e.Data["status"] == "completed" {
+			at = e.Time
+			n++
+		}
+	}
+	if n != 1 {
+		w.t.Fatalf("%s: %d status_changed(completed)", orderID, n)
+	}
+	return at
+}
+
+// TestE2EMinimalCallbacks: Inbank's callbacks carry only {"uuid"}, so the
+// "granted" and "completed" callbacks have one body. Each must reach the
+// bridge: the completed status is published within RECONCILE_INTERVAL/3
+// of its callback (so not by reconciliation), on path A and path B.
+func TestE2EMinimalCallbacks(t *testing.T) {
+	const interval = 3 * time.Second
+	for _, path := range []string{"A", "B"} {
+		t.Run("path "+path, func(t *testing.T) {
+			env := map[string]string{"RECONCILE_INTERVAL": interval.String()}
+			if path == "B" {
+				env["ACTIVATION_POLICY"] = "portal"
+			}
+			w := newWorld(t, inbanktest.Config{Callbacks: inbanktest.CallbackPolicy{Minimal: true}}, env)
+			w.bridge()
+			id := "ORD-MIN-" + path
+			w.place(id, 500)
+			s := w.sessionOf(id)
+			if _, err := w.fake.Sign(s); err != nil {
+				t.Fatal(err)
+			}
+			w.out.wait(id, events.TypeSessionStatusChange, 1)
+			if path == "A" {
+				w.ship(id, imei)
+				w.deliver(id)
+			} else if err := w.fake.PortalApprove(s); err != nil {
+				t.Fatal(err)
+			}
+			w.out.wait(id, events.TypeContractActivated, 1)
+			completed := w.completedAt(id, 2*interval)
+			w.fake.WaitCallbacks()
+			cbs := w.callbacksStored(id)
+			if len(cbs) != 2 {
+				t.Fatalf("%d callback events stored, want 2 (granted, completed with one body)", len(cbs))
+			}
+			lag := completed.Sub(cbs[1])
+			t.Logf("path %s: status_changed(completed) %v after its callback", path, lag.Round(time.Millisecond))
+			if lag > interval/3 || lag < -interval/3 {
+				t.Fatalf("status_changed(completed) %v after its callback, want within RECONCILE_INTERVAL/3 = %v", lag, interval/3)
+			}
+			if via := w.out.of(id, events.TypeContractActivated)[0]["activatedVia"]; (path == "A") != (via == "api") {
+				t.Fatalf("activatedVia %v on path %s", via, path)
+			}
+		})
+	}
+}
+
+// TestE2ESessionCompletedWithoutCallbacks: with every callback lost, the
+// session's final status is still published, within 2 × RECONCILE_INTERVAL,
+// also after an API activation has made the order final.
+func TestE2ESessionCompletedWithoutCallbacks(t *testing.T) {
+	const interval = time.Second
+	for _, path := range []string{"A", "B"} {
+		t.Run("path "+path, func(t *testing.T) {
+			env := map[string]string{"RECONCILE_INTERVAL": interval.String()}
+			if path == "B" {
+				env["ACTIVATION_POLICY"] = "portal"
+			}
+			w := newWorld(t, inbanktest.Config{Callbacks: inbanktest.CallbackPolicy{DropRate: 1}}, env)
+			w.bridge()
+			id := "ORD-NOCB-" + path
+			w.place(id, 500)
+			s := w.sessionOf(id)
+			if _, err := w.fake.Sign(s); err != nil {
+				t.Fatal(err)
+			}
+			w.out.wait(id, events.TypeSessionStatusChange, 1)
+			var moved time.Time // when Inbank moved the session to completed
+			if path == "A" {
+				w.ship(id, imei)
+				w.deliver(id)
+				w.out.wait(id, events.TypeContractActivated, 1)
+				moved = w.out.Events(id, events.TypeContractActivated)[0].Time
+			} else {
+				moved = time.Now()
+				if err := w.fake.PortalApprove(s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			completed := w.completedAt(id, 4*interval)
+			t.Logf("path %s: status_changed(completed) %v after the session completed", path, completed.Sub(moved).Round(time.Millisecond))
+			if lag := completed.Sub(moved); lag > 2*interval {
+				t.Fatalf("completed published %v after the session completed, want within 2 × RECONCILE_INTERVAL", lag)
+			}
+			if st := w.fake.CallbackStats(); st.Sent != 0 {
+				t.Fatalf("callbacks sent: %+v", st)
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/inbank"
 )
 
 // Order states. The first three are waiting for Inbank or the customer;
@@ -28,6 +29,26 @@ func Final(s string) bool {
 		return true
 	}
 	return false
+}
+
+// sessionWatch is how long after activation the bridge keeps reading a
+// session that has not reached a final status: after an API activation
+// Inbank moves the session to completed, and the callback saying so may
+// be lost or look like an earlier one.
+const sessionWatch = 24 * time.Hour
+
+// sessionSettled reports whether a session status can change no more.
+func sessionSettled(status string) bool {
+	return status == inbank.SessionCompleted || inbank.SessionFinal(status)
+}
+
+// awaitsSessionEnd reports whether the order is activated while its
+// session may still move (to completed), within sessionWatch of the
+// activation: such an order is still reconciled, so that
+// session.status_changed reaches its final status without callbacks.
+func (o *Order) awaitsSessionEnd(now time.Time) bool {
+	return o.State == StateActivated && o.SessionUUID != "" && !sessionSettled(o.SessionStatus) &&
+		(o.ActivatedAt == nil || now.Sub(*o.ActivatedAt) < sessionWatch)
 }
 
 // Order is what the bridge knows of one order, stored in the

@@ -14,8 +14,11 @@ type Lister interface {
 }
 
 // Reconcile re-reads from Inbank every unfinished order whose last change
-// is older than interval and drives it through the same transitions as a
-// callback would, so orders complete with no callback at all. A claim in
+// is older than half the interval and drives it through the same transitions as a
+// callback would, so orders complete with no callback at all. An
+// activated order whose session has not reached a final status is
+// re-read too (for a day), so its last session.status_changed is
+// published without callbacks. A claim in
 // the order (compare-and-set) lets one bridge at a time reconcile it. It
 // returns how many orders it advanced.
 func (w *Workflow) Reconcile(ctx context.Context, orders Lister, interval time.Duration) (int, error) {
@@ -29,11 +32,17 @@ func (w *Workflow) Reconcile(ctx context.Context, orders Lister, interval time.D
 			continue
 		}
 		counts[o.State]++
-		if Final(o.State) && len(o.Outbox) == 0 {
+		unfinished := !Final(o.State) || len(o.Outbox) > 0
+		if !unfinished && !o.awaitsSessionEnd(now) {
 			continue
 		}
-		oldest[o.State] = max(oldest[o.State], now.Sub(o.UpdatedAt).Seconds())
-		if now.Sub(o.UpdatedAt) < interval || o.ReconcileClaim.HeldBy(w.cfg.Owner, now) {
+		if unfinished {
+			oldest[o.State] = max(oldest[o.State], now.Sub(o.UpdatedAt).Seconds())
+		}
+		// Half an interval of quiet, not a whole one: passes come every
+		// interval ± 5 %, and an order that changed just after one pass
+		// must be due at the next, so it moves on within 2 × interval.
+		if now.Sub(o.UpdatedAt) < interval/2 || o.ReconcileClaim.HeldBy(w.cfg.Owner, now) {
 			continue
 		}
 		due = append(due, o.Key())

@@ -315,7 +315,7 @@ func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool)
 	switch {
 	case o.State == StateNew:
 		return true, w.createSession(ctx, o, rev)
-	case o.State == StateActivated && o.RefreshRequested:
+	case o.State == StateActivated && (o.RefreshRequested || refresh && o.awaitsSessionEnd(w.now())):
 		// Done, but Inbank still moves the session (to completed after an
 		// API activation): report that change too.
 		return w.refreshSession(ctx, o, rev)

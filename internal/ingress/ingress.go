@@ -7,12 +7,14 @@
 // answered only after JetStream acknowledged the event, and 503 with
 // Retry-After when it did not, so Inbank retries.
 //
-// The event id (and Nats-Msg-Id) is a hash of the token, the body and
-// Inbank's signature timestamp when there is one: a retried callback is
-// stored once. Two genuinely different callbacks with the same body and no
-// timestamp within the duplicate window are stored once too; that loses
-// nothing, since a callback is only a hint to re-read the session, and the
-// same body names the same status.
+// Every authenticated POST becomes its own event: Inbank's callbacks are
+// minimal triggers, so two different transitions (contract granted, then
+// activated) may carry the same body, and de-duplicating by body lost the
+// second. Only what is provably the same delivery is stored once: a
+// callback with a verified signature gets an id derived from the token,
+// the signed timestamp and the signature, so Inbank's retry of that
+// delivery is a duplicate; any other callback gets a random id. The
+// bridge is idempotent, so an extra event costs one session read.
 package ingress
 
 import (
@@ -192,7 +194,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (outcome, orderI
 		plain(w, http.StatusUnauthorized, "bad signature: "+err.Error()+"\n")
 		return OutcomeBadSignature, orderID
 	}
-	e, err := h.event(token, orderID, shop, timestamp, telemetry.TraceParent(r.Context()), body, fields)
+	id := events.NewID()
+	if timestamp != "" { // verified: the same delivery again has the same id
+		id = deliveryID(token, timestamp, r.Header.Get(HeaderSignature))
+	}
+	e, err := h.event(id, orderID, shop, telemetry.TraceParent(r.Context()), body, fields)
 	if err != nil { // our own encoding failed: a bug, not the sender's fault
 		h.cfg.Logger.Error("encode callback event", "order_id", orderID, "err", err)
 		h.unavailable(w)
@@ -277,15 +283,18 @@ func isObject(b []byte) bool {
 	return false
 }
 
-// event builds the CloudEvent message: id derived from token, body and
-// signed timestamp.
-func (h *Handler) event(token, orderID, shop, timestamp, traceparent string, body []byte, f callbackFields) (*nats.Msg, error) {
+// deliveryID names one signed delivery: token, signed timestamp and
+// signature (which covers the body).
+func deliveryID(token, timestamp, signature string) string {
 	sum := sha256.New()
-	for _, part := range [][]byte{[]byte(token), body, []byte(timestamp)} {
-		fmt.Fprintf(sum, "%d:", len(part))
-		sum.Write(part)
+	for _, part := range []string{token, timestamp, signature} {
+		fmt.Fprintf(sum, "%d:%s", len(part), part)
 	}
-	id := hex.EncodeToString(sum.Sum(nil)[:16])
+	return hex.EncodeToString(sum.Sum(nil)[:16])
+}
+
+// event builds the CloudEvent message with the given id.
+func (h *Handler) event(id, orderID, shop, traceparent string, body []byte, f callbackFields) (*nats.Msg, error) {
 	b, err := h.cfg.Codec.EncodeCallback(id, h.cfg.Source, traceparent, events.CallbackReceived{
 		OrderID:     orderID,
 		Shop:        shop,

@@ -99,10 +99,14 @@ func (e *env) stored(t testing.TB) []events.Envelope {
 
 const body = `{"posSessionUuid":"5e3a459a-aada-4d81-b6ad-09cb9483c8bf","status":"granted"}`
 
-func TestValidCallbackIsStoredOnce(t *testing.T) {
+// TestSignedDeliveryStoredOnce: Inbank's retry of one signed delivery
+// (same timestamp and signature) is stored once.
+func TestSignedDeliveryStoredOnce(t *testing.T) {
 	e := setup(t, nil)
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	signed := map[string]string{ingress.HeaderTimestamp: ts, ingress.HeaderSignature: sign(ts, body)}
 	for i := range 3 {
-		rec := e.post(http.MethodPost, e.path("ORD-1"), body, nil)
+		rec := e.post(http.MethodPost, e.path("ORD-1"), body, signed)
 		if rec.Code != 200 || rec.Body.String() != "OK" {
 			t.Fatalf("attempt %d: %d %q, want 200 OK", i, rec.Code, rec.Body.String())
 		}
@@ -123,6 +127,32 @@ func TestValidCallbackIsStoredOnce(t *testing.T) {
 	}
 	if v := outcomes(t, e.reg, "duplicate"); v != 2 {
 		t.Errorf("duplicate = %v, want 2", v)
+	}
+}
+
+// TestEveryCallbackIsItsOwnEvent: Inbank's callbacks are minimal
+// triggers, so two transitions can carry the same body ({"uuid": …});
+// each authenticated POST that is not provably the same delivery reaches
+// the bridge, signed a second apart or unsigned.
+func TestEveryCallbackIsItsOwnEvent(t *testing.T) {
+	e := setup(t, nil)
+	minimal := `{"uuid":"5e3a459a-aada-4d81-b6ad-09cb9483c8bf"}`
+	now := time.Now()
+	for _, hdr := range []map[string]string{
+		nil, nil,
+		{ingress.HeaderTimestamp: strconv.FormatInt(now.Unix(), 10), ingress.HeaderSignature: sign(strconv.FormatInt(now.Unix(), 10), minimal)},
+		{ingress.HeaderTimestamp: strconv.FormatInt(now.Unix()+1, 10), ingress.HeaderSignature: sign(strconv.FormatInt(now.Unix()+1, 10), minimal)},
+	} {
+		if rec := e.post(http.MethodPost, e.path("ORD-1"), minimal, hdr); rec.Code != 200 {
+			t.Fatalf("%d %s", rec.Code, rec.Body.String())
+		}
+	}
+	got := e.stored(t)
+	if len(got) != 4 {
+		t.Fatalf("%d events stored for 4 callbacks with one body, want 4", len(got))
+	}
+	if d := got[0].Data.(*events.CallbackReceived); d.SessionUUID != "5e3a459a-aada-4d81-b6ad-09cb9483c8bf" {
+		t.Fatalf("sessionUuid from {uuid}: %+v", d)
 	}
 }
 
@@ -255,15 +285,17 @@ func TestSignatures(t *testing.T) {
 // outage is stored exactly once.
 func TestNATSDownAnswers503ThenRetryIsStored(t *testing.T) {
 	e := setup(t, func(c *ingress.Config) { c.PublishTimeout = 200 * time.Millisecond })
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	signed := map[string]string{ingress.HeaderTimestamp: ts, ingress.HeaderSignature: sign(ts, body)}
 	e.srv.Stop()
-	rec := e.post(http.MethodPost, e.path("ORD-1"), body, nil)
+	rec := e.post(http.MethodPost, e.path("ORD-1"), body, signed)
 	if rec.Code != 503 || rec.Header().Get("Retry-After") == "" {
 		t.Fatalf("NATS down: %d Retry-After %q, want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
 	}
 	e.srv = natstest.Restart(t, e.srv)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		rec = e.post(http.MethodPost, e.path("ORD-1"), body, nil)
+		rec = e.post(http.MethodPost, e.path("ORD-1"), body, signed)
 		if rec.Code == 200 {
 			break
 		}
@@ -272,7 +304,7 @@ func TestNATSDownAnswers503ThenRetryIsStored(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond) // the sender's retry interval, shortened
 	}
-	e.post(http.MethodPost, e.path("ORD-1"), body, nil)
+	e.post(http.MethodPost, e.path("ORD-1"), body, signed)
 	if n := len(e.stored(t)); n != 1 {
 		t.Fatalf("%d stored, want 1", n)
 	}

@@ -54,6 +54,10 @@ type CallbackPolicy struct {
 	Reorder bool     `json:"reorder"`
 	// Sign adds X-Inbank-Timestamp and X-Inbank-Signature.
 	Sign bool `json:"sign"`
+	// Minimal sends only {"uuid": "<session uuid>"}: 05 calls callbacks
+	// "lightweight triggers with minimal information", so two different
+	// transitions may carry the same body.
+	Minimal bool `json:"minimal"`
 	// Attempts is how often a copy is tried while the receiver answers
 	// non-2xx or cannot be reached (default 5), with a doubling pause from
 	// 100 ms.
@@ -80,6 +84,11 @@ func Sign(apiKey, timestamp string, body []byte) string {
 type CallbackBody struct {
 	PosSessionUUID string `json:"posSessionUuid"`
 	Status         string `json:"status"`
+}
+
+// MinimalCallbackBody is what the fake posts with [CallbackPolicy.Minimal].
+type MinimalCallbackBody struct {
+	UUID string `json:"uuid"`
 }
 
 // CallbackStats counts callbacks by fate.
@@ -135,7 +144,12 @@ func (d *dispatcher) send(url, sessionUUID, status string) {
 		return
 	}
 	d.mu.Unlock()
-	body, _ := json.Marshal(CallbackBody{PosSessionUUID: sessionUUID, Status: status})
+	var body []byte
+	if p.Minimal {
+		body, _ = json.Marshal(MinimalCallbackBody{UUID: sessionUUID})
+	} else {
+		body, _ = json.Marshal(CallbackBody{PosSessionUUID: sessionUUID, Status: status})
+	}
 	for range 1 + max(0, p.Duplicates) {
 		delay := time.Duration(p.Delay)
 		if p.Reorder && delay > 0 {

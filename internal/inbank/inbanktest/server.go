@@ -15,7 +15,9 @@
 //   - the conditions' "id" is the model id that calculations and sessions use;
 //   - a contract's status is "granted" until activation, then "activated",
 //     or "cancelled" when its session is cancelled;
-//   - callback bodies are {"posSessionUuid": …, "status": …}; when signing is
+//   - callback bodies are {"posSessionUuid": …, "status": …}, or only
+//     {"uuid": …} with [CallbackPolicy.Minimal] (05: "lightweight triggers
+//     with minimal information"); when signing is
 //     on, X-Inbank-Timestamp (Unix seconds) and X-Inbank-Signature
 //     (hex HMAC-SHA512 keyed with the API key over "<timestamp>.<body>");
 //   - after an API activation takes effect the session becomes "completed";
