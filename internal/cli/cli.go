@@ -1,13 +1,18 @@
 // Package cli binds command-line flags to environment variables, so every
 // setting of a binary is both (a flag wins over its variable), and --help
 // lists each flag with its variable.
+//
+// The environment is applied after the command line is parsed, to the
+// flags it did not set; the flags' defaults are the compiled-in ones. So
+// --help and a mistyped flag print those defaults, never a value from the
+// environment or a _FILE: INBANK_API_KEY and CALLBACK_SECRET were once
+// printed to the pod log that way.
 package cli
 
 import (
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -15,12 +20,16 @@ import (
 // Getenv reads one environment variable; os.Getenv in main, a map in tests.
 type Getenv func(string) string
 
-// Flags is a flag set whose defaults come from the environment.
+// Flags is a flag set whose unset flags are read from the environment.
 type Flags struct {
 	*flag.FlagSet
-	getenv Getenv
-	errs   []error
+	getenv   Getenv
+	bindings []binding
 }
+
+// binding ties a flag to its variable; what names the expected value in
+// an error ("" for strings, which cannot be malformed).
+type binding struct{ flag, env, what string }
 
 // New returns a flag set for the named binary.
 func New(name string, getenv Getenv) *Flags {
@@ -28,45 +37,34 @@ func New(name string, getenv Getenv) *Flags {
 	return &Flags{FlagSet: fs, getenv: getenv}
 }
 
+func (f *Flags) bind(name, env, what string) {
+	f.bindings = append(f.bindings, binding{flag: name, env: env, what: what})
+}
+
 func usage(env, text string) string { return fmt.Sprintf("%s (env %s)", text, env) }
 
 // env returns the variable's value, or the contents of the file named by
-// env_FILE (secrets mounted as files), or "".
-func (f *Flags) env(name string) string {
+// env_FILE (secrets mounted as files), or "". The error names the
+// variable, never a value.
+func (f *Flags) env(name string) (string, error) {
 	if v := f.getenv(name); v != "" {
-		return v
+		return v, nil
 	}
 	if path := f.getenv(name + "_FILE"); path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s_FILE: %w", name, err))
-			return ""
+			return "", fmt.Errorf("%s_FILE: %w", name, err)
 		}
-		return strings.TrimSpace(string(b))
+		return strings.TrimSpace(string(b)), nil
 	}
-	return ""
+	return "", nil
 }
 
-func parsed[T any](f *Flags, env string, def T, parse func(string) (T, error), what string) T {
-	v := f.env(env)
-	if v == "" {
-		return def
-	}
-	x, err := parse(v)
-	if err != nil {
-		f.errs = append(f.errs, fmt.Errorf("%s: %q is not %s", env, v, what))
-		return def
-	}
-	return x
-}
-
-// StringVar defines a string flag defaulting to $env (or the file named by
-// $env_FILE), else def.
+// StringVar defines a string flag read from $env (or the file named by
+// $env_FILE) when the command line does not set it, else def.
 func (f *Flags) StringVar(p *string, name, env, def, text string) {
-	if v := f.env(env); v != "" {
-		def = v
-	}
 	f.FlagSet.StringVar(p, name, def, usage(env, text))
+	f.bind(name, env, "")
 }
 
 // String is StringVar into a new variable.
@@ -76,9 +74,10 @@ func (f *Flags) String(name, env, def, text string) *string {
 	return p
 }
 
-// DurationVar defines a duration flag defaulting to $env, else def.
+// DurationVar defines a duration flag read from $env, else def.
 func (f *Flags) DurationVar(p *time.Duration, name, env string, def time.Duration, text string) {
-	f.FlagSet.DurationVar(p, name, parsed(f, env, def, time.ParseDuration, "a duration (e.g. 30s, 5m)"), usage(env, text))
+	f.FlagSet.DurationVar(p, name, def, usage(env, text))
+	f.bind(name, env, "a duration (e.g. 30s, 5m)")
 }
 
 // Duration is DurationVar into a new variable.
@@ -88,9 +87,10 @@ func (f *Flags) Duration(name, env string, def time.Duration, text string) *time
 	return p
 }
 
-// IntVar defines an int flag defaulting to $env, else def.
+// IntVar defines an int flag read from $env, else def.
 func (f *Flags) IntVar(p *int, name, env string, def int, text string) {
-	f.FlagSet.IntVar(p, name, parsed(f, env, def, strconv.Atoi, "a whole number"), usage(env, text))
+	f.FlagSet.IntVar(p, name, def, usage(env, text))
+	f.bind(name, env, "a whole number")
 }
 
 // Int is IntVar into a new variable.
@@ -100,34 +100,52 @@ func (f *Flags) Int(name, env string, def int, text string) *int {
 	return p
 }
 
-// Int64Var defines an int64 flag defaulting to $env, else def.
+// Int64Var defines an int64 flag read from $env, else def.
 func (f *Flags) Int64Var(p *int64, name, env string, def int64, text string) {
-	parse := func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }
-	f.FlagSet.Int64Var(p, name, parsed(f, env, def, parse, "a whole number"), usage(env, text))
+	f.FlagSet.Int64Var(p, name, def, usage(env, text))
+	f.bind(name, env, "a whole number")
 }
 
-// Float defines a float flag defaulting to $env, else def.
+// Float defines a float flag read from $env, else def.
 func (f *Flags) Float(name, env string, def float64, text string) *float64 {
-	parse := func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }
-	return f.FlagSet.Float64(name, parsed(f, env, def, parse, "a number"), usage(env, text))
+	p := f.FlagSet.Float64(name, def, usage(env, text))
+	f.bind(name, env, "a number")
+	return p
 }
 
-// Bool defines a bool flag defaulting to $env, else def.
+// Bool defines a bool flag read from $env, else def.
 func (f *Flags) Bool(name, env string, def bool, text string) *bool {
-	return f.FlagSet.Bool(name, parsed(f, env, def, strconv.ParseBool, "true or false"), usage(env, text))
+	p := f.FlagSet.Bool(name, def, usage(env, text))
+	f.bind(name, env, "true or false")
+	return p
 }
 
-// Parse parses args and returns the first problem with the environment or
-// the flags. flag.ErrHelp comes back for --help, after the usage is printed.
+// Parse parses args, then reads the environment into the flags args did
+// not set, and returns the first problem. flag.ErrHelp comes back for
+// --help, after the usage (with compiled-in defaults) is printed.
 func (f *Flags) Parse(args []string) error {
 	if err := f.FlagSet.Parse(args); err != nil {
 		return err
 	}
-	if len(f.errs) > 0 {
-		return f.errs[0]
-	}
 	if f.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", f.Arg(0))
+	}
+	set := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	for _, b := range f.bindings {
+		if set[b.flag] {
+			continue
+		}
+		v, err := f.env(b.env)
+		if err != nil {
+			return err
+		}
+		if v == "" {
+			continue
+		}
+		if err := f.Set(b.flag, v); err != nil {
+			return fmt.Errorf("%s: %q is not %s", b.env, v, b.what) // only typed values fail; strings (secrets) cannot
+		}
 	}
 	return nil
 }
@@ -142,3 +160,4 @@ func Require(settings ...[2]string) error {
 	}
 	return nil
 }
+

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -80,7 +82,7 @@ func Connect(ctx context.Context, s *Settings, name string, log *slog.Logger) (*
 		}
 		select {
 		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("cannot reach NATS at %s within %s: %w", s.URL, s.ConnectTimeout, err)
+			return nil, nil, fmt.Errorf("cannot reach NATS at %s within %s: %w", Redact(s.URL), s.ConnectTimeout, err)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -121,4 +123,23 @@ func Drain(nc *nats.Conn, timeout time.Duration) error {
 		nc.Close()
 		return errors.New("drain: timed out; connection closed")
 	}
+}
+
+// Redact returns the server list with any password or token in it
+// replaced, for messages and logs.
+func Redact(servers string) string {
+	parts := strings.Split(servers, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil || u.User == nil {
+			continue
+		}
+		if _, hasPassword := u.User.Password(); hasPassword {
+			u.User = url.UserPassword(u.User.Username(), "redacted")
+		} else {
+			u.User = url.User("redacted") // a token
+		}
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
 }
