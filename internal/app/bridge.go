@@ -157,7 +157,11 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 		return err
 	}
 
-	nc, js, err := natsconn.Connect(ctx, natsSettings, "smartrent-bridge", log)
+	// A connection NATS closes for good ends the process with an error,
+	// so that its supervisor restarts it.
+	ctx, lost := context.WithCancelCause(ctx)
+	defer lost(nil)
+	nc, js, err := natsconn.Connect(ctx, natsSettings, "smartrent-bridge", log, lost)
 	if err != nil {
 		return err
 	}
@@ -167,6 +171,17 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	cancel()
 	if err != nil {
 		return fmt.Errorf("set up streams: %w", err)
+	}
+	// Orders of non-default shops written by an earlier version under the
+	// ambiguous key "shop/orderId" move to their own keys.
+	migrateCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	moved, err := events.MigrateStateKeys(migrateCtx, kv)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("migrate order state keys: %w", err)
+	}
+	if moved > 0 {
+		log.Info("moved orders of non-default shops to their own state keys", "orders", moved)
 	}
 	codec := events.NewCodec(schemaSet)
 	store := events.NewStateStore[handlers.Order](kv)
@@ -218,16 +233,17 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 
 	// Operators reconcile one order now with `smartrentctl orders reconcile`.
 	adminSub, err := nc.QueueSubscribe(ctl.SubjectReconcile, "smartrent-admin", func(m *nats.Msg) {
-		var req struct {
-			OrderID string `json:"orderId"`
-		}
+		var req ctl.ReconcileRequest
 		reply := ctl.ReconcileReply{}
-		if json.Unmarshal(m.Data, &req) != nil || req.OrderID == "" {
-			reply.Error = "request must be {\"orderId\": \"…\"}"
-		} else {
+		switch {
+		case len(m.Data) > 4096 || json.Unmarshal(m.Data, &req) != nil || req.OrderID == "":
+			reply.Error = "request must be {\"orderId\": \"…\", \"shop\": \"…\" (optional)}"
+		case events.CheckOrderID(req.OrderID) != nil || events.CheckShopAlias(req.Shop) != nil:
+			reply.Error = errors.Join(events.CheckOrderID(req.OrderID), events.CheckShopAlias(req.Shop)).Error()
+		default:
 			reply.OrderID = req.OrderID
 			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			state, err := wf.ReconcileNow(rctx, req.OrderID)
+			state, err := wf.ReconcileNow(rctx, handlers.StoreKey(handlers.NormalizeShop(req.Shop), req.OrderID))
 			cancel()
 			reply.Found = !errors.Is(err, events.ErrNotFound)
 			reply.State = state
@@ -301,6 +317,9 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	stopOps()
 	if err := waitOps(); err != nil {
 		log.Warn("ops server", "err", err)
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, natsconn.ErrConnectionLost) {
+		return cause
 	}
 	log.Info("stopped")
 	return nil

@@ -44,6 +44,7 @@ type world struct {
 	pub     *events.Publisher
 	out     *collector
 	env     map[string]string
+	started BridgeStarted // of the last bridge started
 }
 
 func newWorld(t *testing.T, fakeCfg inbanktest.Config, env map[string]string) *world {
@@ -91,7 +92,7 @@ func (w *world) bridgeLogging(logOut io.Writer, opts ...BridgeOptions) (stop fun
 	env := w.env
 	go func() { done <- RunBridge(ctx, nil, func(k string) string { return env[k] }, logOut, started, opts...) }()
 	select {
-	case <-started:
+	case w.started = <-started:
 	case err := <-done:
 		w.t.Fatalf("bridge did not start: %v", err)
 	}

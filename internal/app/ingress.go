@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -80,7 +81,11 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	if err != nil {
 		return err
 	}
-	nc, js, err := natsconn.Connect(ctx, natsSettings, "smartrent-webhook-ingress", log)
+	// A connection NATS closes for good ends the process with an error,
+	// so that its supervisor restarts it.
+	ctx, lost := context.WithCancelCause(ctx)
+	defer lost(nil)
+	nc, js, err := natsconn.Connect(ctx, natsSettings, "smartrent-webhook-ingress", log, lost)
 	if err != nil {
 		return err
 	}
@@ -175,6 +180,9 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	stopOps()
 	if err := waitOps(); err != nil {
 		log.Warn("ops server", "err", err)
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, natsconn.ErrConnectionLost) {
+		return cause
 	}
 	log.Info("stopped")
 	return nil

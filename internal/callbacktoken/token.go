@@ -21,6 +21,8 @@ import (
 	"errors"
 	"strings"
 	"sync"
+
+	"github.com/smartrent-bridge/bridge/internal/ids"
 )
 
 // PathPrefix is where the ingress serves callbacks.
@@ -31,8 +33,10 @@ const (
 	shopDomain = "smartrent-callback-v1/shop:"
 )
 
-// maxOrderID bounds what a token may name, so a huge path costs nothing.
-const maxOrderID = 200
+// maxOrderIDBytes bounds what a token may name before it is decoded, so a
+// huge path costs nothing: the longest id within the limit of package ids
+// (200 characters of up to 4 bytes each).
+const maxOrderIDBytes = 4 * ids.MaxOrderIDLen
 
 var enc = base64.RawURLEncoding.Strict()
 
@@ -124,7 +128,7 @@ func (s *Signer) URL(base, shop, orderID string) string {
 func (s *Signer) Verify(token string) (orderID, shop string, ok bool) {
 	idPart, rest, found := strings.Cut(token, ".")
 	sigPart, shopPart, hasShop := strings.Cut(rest, ".")
-	if !found || idPart == "" || len(idPart) > enc.EncodedLen(maxOrderID) || len(sigPart) != enc.EncodedLen(sha256.Size) {
+	if !found || idPart == "" || len(idPart) > enc.EncodedLen(maxOrderIDBytes) || len(sigPart) != enc.EncodedLen(sha256.Size) {
 		return "", "", false
 	}
 	if hasShop {
@@ -153,7 +157,8 @@ func (s *Signer) Verify(token string) (orderID, shop string, ok bool) {
 			valid = true // no early return: every secret costs the same
 		}
 	}
-	if !valid {
+	// Only ids and aliases within the product's limit are ever signed.
+	if !valid || ids.CheckOrderID(string(id)) != nil || ids.CheckShopAlias(shop) != nil {
 		return "", "", false
 	}
 	return string(id), shop, true

@@ -160,4 +160,3 @@ func Require(settings ...[2]string) error {
 	}
 	return nil
 }
-

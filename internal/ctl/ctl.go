@@ -37,9 +37,9 @@ const SubjectReconcile = "smartrent.admin.reconcile"
 
 const usage = `smartrentctl: operate the Smart Rent bridge (talks to NATS only)
 
-  smartrentctl [--nats-url URL] [--json] orders get <orderId>
+  smartrentctl [--nats-url URL] [--json] [--shop ALIAS] orders get <orderId>
   smartrentctl [--nats-url URL] [--json] orders list [--state S] [--older-than 2h]
-  smartrentctl [--nats-url URL] [--json] orders reconcile <orderId>
+  smartrentctl [--nats-url URL] [--json] [--shop ALIAS] orders reconcile <orderId>
   smartrentctl [--nats-url URL] [--json] dlq list [--subject S]
   smartrentctl [--nats-url URL] [--json] dlq show <seq>
   smartrentctl [--nats-url URL] dlq replay <seq> | --all [--subject S]
@@ -50,6 +50,7 @@ Exit codes: 0 done, 1 failed, 2 usage, 3 not found.
 type cli struct {
 	out, errOut io.Writer
 	json        bool
+	shop        string // the order's shop alias; "" is the default shop
 	nc          *nats.Conn
 	js          jetstream.JetStream
 }
@@ -66,6 +67,7 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer, getenv func(
 	fs.StringVar(&url, "nats-url", url, "NATS server(s) (env NATS_URL)")
 	creds := fs.String("nats-creds", getenv("NATS_CREDS"), "credentials file (env NATS_CREDS)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	shop := fs.String("shop", "", "the order's shop alias (default: the default shop)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
@@ -88,7 +90,7 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer, getenv func(
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	c := &cli{out: out, errOut: errOut, json: *asJSON, nc: nc, js: js}
+	c := &cli{out: out, errOut: errOut, json: *asJSON, shop: *shop, nc: nc, js: js}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	var code int
@@ -150,7 +152,13 @@ func (c *cli) ordersGet(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.fail(ExitError, "%v", err)
 	}
-	o, rev, err := st.Load(ctx, id)
+	if err := events.CheckOrderID(id); err != nil {
+		return c.fail(ExitUsage, "%v", err)
+	}
+	if err := events.CheckShopAlias(c.shop); err != nil {
+		return c.fail(ExitUsage, "%v", err)
+	}
+	o, rev, err := st.Load(ctx, events.StateKey(c.shop, id))
 	if errors.Is(err, events.ErrNotFound) {
 		return c.fail(ExitNotFound, "order %s not found", id)
 	}
@@ -242,6 +250,13 @@ func (c *cli) ordersList(ctx context.Context, args []string) int {
 }
 
 // ReconcileReply is the bridge's answer to a reconcile request.
+// ReconcileRequest asks a bridge to reconcile one order now.
+type ReconcileRequest struct {
+	OrderID string `json:"orderId"`
+	Shop    string `json:"shop,omitempty"`
+}
+
+// ReconcileReply is a bridge's answer on SubjectReconcile.
 type ReconcileReply struct {
 	OrderID string `json:"orderId"`
 	State   string `json:"state,omitempty"`
@@ -254,7 +269,7 @@ func (c *cli) ordersReconcile(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.fail(ExitUsage, "%v", err)
 	}
-	body, _ := json.Marshal(map[string]string{"orderId": id})
+	body, _ := json.Marshal(ReconcileRequest{OrderID: id, Shop: c.shop})
 	m, err := c.nc.RequestWithContext(ctx, SubjectReconcile, body)
 	if err != nil {
 		return c.fail(ExitError, "no bridge answered on %s: %v", SubjectReconcile, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
+	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -56,7 +57,8 @@ const (
 type DecodeError struct {
 	Kind    string
 	Type    string
-	OrderID string
+	OrderID string // only an id within the limit of package ids, else ""
+	Shop    string // the shop alias the data names, when valid
 	Err     error
 }
 
@@ -157,30 +159,35 @@ func (c *Codec) Decode(h nats.Header, body []byte) (Envelope, error) {
 		}
 	}
 	if err != nil {
-		return env, &DecodeError{Kind: KindMalformed, OrderID: orderIDOf(body), Err: err}
+		return env, &DecodeError{Kind: KindMalformed, OrderID: orderIDOf(body), Shop: shopOf(body), Err: err}
 	}
 	e := &env.Event
-	orderID := orderIDOf(e.Data())
+	orderID, shop := orderIDOf(e.Data()), shopOf(e.Data())
 	if ct := e.DataContentType(); ct != "" && !strings.HasPrefix(ct, ContentTypeJSON) {
-		return env, &DecodeError{Kind: KindMalformed, Type: e.Type(), OrderID: orderID, Err: fmt.Errorf("datacontenttype %q is not JSON", ct)}
+		return env, &DecodeError{Kind: KindMalformed, Type: e.Type(), OrderID: orderID, Shop: shop, Err: fmt.Errorf("datacontenttype %q is not JSON", ct)}
 	}
 	target := TypeOf(e.Type())
 	if target == nil || !c.schemas.Has(e.Type()) {
-		return env, &DecodeError{Kind: KindUnknownType, Type: e.Type(), OrderID: orderID, Err: fmt.Errorf("%w: %q", schemas.ErrUnknownType, e.Type())}
+		return env, &DecodeError{Kind: KindUnknownType, Type: e.Type(), OrderID: orderID, Shop: shop, Err: fmt.Errorf("%w: %q", schemas.ErrUnknownType, e.Type())}
 	}
 	if ds := e.DataSchema(); ds != "" && ds != schemas.ID(e.Type()) {
-		return env, &DecodeError{Kind: KindInvalidData, Type: e.Type(), OrderID: orderID, Err: fmt.Errorf("dataschema %q does not match the type", ds)}
+		return env, &DecodeError{Kind: KindInvalidData, Type: e.Type(), OrderID: orderID, Shop: shop, Err: fmt.Errorf("dataschema %q does not match the type", ds)}
 	}
 	if err := c.schemas.Validate(e.Type(), e.Data()); err != nil {
-		return env, &DecodeError{Kind: KindInvalidData, Type: e.Type(), OrderID: orderID, Err: err}
+		return env, &DecodeError{Kind: KindInvalidData, Type: e.Type(), OrderID: orderID, Shop: shop, Err: err}
+	}
+	if rawID := rawOrderIDOf(e.Data()); ids.CheckOrderID(rawID) != nil {
+		// The schemas say the same; this guards the keys and subjects
+		// should a schema ever be looser.
+		return env, &DecodeError{Kind: KindInvalidData, Type: e.Type(), Err: ids.CheckOrderID(rawID)}
 	}
 	if e.Subject() == "" {
 		e.SetSubject(orderID)
 	} else if e.Subject() != orderID {
-		return env, &DecodeError{Kind: KindWrongSubject, Type: e.Type(), OrderID: orderID, Err: errors.New("subject must be the order id of the data")}
+		return env, &DecodeError{Kind: KindWrongSubject, Type: e.Type(), OrderID: orderID, Shop: shop, Err: errors.New("subject must be the order id of the data")}
 	}
 	if err := json.Unmarshal(e.Data(), target); err != nil {
-		return env, &DecodeError{Kind: KindInvalidData, Type: e.Type(), OrderID: orderID, Err: err}
+		return env, &DecodeError{Kind: KindInvalidData, Type: e.Type(), OrderID: orderID, Shop: shop, Err: err}
 	}
 	env.Data = target
 	return env, nil
@@ -261,8 +268,40 @@ func headerGet(h nats.Header, key string) string {
 }
 
 // orderIDOf reads data.orderId (or, for a structured body, the event's
-// data.orderId) without trusting anything else in it.
+// data.orderId) without trusting anything else in it. An id outside the
+// limit is not an order the bridge can name: "" then.
 func orderIDOf(raw []byte) string {
+	id := rawOrderIDOf(raw)
+	if ids.CheckOrderID(id) != nil {
+		return ""
+	}
+	return id
+}
+
+// shopOf reads data.shop like orderIDOf; "" for none or an invalid alias.
+func shopOf(raw []byte) string {
+	var probe struct {
+		Shop string          `json:"shop"`
+		Data json.RawMessage `json:"data"`
+	}
+	if json.Unmarshal(bytes.TrimSpace(raw), &probe) != nil {
+		return ""
+	}
+	if probe.Shop == "" && len(probe.Data) > 0 {
+		var d struct {
+			Shop string `json:"shop"`
+		}
+		if json.Unmarshal(probe.Data, &d) == nil {
+			probe.Shop = d.Shop
+		}
+	}
+	if ids.CheckShopAlias(probe.Shop) != nil {
+		return ""
+	}
+	return probe.Shop
+}
+
+func rawOrderIDOf(raw []byte) string {
 	var probe struct {
 		OrderID string          `json:"orderId"`
 		Data    json.RawMessage `json:"data"`

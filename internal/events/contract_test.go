@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -384,3 +385,45 @@ func TestSchemasReferenceNoOtherFile(t *testing.T) {
 		t.Fatalf("smartrent.quote.batch.reply.v1 $defs/quote differs from smartrent.quote.reply.v1:\n%v\n%v", got, quote)
 	}
 }
+
+// TestOneLimitForIdsInEverySchema: every schema names the order id and the
+// shop alias with the limit of package ids, and the codec agrees.
+func TestOneLimitForIdsInEverySchema(t *testing.T) {
+	for _, typ := range schemaSet.Types() {
+		raw, _ := schemas.FS.ReadFile(typ + ".json")
+		var s struct {
+			Properties map[string]struct {
+				MinLength *int   `json:"minLength"`
+				MaxLength *int   `json:"maxLength"`
+				Pattern   string `json:"pattern"`
+			}
+		}
+		json.Unmarshal(raw, &s)
+		if p, ok := s.Properties["orderId"]; ok {
+			if p.MinLength == nil || *p.MinLength != 1 || p.MaxLength == nil || *p.MaxLength != ids.MaxOrderIDLen || p.Pattern != `^[^\p{Cc}]+$` {
+				t.Errorf("%s: orderId is not 1–%d characters without control characters", typ, ids.MaxOrderIDLen)
+			}
+		}
+		if p, ok := s.Properties["shop"]; ok && p.Pattern != ids.ShopAliasPattern.String() {
+			t.Errorf("%s: shop pattern %q, want %q", typ, p.Pattern, ids.ShopAliasPattern)
+		}
+	}
+	for _, id := range []string{strings.Repeat("x", ids.MaxOrderIDLen+1), "ORD\x001", "ORD\n1", "ORD\u00851"} {
+		if ids.CheckOrderID(id) == nil {
+			t.Errorf("ids accepts %q", id)
+		}
+		if err := schemaSet.Validate(events.TypeDeviceShipped, []byte(`{"orderId":`+strconvQuote(id)+`,"assetIdentifiers":[{"identifier":"356938035643809","identifierType":"IMEI"}]}`)); err == nil {
+			t.Errorf("the schema accepts order id %q", id)
+		}
+	}
+	for _, id := range []string{strings.Repeat("ü", ids.MaxOrderIDLen), "lv-web/ORD-1", ".", "*", ">", "../x", "ORD 1"} {
+		if err := ids.CheckOrderID(id); err != nil {
+			t.Errorf("ids refuses %q: %v", id, err)
+		}
+		if err := schemaSet.Validate(events.TypeDeviceShipped, []byte(`{"orderId":`+strconvQuote(id)+`,"assetIdentifiers":[{"identifier":"356938035643809","identifierType":"IMEI"}]}`)); err != nil {
+			t.Errorf("the schema refuses order id %q: %v", id, err)
+		}
+	}
+}
+
+func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }

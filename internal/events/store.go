@@ -19,7 +19,8 @@ var (
 )
 
 // StateStore keeps one JSON document per order in a KV bucket, changed
-// only by compare-and-set. Keys are [OrderKey]s.
+// only by compare-and-set. Keys are [StateKey]s, used as given and
+// checked before anything is sent.
 //
 // It remembers what it last read or wrote for each key, so the many loads
 // of one order's workflow do not each go to the server. A remembered value
@@ -70,19 +71,22 @@ func (s *StateStore[T]) forget(key string) {
 
 // Load returns the order's state and its revision, or ErrNotFound. It may
 // answer from what this store last read or wrote (see [StateStore]).
-func (s *StateStore[T]) Load(ctx context.Context, orderID string) (T, uint64, error) {
-	return s.load(ctx, orderID, false)
+func (s *StateStore[T]) Load(ctx context.Context, key string) (T, uint64, error) {
+	return s.load(ctx, key, false)
 }
 
 // LoadFresh is Load from the server, for decisions that no
 // compare-and-set will check.
-func (s *StateStore[T]) LoadFresh(ctx context.Context, orderID string) (T, uint64, error) {
-	return s.load(ctx, orderID, true)
+func (s *StateStore[T]) LoadFresh(ctx context.Context, key string) (T, uint64, error) {
+	return s.load(ctx, key, true)
 }
 
-func (s *StateStore[T]) load(ctx context.Context, orderID string, fresh bool) (T, uint64, error) {
+func (s *StateStore[T]) load(ctx context.Context, key string, fresh bool) (T, uint64, error) {
 	var v T
-	key := OrderKey(orderID)
+	if err := checkKey(key); err != nil {
+		return v, 0, err
+	}
+	orderID := key
 	s.mu.Lock()
 	e, ok := s.seen[key]
 	s.mu.Unlock()
@@ -104,12 +108,15 @@ func (s *StateStore[T]) load(ctx context.Context, orderID string, fresh bool) (T
 }
 
 // Create stores the first state of an order, or returns ErrExists.
-func (s *StateStore[T]) Create(ctx context.Context, orderID string, v T) (uint64, error) {
+func (s *StateStore[T]) Create(ctx context.Context, key string, v T) (uint64, error) {
+	if err := checkKey(key); err != nil {
+		return 0, err
+	}
+	orderID := key
 	b, err := json.Marshal(v)
 	if err != nil {
 		return 0, fmt.Errorf("encode order %s: %w", orderID, err)
 	}
-	key := OrderKey(orderID)
 	rev, err := s.kv.Create(ctx, key, b)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		s.forget(key)
@@ -125,12 +132,15 @@ func (s *StateStore[T]) Create(ctx context.Context, orderID string, v T) (uint64
 // Save replaces the state if it is still at rev, or returns ErrConflict.
 // Conflicts are detected with jetstream.ErrKeyRevisionMismatch, as the
 // library documents (it also covers replicated buckets' error code).
-func (s *StateStore[T]) Save(ctx context.Context, orderID string, v T, rev uint64) (uint64, error) {
+func (s *StateStore[T]) Save(ctx context.Context, key string, v T, rev uint64) (uint64, error) {
+	if err := checkKey(key); err != nil {
+		return 0, err
+	}
+	orderID := key
 	b, err := json.Marshal(v)
 	if err != nil {
 		return 0, fmt.Errorf("encode order %s: %w", orderID, err)
 	}
-	key := OrderKey(orderID)
 	n, err := s.kv.Update(ctx, key, b, rev)
 	if err != nil {
 		// On a conflict the remembered value is stale; on any other error

@@ -2,10 +2,8 @@ package events
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -226,15 +224,4 @@ func ProvisionBridge(ctx context.Context, js jetstream.JetStream, t Topology) (j
 		}
 	}
 	return kv, nil
-}
-
-var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-
-// OrderKey is the KV key of an order: the id itself when it is made of
-// [A-Za-z0-9_-], otherwise "=" + base64url-without-padding(id).
-func OrderKey(orderID string) string {
-	if plainKey.MatchString(orderID) {
-		return orderID
-	}
-	return "=" + base64.RawURLEncoding.EncodeToString([]byte(orderID))
 }

@@ -74,6 +74,9 @@ func (w *Workflow) orderPlaced(ctx context.Context, p *events.OrderPlaced) error
 		// order that failed before it had a session is tried again, which
 		// is what an operator's `dlq replay` of its order.placed means.
 		_, err = w.update(ctx, key, func(o *Order) error {
+			if err := o.is(alias, p.OrderID); err != nil {
+				return err
+			}
 			if o.State != StateFailed || o.SessionUUID != "" {
 				return errSkip
 			}
@@ -100,6 +103,9 @@ func (w *Workflow) orderPlaced(ctx context.Context, p *events.OrderPlaced) error
 func (w *Workflow) device(ctx context.Context, env events.Envelope, d events.Delivery, shop, orderID, input string, ids []events.AssetIdentifier, apply func(*Order)) error {
 	key := StoreKey(shop, orderID)
 	o, _, err := w.cfg.Store.Load(ctx, key)
+	if err == nil {
+		err = o.is(shop, orderID)
+	}
 	if errors.Is(err, events.ErrNotFound) {
 		if age := w.now().Sub(d.Published); age < w.cfg.UnknownOrderWait {
 			return wait(min(2*time.Second, w.cfg.UnknownOrderWait-age), "order %s not known yet", orderID)
@@ -143,8 +149,12 @@ func (w *Workflow) device(ctx context.Context, env events.Envelope, d events.Del
 func (w *Workflow) callback(ctx context.Context, d events.Delivery, c *events.CallbackReceived) error {
 	// The callback token named the shop (the ingress put it in the event):
 	// the order is looked up under that shop only.
-	key := StoreKey(NormalizeShop(c.Shop), c.OrderID)
+	shop := NormalizeShop(c.Shop)
+	key := StoreKey(shop, c.OrderID)
 	_, err := w.update(ctx, key, func(o *Order) error {
+		if err := o.is(shop, c.OrderID); err != nil {
+			return err
+		}
 		if (Final(o.State) && o.State != StateActivated) || o.RefreshRequested {
 			return errSkip
 		}
@@ -212,16 +222,17 @@ func (w *Workflow) Invalid(ctx context.Context, d events.Delivery, de *events.De
 	if de.OrderID == "" || input == "" {
 		return nil // nothing to tell: the dead letter is the record
 	}
+	shop := NormalizeShop(de.Shop)
 	if input == events.InputOrderPlaced {
 		now := w.now()
-		o := Order{OrderID: de.OrderID, State: StateRejected, CreatedAt: now, UpdatedAt: now}
+		o := Order{OrderID: de.OrderID, Shop: shop, State: StateRejected, CreatedAt: now, UpdatedAt: now}
 		o.note(now, "rejected: INVALID_ORDER")
-		if _, err := w.cfg.Store.Create(ctx, de.OrderID, o); err != nil && !errors.Is(err, events.ErrExists) {
+		if _, err := w.cfg.Store.Create(ctx, o.Key(), o); err != nil && !errors.Is(err, events.ErrExists) {
 			return err
 		}
 	}
 	return w.publishNow(ctx, de.OrderID, events.TypeOrderRejected, fmt.Sprintf("%s-%d", d.Stream, d.StreamSeq), events.OrderRejected{
-		OrderID: de.OrderID, InputType: input, Reason: events.ReasonInvalidOrder, Message: de.Err.Error(),
+		OrderID: de.OrderID, Shop: shop, InputType: input, Reason: events.ReasonInvalidOrder, Message: de.Err.Error(),
 	})
 }
 

@@ -2,6 +2,8 @@ package handlers
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
@@ -126,15 +128,22 @@ type Order struct {
 	TraceParent string `json:"traceparent,omitempty"`
 }
 
-// StoreKey is an order's key in the store: the order id for the default
-// shop, "<shop>/<order id>" for the others, so two shops' orders with the
-// same id never meet.
-func StoreKey(shop, orderID string) string {
-	if shop == "" {
-		return orderID
+// StoreKey is an order's key in the store, injective in (shop, order id):
+// see [events.StateKey].
+func StoreKey(shop, orderID string) string { return events.StateKey(shop, orderID) }
+
+// is checks that a loaded order is the one asked for. With injective keys
+// it always is; a state written under another scheme (or by hand) is
+// refused rather than applied to the wrong shop's order.
+func (o *Order) is(shop, orderID string) error {
+	if o.Shop != shop || o.OrderID != orderID {
+		return events.Permanent(fmt.Errorf("state key %s holds another order (shop %q): %w", o.Key(), o.Shop, errForeignState))
 	}
-	return shop + "/" + orderID
+	return nil
 }
+
+// errForeignState is a state key that holds another order.
+var errForeignState = errors.New("state belongs to another order")
 
 // Key is the order's key in the store.
 func (o *Order) Key() string { return StoreKey(o.Shop, o.OrderID) }

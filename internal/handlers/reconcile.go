@@ -100,11 +100,12 @@ func (w *Workflow) RunReconciler(ctx context.Context, orders Lister, interval ti
 	}
 }
 
-// ReconcileNow re-reads the order from Inbank and drives it at once (the
-// operator's `orders reconcile`). It returns the order's state afterwards.
-func (w *Workflow) ReconcileNow(ctx context.Context, orderID string) (string, error) {
-	err := w.Advance(ctx, orderID, true)
-	o, _, lerr := w.cfg.Store.Load(ctx, orderID)
+// ReconcileNow re-reads the order stored under key ([StoreKey]) from
+// Inbank and drives it at once (the operator's `orders reconcile`). It
+// returns the order's state afterwards.
+func (w *Workflow) ReconcileNow(ctx context.Context, key string) (string, error) {
+	err := w.Advance(ctx, key, true)
+	o, _, lerr := w.cfg.Store.Load(ctx, key)
 	if lerr != nil {
 		return "", lerr
 	}

@@ -44,10 +44,30 @@ func Bind(fs *cli.Flags) *Settings {
 	return s
 }
 
+// ErrConnectionLost is a connection NATS closed for good: the client
+// reconnects after disconnections, but the server can end a connection in
+// ways nats.go does not retry (an unknown -ERR such as "Maximum Control
+// Line Exceeded", revoked credentials seen twice).
+var ErrConnectionLost = errors.New("NATS closed the connection for good")
+
 // Connect opens the connection within s.ConnectTimeout (or ctx), then
-// reconnects forever. name appears in the server's connection list.
-func Connect(ctx context.Context, s *Settings, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+// reconnects forever. name appears in the server's connection list. lost
+// is called (once) when the connection is closed for good while ctx is
+// still live, so the binary can exit and its supervisor restart it
+// instead of running on as a zombie.
+func Connect(ctx context.Context, s *Settings, name string, log *slog.Logger, lost func(error)) (*nats.Conn, jetstream.JetStream, error) {
+	live := ctx
 	opts := []nats.Option{
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			if live.Err() != nil {
+				return // shutting down: a deliberate close
+			}
+			cause := nc.LastError()
+			log.Error("NATS closed the connection for good; stopping so that the supervisor restarts the process", "err", cause)
+			if lost != nil {
+				lost(fmt.Errorf("%w: %v", ErrConnectionLost, cause))
+			}
+		}),
 		nats.Name(name),
 		nats.Timeout(s.ConnectTimeout),
 		nats.MaxReconnects(-1),

@@ -11,19 +11,20 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/smartrent-bridge/bridge/internal/ids"
 )
 
 // Default is the alias of the shop configured by the INBANK_* variables,
 // used by events without a shop.
 const Default = "default"
 
-var aliasPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+var aliasPattern = ids.ShopAliasPattern
 
 // Shop is one Inbank shop.
 type Shop struct {

@@ -1,0 +1,88 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/natsconn"
+)
+
+// TestConnectionClosedForGoodStopsTheBinaries: when NATS closes a
+// connection for good (here: its credentials are revoked, so every
+// reconnect is refused), each binary stops with an error instead of
+// staying up with nothing connected.
+func TestConnectionClosedForGoodStopsTheBinaries(t *testing.T) {
+	opts := &server.Options{
+		ServerName: "revoke", Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(), Username: "bridge", Password: "first-password",
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	t.Cleanup(srv.Shutdown)
+	url := fmt.Sprintf("nats://bridge:first-password@127.0.0.1:%d", srv.Addr().(*net.TCPAddr).Port)
+	_, inbankSrv := inbanktest.NewServer(t, inbanktest.Config{})
+	env := map[string]string{
+		"NATS_URL": url, "CALLBACK_SECRET": testSecret, "LISTEN_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0",
+		"INBANK_BASE_URL": inbankSrv.URL, "INBANK_API_KEY": inbanktest.DefaultAPIKey, "INBANK_SHOP_UUID": inbanktest.DefaultShopUUID,
+		"INBANK_PRODUCT_CODE": inbanktest.DefaultProductCode, "CALLBACK_BASE_URL": "http://127.0.0.1:1", "LOG_LEVEL": "error",
+	}
+	getenv := func(k string) string { return env[k] }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bridgeDone, ingressDone := make(chan error, 1), make(chan error, 1)
+	bridgeUp, ingressUp := make(chan BridgeStarted, 1), make(chan IngressStarted, 1)
+	go func() { bridgeDone <- RunBridge(ctx, nil, getenv, io.Discard, bridgeUp) }()
+	go func() { ingressDone <- RunIngress(ctx, nil, getenv, io.Discard, ingressUp) }()
+	for _, up := range []func() bool{
+		func() bool {
+			select {
+			case <-bridgeUp:
+				return true
+			case <-bridgeDone:
+				return false
+			}
+		},
+		func() bool {
+			select {
+			case <-ingressUp:
+				return true
+			case <-ingressDone:
+				return false
+			}
+		},
+	} {
+		if !up() {
+			t.Fatal("a binary did not start")
+		}
+	}
+
+	revoked := opts.Clone()
+	revoked.Password = "second-password"
+	if err := srv.ReloadOptions(revoked); err != nil {
+		t.Fatal(err)
+	}
+	for name, done := range map[string]chan error{"bridge": bridgeDone, "webhook-ingress": ingressDone} {
+		select {
+		case err := <-done:
+			if !errors.Is(err, natsconn.ErrConnectionLost) {
+				t.Fatalf("%s stopped with %v, want ErrConnectionLost", name, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s still running 20 s after its credentials were revoked", name)
+		}
+	}
+}

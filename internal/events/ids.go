@@ -1,0 +1,55 @@
+package events
+
+import (
+	"encoding/base64"
+	"fmt"
+	"regexp"
+
+	"github.com/smartrent-bridge/bridge/internal/ids"
+)
+
+// CheckOrderID reports an order id outside the limit of [ids.CheckOrderID].
+func CheckOrderID(id string) error { return ids.CheckOrderID(id) }
+
+// CheckShopAlias reports a shop alias outside the limit of [ids.CheckShopAlias].
+func CheckShopAlias(alias string) error { return ids.CheckShopAlias(alias) }
+
+var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// OrderKey is the KV key of a default-shop order: the id itself when it is
+// made of [A-Za-z0-9_-], otherwise "=" + base64url-without-padding(id).
+func OrderKey(orderID string) string {
+	if plainKey.MatchString(orderID) {
+		return orderID
+	}
+	return "=" + base64.RawURLEncoding.EncodeToString([]byte(orderID))
+}
+
+// StateKey is the KV key of a shop's order: [OrderKey] for the default
+// shop (""), alias + "." + OrderKey(orderID) for another. It is injective
+// in (shop, order id): OrderKey never contains a dot, an alias never
+// contains a dot, and OrderKey is injective (a plain key never starts with
+// "="). So no id or alias can produce another pair's key, and keys of the
+// default shop are what they always were.
+func StateKey(shop, orderID string) string {
+	if shop == "" {
+		return OrderKey(orderID)
+	}
+	return shop + "." + OrderKey(orderID)
+}
+
+// validKey is what the store sends to the server: KV key characters, and
+// at most maxKeyLen bytes (an id at the limit with the longest alias
+// makes 1,132).
+var validKey = regexp.MustCompile(`^[-/_=.a-zA-Z0-9]+$`)
+
+const maxKeyLen = 1200
+
+// checkKey refuses a key that nats-server would refuse or that could
+// close the connection, before anything is sent.
+func checkKey(key string) error {
+	if len(key) > maxKeyLen || !validKey.MatchString(key) {
+		return fmt.Errorf("state key of %d bytes is not a valid KV key: %w", len(key), ids.ErrInvalidID)
+	}
+	return nil
+}

@@ -1,0 +1,100 @@
+package events_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/ids"
+	"github.com/smartrent-bridge/bridge/internal/natstest"
+)
+
+var hostileIDs = []string{"lv-web/ORD-1", "ORD-1", ".", "*", ">", "../x", "a b", "ü-ßø-注文", "lv-web.ORD-1", "=bHYtd2Vi", strings.Repeat("x", 200), strings.Repeat("注", 200)}
+
+// TestStateKeyIsInjective: no order id or alias produces another (shop,
+// order id) pair's key, and every key is one the server accepts.
+func TestStateKeyIsInjective(t *testing.T) {
+	seen := map[string][2]string{}
+	for _, shop := range []string{"", "lv-web", "lv", "web", "a", "lv-web-2"} {
+		for _, id := range hostileIDs {
+			k := events.StateKey(shop, id)
+			if prev, dup := seen[k]; dup {
+				t.Fatalf("(%q,%q) and (%q,%q) share key %s", shop, id, prev[0], prev[1], k)
+			}
+			seen[k] = [2]string{shop, id}
+			if len(k) > 1200 || strings.ContainsAny(k, " *>") {
+				t.Errorf("key %q of (%q,%q) is not a plain KV key", k, shop, id)
+			}
+		}
+	}
+	if events.StateKey("", "ORD-1") != "ORD-1" || events.StateKey("", "lv-web/ORD-1") != events.OrderKey("lv-web/ORD-1") {
+		t.Fatal("default-shop keys changed")
+	}
+}
+
+// TestStoreRefusesKeysBeforeSending: a key the server would refuse never
+// reaches it, and the connection stays up.
+func TestStoreRefusesKeysBeforeSending(t *testing.T) {
+	srv := natstest.Run(t, natstest.Options{})
+	nc, js := natstest.Connect(t, srv.ClientURL())
+	kv, err := events.ProvisionBridge(context.Background(), js, events.DefaultTopology())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := events.NewStateStore[map[string]any](kv)
+	for _, key := range []string{strings.Repeat("k", 5000), "a b", "a*", ""} {
+		if _, err := store.Create(context.Background(), key, map[string]any{}); !errors.Is(err, ids.ErrInvalidID) {
+			t.Errorf("Create(%.20q…): %v", key, err)
+		}
+		if _, _, err := store.Load(context.Background(), key); !errors.Is(err, ids.ErrInvalidID) {
+			t.Errorf("Load(%.20q…): %v", key, err)
+		}
+	}
+	if nc.Status() != nats.CONNECTED {
+		t.Fatalf("connection %v", nc.Status())
+	}
+}
+
+// TestMigrateStateKeys moves a non-default shop's order from the earlier
+// key OrderKey(shop/orderId) to StateKey, leaves the default shop's order
+// whose id has a slash where it is, and is idempotent.
+func TestMigrateStateKeys(t *testing.T) {
+	srv := natstest.Run(t, natstest.Options{})
+	_, js := natstest.Connect(t, srv.ClientURL())
+	ctx := context.Background()
+	kv, err := events.ProvisionBridge(ctx, js, events.DefaultTopology())
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(key, shop, id string) {
+		b, _ := json.Marshal(map[string]string{"shop": shop, "orderId": id, "state": "granted"})
+		if _, err := kv.Put(ctx, key, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(events.OrderKey("lv-web/X"), "lv-web", "X")    // lv-web's order X, earlier scheme
+	put(events.OrderKey("lt-shop/Y"), "", "lt-shop/Y") // the default shop's order "lt-shop/Y"
+	put(events.OrderKey("PLAIN"), "", "PLAIN")         // untouched
+	for run, want := range []int{1, 0} {
+		n, err := events.MigrateStateKeys(ctx, kv)
+		if err != nil || n != want {
+			t.Fatalf("run %d: moved %d (%v), want %d", run, n, err, want)
+		}
+	}
+	if _, err := kv.Get(ctx, events.StateKey("lv-web", "X")); err != nil {
+		t.Fatalf("lv-web's X not at its new key: %v", err)
+	}
+	if _, err := kv.Get(ctx, events.OrderKey("lv-web/X")); err == nil {
+		t.Fatal("the earlier key of lv-web's X is still there")
+	}
+	for _, key := range []string{events.OrderKey("lt-shop/Y"), "PLAIN"} {
+		if _, err := kv.Get(ctx, key); err != nil {
+			t.Fatalf("%s moved: %v", key, err)
+		}
+	}
+}
