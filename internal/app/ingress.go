@@ -12,7 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
@@ -131,8 +133,7 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 		return fmt.Errorf("callback listener on %s: %w", *listen, err)
 	}
 	srv := &http.Server{
-		Handler: otelhttp.NewHandler(handler, "inbank callback", otelhttp.WithTracerProvider(tp),
-			otelhttp.WithSpanNameFormatter(func(op string, _ *http.Request) string { return op })),
+		Handler:           traceCallbacks(tp, handler),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      *publishTimeout + 10*time.Second,
@@ -186,4 +187,36 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// traceCallbacks starts a server span per request that joins the caller's
+// W3C trace context and names the route, never the path: the path holds
+// the callback token, which an otelhttp span recorded as url.path.
+func traceCallbacks(tp trace.TracerProvider, next http.Handler) http.Handler {
+	tracer := tp.Tracer("github.com/smartrent-bridge/bridge/internal/ingress")
+	prop := propagation.TraceContext{}
+	route := callbacktoken.PathPrefix + "{token}"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := tracer.Start(ctx, "inbank callback", trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", route)))
+		defer span.End()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r.WithContext(ctx))
+		span.SetAttributes(attribute.Int("http.response.status_code", sw.status))
+		if sw.status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(sw.status))
+		}
+	})
+}
+
+// statusWriter remembers the status code written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
 }

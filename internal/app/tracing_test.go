@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 )
@@ -81,6 +82,25 @@ func TestOneTraceFromCallbackToStateEvent(t *testing.T) {
 	for name, seen := range want {
 		if !seen {
 			t.Errorf("the callback's trace has no %q span", name)
+		}
+	}
+	// The callback URL's token (its signature part) is in no span.
+	signer, _ := callbacktoken.New([]string{testSecret})
+	_, sig, _ := strings.Cut(signer.Token("TR-1"), ".")
+	for _, s := range spans {
+		for _, a := range s.Attributes() {
+			if strings.Contains(a.Value.Emit(), sig) {
+				t.Errorf("span %q attribute %s holds the callback token", s.Name(), a.Key)
+			}
+		}
+		if s.Name() == "inbank callback" {
+			found := false
+			for _, a := range s.Attributes() {
+				found = found || (a.Key == "http.route" && a.Value.AsString() == "/v1/inbank/callbacks/{token}")
+			}
+			if !found {
+				t.Errorf("the ingress span names no route: %v", s.Attributes())
+			}
 		}
 	}
 	if out := logs.String(); !strings.Contains(out, `"trace_id":"`+callback.String()+`"`) {

@@ -155,6 +155,13 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 			return nil, fmt.Errorf("inbank: %w", err)
 		}
 	}
+	// The API key travels in the Authorization header; a redirect (to
+	// another host, or the same host over http) must not take it along.
+	// The partner API documents no redirect, so none is followed: the 3xx
+	// comes back as an *APIError, and is not retried.
+	hc := *c.hc
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.hc = &hc
 	return c, nil
 }
 

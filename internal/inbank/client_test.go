@@ -420,3 +420,42 @@ smartrent_inbank_requests_total{code="404",operation="get_session",shop="default
 		t.Fatalf("latency series = %d, want 2 (one per operation)", n)
 	}
 }
+
+// TestRedirectsNotFollowed: a redirect, to another host or the same one,
+// is never followed, so the API key never reaches another server; the 3xx
+// is a permanent error. Also through a caller's own http.Client.
+func TestRedirectsNotFollowed(t *testing.T) {
+	const key = "sk-live-redirect-secret"
+	var elsewhere, again int
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere++
+		if strings.Contains(r.Header.Get("Authorization"), key) {
+			t.Errorf("the key reached another host")
+		}
+	}))
+	defer other.Close()
+	for _, target := range []string{other.URL + "/steal", "/partner/v3/again"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/partner/v3/again" {
+				again++
+				return
+			}
+			http.Redirect(w, r, target, http.StatusTemporaryRedirect)
+		}))
+		for _, opts := range [][]inbank.Option{nil, {inbank.WithHTTPClient(&http.Client{})}} {
+			c, err := inbank.New(inbank.Config{BaseURL: srv.URL, APIKey: key, ShopUUID: "shop"}, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Session(context.Background(), "s")
+			var apiErr *inbank.APIError
+			if !errors.As(err, &apiErr) || apiErr.Status != http.StatusTemporaryRedirect || inbank.IsTransient(err) {
+				t.Fatalf("redirect to %s: err = %v, want a permanent 307 APIError", target, err)
+			}
+		}
+		srv.Close()
+	}
+	if elsewhere != 0 || again != 0 {
+		t.Fatalf("redirects followed: %d to another host, %d on the same", elsewhere, again)
+	}
+}
