@@ -199,11 +199,11 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	}
 	// Each shop's Inbank calls have their own budget and circuit breaker,
 	// so one shop's outage does not take the handlers from the others.
-	defaultAPI := handlers.Guard(shops.Default, client, 3**concurrency)
+	defaultAPI := handlers.Guard(shops.Default, client, handlers.GuardOptions{Concurrency: 3 * *concurrency, Logger: log, Metrics: wfMetrics})
 	conditions := handlers.NewConditions(defaultAPI, ttlcache.New[inbank.RentalConditions]("conditions", *conditionsTTL, 10000, *inbankTimeout*2, cacheMetrics))
 	wfShops, quoteShops := map[string]handlers.ShopConfig{}, map[string]quote.Shop{}
 	for _, s := range shopList {
-		api := handlers.Guard(s.Alias, shopClients[s.Alias], max(s.Concurrency, *concurrency))
+		api := handlers.Guard(s.Alias, shopClients[s.Alias], handlers.GuardOptions{Concurrency: max(s.Concurrency, *concurrency), Logger: log, Metrics: wfMetrics})
 		cond := handlers.NewConditions(api, ttlcache.New[inbank.RentalConditions]("conditions", *conditionsTTL, 10000, *inbankTimeout*2, cacheMetrics))
 		wfShops[s.Alias] = handlers.ShopConfig{Inbank: api, Conditions: cond, ProductCode: s.ProductCode, Policy: s.ActivationPolicy, SessionTTL: s.SessionTTL}
 		quoteShops[s.Alias] = quote.Shop{Inbank: api, Conditions: cond, ProductCode: s.ProductCode}

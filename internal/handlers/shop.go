@@ -2,9 +2,12 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"sync"
+	"log/slog"
 	"time"
+
+	"github.com/sony/gobreaker/v2"
 
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 )
@@ -55,92 +58,100 @@ const (
 	breakerCooldown = 5 * time.Second
 )
 
-// guard wraps one shop's Inbank client with a concurrency budget and a
-// circuit breaker. A call refused by either answers like Inbank's 503 (it
-// did not reach Inbank), so the input is retried later and the handler
-// is free at once for other shops' orders.
-type guard struct {
-	alias string
-	api   Inbank
-	slots chan struct{}
-	now   func() time.Time
-
-	mu        sync.Mutex
-	failures  int
-	openUntil time.Time
-	probing   bool
+// GuardOptions tunes [Guard]; the zero value is the production setting.
+type GuardOptions struct {
+	Concurrency int           // Inbank calls in flight (default 32)
+	Cooldown    time.Duration // how long the circuit stays open (default 5 s)
+	Logger      *slog.Logger  // a line on each change of the circuit
+	Metrics     *Metrics      // smartrent_inbank_circuit_state{shop}
 }
 
-// Guard limits api to concurrency calls in flight and opens a circuit
+// guard wraps one shop's Inbank client with a concurrency budget and a
+// circuit breaker (sony/gobreaker). A call refused by either answers like
+// Inbank's 503 (it did not reach Inbank), so the input is retried later
+// and the handler is free at once for other shops' orders.
+type guard struct {
+	alias   string
+	api     Inbank
+	slots   chan struct{}
+	breaker *gobreaker.CircuitBreaker[any]
+}
+
+// errNotCalled marks a call that never reached Inbank (no free slot, or
+// the caller gave up): the breaker does not count it either way, so a
+// half-open probe that never ran cannot close the circuit.
+var errNotCalled = errors.New("not sent to Inbank")
+
+// Guard limits api to o.Concurrency calls in flight and opens a circuit
 // after repeated transient failures.
-func Guard(alias string, api Inbank, concurrency int) Inbank {
-	if concurrency <= 0 {
-		concurrency = 32
+func Guard(alias string, api Inbank, o GuardOptions) Inbank {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 32
 	}
-	return &guard{alias: alias, api: api, slots: make(chan struct{}, concurrency), now: time.Now}
+	if o.Cooldown <= 0 {
+		o.Cooldown = breakerCooldown
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	g := &guard{alias: alias, api: api, slots: make(chan struct{}, o.Concurrency)}
+	o.Metrics.circuit(alias, gobreaker.StateClosed)
+	g.breaker = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
+		Name:        alias,
+		MaxRequests: 1, // half-open: one probe
+		Timeout:     o.Cooldown,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= breakerFailures },
+		// Inbank answering a permanent 4xx is Inbank working.
+		IsSuccessful: func(err error) bool { return err == nil || !inbank.IsTransient(err) },
+		IsExcluded:   func(err error) bool { return errors.Is(err, errNotCalled) },
+		OnStateChange: func(shop string, from, to gobreaker.State) {
+			o.Metrics.circuit(shop, to)
+			level := slog.LevelWarn
+			if to == gobreaker.StateClosed {
+				level = slog.LevelInfo
+			}
+			o.Logger.Log(context.Background(), level, "inbank circuit "+to.String(), "shop", shop, "from", from.String())
+		},
+	})
+	return g
 }
 
 func (g *guard) refuse(op, why string, after time.Duration) error {
 	return &inbank.APIError{Op: op, Status: 503, ErrorCode: "LOCAL_SHOP_GUARD", Message: fmt.Sprintf("shop %s: %s (not sent to Inbank)", g.alias, why), RetryAfter: after}
 }
 
-func (g *guard) enter(ctx context.Context, op string) error {
-	g.mu.Lock()
-	now := g.now()
-	if now.Before(g.openUntil) {
-		after := g.openUntil.Sub(now)
-		g.mu.Unlock()
-		return g.refuse(op, "circuit open after repeated Inbank failures", after)
-	}
-	if !g.openUntil.IsZero() {
-		if g.probing {
-			g.mu.Unlock()
-			return g.refuse(op, "circuit half-open, a probe is under way", time.Second)
-		}
-		g.probing = true
-	}
-	g.mu.Unlock()
-	wait := time.NewTimer(2 * time.Second)
-	defer wait.Stop()
-	select {
-	case g.slots <- struct{}{}:
-		return nil
-	case <-wait.C:
-		g.done(nil)
-		return g.refuse(op, "too many calls in flight", time.Second)
-	case <-ctx.Done():
-		g.done(nil)
-		return ctx.Err()
-	}
-}
-
-func (g *guard) leave(err error) {
-	<-g.slots
-	g.done(err)
-}
-
-func (g *guard) done(err error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.probing = false
-	if err != nil && inbank.IsTransient(err) {
-		g.failures++
-		if g.failures >= breakerFailures {
-			g.openUntil = g.now().Add(breakerCooldown)
-		}
-		return
-	}
-	g.failures, g.openUntil = 0, time.Time{}
-}
-
 func guarded[T any](g *guard, ctx context.Context, op string, f func() (T, error)) (T, error) {
 	var zero T
-	if err := g.enter(ctx, op); err != nil {
+	v, err := g.breaker.Execute(func() (any, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("%w: %w", errNotCalled, err)
+		}
+		wait := time.NewTimer(2 * time.Second)
+		defer wait.Stop()
+		select {
+		case g.slots <- struct{}{}:
+		case <-wait.C:
+			return nil, fmt.Errorf("too many calls in flight: %w", errNotCalled)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", errNotCalled, ctx.Err())
+		}
+		defer func() { <-g.slots }()
+		return f()
+	})
+	switch {
+	case errors.Is(err, gobreaker.ErrOpenState):
+		return zero, g.refuse(op, "circuit open after repeated Inbank failures", breakerCooldown)
+	case errors.Is(err, gobreaker.ErrTooManyRequests):
+		return zero, g.refuse(op, "circuit half-open, a probe is under way", time.Second)
+	case errors.Is(err, errNotCalled) && ctx.Err() != nil:
+		return zero, ctx.Err()
+	case errors.Is(err, errNotCalled):
+		return zero, g.refuse(op, "too many calls in flight", time.Second)
+	case err != nil:
 		return zero, err
 	}
-	v, err := f()
-	g.leave(err)
-	return v, err
+	out, _ := v.(T)
+	return out, nil
 }
 
 func (g *guard) RentalConditions(ctx context.Context, productCode, identifierType, identifier string) (inbank.RentalConditions, error) {
