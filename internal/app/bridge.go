@@ -167,7 +167,11 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	}
 	defer nc.Close()
 	setupCtx, cancel := context.WithTimeout(ctx, natsSettings.ConnectTimeout)
-	kv, err := events.ProvisionBridge(setupCtx, js, natsSettings.Topology)
+	setUp := events.ProvisionBridge
+	if !natsSettings.Provision {
+		setUp = events.VerifyBridge
+	}
+	kv, err := setUp(setupCtx, js, natsSettings.Topology)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("set up streams: %w", err)

@@ -118,3 +118,37 @@ func TestHostileOrderIDs(t *testing.T) {
 	w.deliver("ORD-AFTER")
 	w.out.wait("ORD-AFTER", events.TypeContractActivated, 1)
 }
+
+// TestForgedMaxDeliveriesAdvisoryIgnored: on a server without the
+// least-privilege users anyone may publish the advisory that makes the
+// bridge fail an order; the bridge believes only one that matches its
+// consumer, its MAX_DELIVER and a message it has not acknowledged.
+func TestForgedMaxDeliveriesAdvisoryIgnored(t *testing.T) {
+	w := newWorld(t, inbanktest.Config{}, map[string]string{"LOG_LEVEL": "warn"})
+	logs := &syncBuffer{}
+	w.bridgeLogging(logs)
+	w.place("ORD-ADV", 500)
+	w.sessionOf("ORD-ADV") // its order.placed was handled and acknowledged
+	subj := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + events.StreamIn + "." + events.ConsumerOrders
+	for _, forged := range []string{
+		`{"stream":"SMARTRENT_IN","consumer":"bridge-orders","stream_seq":1,"deliveries":20}`,  // acknowledged
+		`{"stream":"SMARTRENT_IN","consumer":"bridge-orders","stream_seq":1,"deliveries":2}`,   // below MAX_DELIVER
+		`{"stream":"SMARTRENT_IN","consumer":"bridge-devices","stream_seq":1,"deliveries":20}`, // another consumer
+	} {
+		if err := w.nc.Publish(subj, []byte(forged)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !w.out.waitUntil(10*time.Second, func() bool {
+		out := logs.String()
+		return strings.Contains(out, "advisory for an acknowledged message; ignored") && strings.Count(out, "advisory does not match the consumer; ignored") == 2
+	}) {
+		t.Fatalf("the bridge did not report the forged advisories:\n%s", logs.String())
+	}
+	if n := len(w.out.of("ORD-ADV", events.TypeOrderFailed)); n != 0 {
+		t.Fatalf("%d order.failed for a live order", n)
+	}
+	if _, msgs, err := events.StreamMessages(context.Background(), w.js, events.StreamDLQ); err != nil || len(msgs) != 0 {
+		t.Fatalf("dead letters %d (%v)", len(msgs), err)
+	}
+}

@@ -93,7 +93,11 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	}
 	defer nc.Close()
 	setupCtx, cancel := context.WithTimeout(ctx, natsSettings.ConnectTimeout)
-	err = events.ProvisionStreams(setupCtx, js, natsSettings.Topology)
+	if natsSettings.Provision {
+		err = events.ProvisionStreams(setupCtx, js, natsSettings.Topology)
+	} else {
+		err = events.VerifyStreams(setupCtx, js, natsSettings.Topology, events.StreamIn) // it only publishes there
+	}
 	cancel()
 	if err != nil {
 		return fmt.Errorf("set up streams: %w", err)

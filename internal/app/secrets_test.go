@@ -33,7 +33,7 @@ func TestBinariesNeverPrintSecrets(t *testing.T) {
 	os.WriteFile(keyFile, []byte(fileKey+"\n"), 0o600)
 	os.WriteFile(secretFile, []byte(fileSecret+"\n"), 0o600)
 	envs := map[string][]string{
-		"environment": {"INBANK_API_KEY=" + apiKey, "CALLBACK_SECRET=" + secret},
+		"environment": {"INBANK_API_KEY=" + apiKey, "CALLBACK_SECRET=" + secret, "NATS_USER=bridge", "NATS_PASSWORD=" + natsPass},
 		"files":       {"INBANK_API_KEY_FILE=" + keyFile, "CALLBACK_SECRET_FILE=" + secretFile},
 	}
 	cases := map[string][]string{

@@ -115,9 +115,15 @@ func (f *Flags) Float(name, env string, def float64, text string) *float64 {
 
 // Bool defines a bool flag read from $env, else def.
 func (f *Flags) Bool(name, env string, def bool, text string) *bool {
-	p := f.FlagSet.Bool(name, def, usage(env, text))
-	f.bind(name, env, "true or false")
+	p := new(bool)
+	f.BoolVar(p, name, env, def, text)
 	return p
+}
+
+// BoolVar defines a bool flag read from $env, else def.
+func (f *Flags) BoolVar(p *bool, name, env string, def bool, text string) {
+	f.FlagSet.BoolVar(p, name, def, usage(env, text))
+	f.bind(name, env, "true or false")
 }
 
 // Parse parses args, then reads the environment into the flags args did

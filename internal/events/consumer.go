@@ -356,10 +356,20 @@ func oneLine(s string) string {
 // onMaxDeliveries dead-letters a message the server gave up on.
 func (c *Consumer) onMaxDeliveries(advisory *nats.Msg) {
 	var a struct {
+		Stream     string `json:"stream"`
+		Consumer   string `json:"consumer"`
 		StreamSeq  uint64 `json:"stream_seq"`
 		Deliveries uint64 `json:"deliveries"`
 	}
 	if err := json.Unmarshal(advisory.Data, &a); err != nil || a.StreamSeq == 0 {
+		return
+	}
+	// Anyone allowed to publish on the advisory subject could fail a live
+	// order (deploy/nats/nats-server-secure.conf allows nobody): believe
+	// only an advisory that matches this consumer, its MAX_DELIVER and a
+	// message it has not acknowledged.
+	if a.Stream != c.cfg.Stream || a.Consumer != c.cfg.Consumer || (c.cfg.MaxDeliver > 0 && a.Deliveries < uint64(c.cfg.MaxDeliver)) {
+		c.cfg.Logger.Warn("max deliveries advisory does not match the consumer; ignored", "consumer", c.cfg.Consumer, "stream_seq", a.StreamSeq)
 		return
 	}
 	c.advWork.Add(1)
@@ -368,6 +378,10 @@ func (c *Consumer) onMaxDeliveries(advisory *nats.Msg) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		log := c.cfg.Logger.With("consumer", c.cfg.Consumer, "stream_seq", a.StreamSeq)
+		if cons, err := c.js.Consumer(ctx, c.cfg.Stream, c.cfg.Consumer); err == nil && a.StreamSeq <= cons.CachedInfo().AckFloor.Stream {
+			log.Warn("max deliveries advisory for an acknowledged message; ignored")
+			return
+		}
 		s, err := c.js.Stream(ctx, c.cfg.Stream)
 		if err != nil {
 			log.Error("max deliveries: cannot read the stream", "err", err)

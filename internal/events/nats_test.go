@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -388,7 +389,10 @@ func TestDeployDefinitionsInSync(t *testing.T) {
 }
 
 func TestDeployServerConfigs(t *testing.T) {
-	for _, f := range []string{"nats-server.conf", "cluster-a.conf", "cluster-b.conf", "cluster-c.conf"} {
+	for _, u := range []string{"SYSTEM", "ADMIN", "INGRESS", "BRIDGE", "ORDERS", "SHIPPING", "ANALYTICS", "OPERATOR"} {
+		t.Setenv("SMARTRENT_NATS_"+u+"_PASSWORD", "x")
+	}
+	for _, f := range []string{"nats-server.conf", "nats-server-secure.conf", "cluster-a.conf", "cluster-b.conf", "cluster-c.conf"} {
 		opts, err := server.ProcessConfigFile(filepath.Join("..", "..", "deploy", "nats", f))
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
@@ -396,7 +400,10 @@ func TestDeployServerConfigs(t *testing.T) {
 		if !opts.JetStream || !opts.SyncAlways || opts.HTTPPort == 0 {
 			t.Errorf("%s: jetstream %v sync always %v monitoring %d", f, opts.JetStream, opts.SyncAlways, opts.HTTPPort)
 		}
-		if f != "nats-server.conf" && len(opts.Routes) != 3 {
+		if opts.Host != "127.0.0.1" {
+			t.Errorf("%s listens on %q; the shipped configs bind loopback", f, opts.Host)
+		}
+		if strings.HasPrefix(f, "cluster") && len(opts.Routes) != 3 {
 			t.Errorf("%s: %d routes, want 3", f, len(opts.Routes))
 		}
 	}

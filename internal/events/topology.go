@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -181,7 +182,7 @@ func apply(ctx context.Context, what string, f func(context.Context) error) erro
 			return retry.RetryableError(err)
 		case errors.As(err, &apiErr) && incompatibleCodes[apiErr.ErrorCode]:
 			return fmt.Errorf("%s: %w: %s (change or delete it with the nats CLI; see deploy/nats)", what, ErrIncompatible, apiErr.Description)
-		case errors.Is(err, context.Canceled):
+		case errors.Is(err, context.Canceled), errors.Is(err, ErrMissing), errors.Is(err, ErrIncompatible):
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		return retry.RetryableError(fmt.Errorf("%s: %w", what, err))
@@ -218,6 +219,94 @@ func ProvisionBridge(ctx context.Context, js jetstream.JetStream, t Topology) (j
 		err := apply(ctx, "consumer "+cfg.Durable, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateConsumer(ctx, StreamIn, cfg)
 			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return kv, nil
+}
+
+// ErrMissing is a stream, bucket or consumer that does not exist while the
+// binary may not create it (PROVISION=false).
+var ErrMissing = errors.New("does not exist")
+
+// VerifyStreams checks, without changing anything, that the named streams
+// (all three when none is named) exist with the definition's subjects,
+// retention and duplicate window: for binaries whose NATS user may not
+// create streams (PROVISION=false), run against a topology an operator
+// manages.
+func VerifyStreams(ctx context.Context, js jetstream.JetStream, t Topology, names ...string) error {
+	for _, want := range t.Streams() {
+		if len(names) > 0 && !slices.Contains(names, want.Name) {
+			continue
+		}
+		err := apply(ctx, "stream "+want.Name, func(ctx context.Context) error {
+			s, err := js.Stream(ctx, want.Name)
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				return fmt.Errorf("%w (PROVISION=false: create it as deploy/nats/README.md shows)", ErrMissing)
+			}
+			if err != nil {
+				return err
+			}
+			got := s.CachedInfo().Config
+			switch {
+			case !slices.Equal(got.Subjects, want.Subjects):
+				return fmt.Errorf("%w: subjects %v, want %v", ErrIncompatible, got.Subjects, want.Subjects)
+			case got.Retention != want.Retention:
+				return fmt.Errorf("%w: retention %v, want %v", ErrIncompatible, got.Retention, want.Retention)
+			case got.Duplicates < want.Duplicates:
+				return fmt.Errorf("%w: duplicate window %v, want at least %v", ErrIncompatible, got.Duplicates, want.Duplicates)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// VerifyBridge is [ProvisionBridge] for PROVISION=false: it checks the
+// streams, the orders bucket and the bridge's consumers (filters, ack
+// wait, max deliver, and no BackOff, which would stretch every retry) and
+// returns the bucket.
+func VerifyBridge(ctx context.Context, js jetstream.JetStream, t Topology) (jetstream.KeyValue, error) {
+	if err := VerifyStreams(ctx, js, t); err != nil {
+		return nil, err
+	}
+	var kv jetstream.KeyValue
+	err := apply(ctx, "bucket "+BucketOrders, func(ctx context.Context) error {
+		var err error
+		kv, err = js.KeyValue(ctx, BucketOrders)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			return fmt.Errorf("%w (PROVISION=false: create it as deploy/nats/README.md shows)", ErrMissing)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, want := range t.Consumers() {
+		err := apply(ctx, "consumer "+want.Durable, func(ctx context.Context) error {
+			c, err := js.Consumer(ctx, StreamIn, want.Durable)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return fmt.Errorf("%w (PROVISION=false: create it as deploy/nats/README.md shows)", ErrMissing)
+			}
+			if err != nil {
+				return err
+			}
+			got := c.CachedInfo().Config
+			switch {
+			case !slices.Equal(got.FilterSubjects, want.FilterSubjects) && !(len(want.FilterSubjects) == 1 && got.FilterSubject == want.FilterSubjects[0]):
+				return fmt.Errorf("%w: filter %v, want %v", ErrIncompatible, got.FilterSubjects, want.FilterSubjects)
+			case got.AckPolicy != want.AckPolicy || got.AckWait != want.AckWait || got.MaxDeliver != want.MaxDeliver:
+				return fmt.Errorf("%w: ack %v/%v/%d, want %v/%v/%d (ACK_WAIT, MAX_DELIVER must match the consumer)", ErrIncompatible,
+					got.AckPolicy, got.AckWait, got.MaxDeliver, want.AckPolicy, want.AckWait, want.MaxDeliver)
+			case len(got.BackOff) > 0:
+				return fmt.Errorf("%w: BackOff %v stretches every retry delay; remove it", ErrIncompatible, got.BackOff)
+			}
+			return nil
 		})
 		if err != nil {
 			return nil, err

@@ -24,8 +24,13 @@ import (
 type Settings struct {
 	URL            string
 	Creds          string
+	User, Password string // a user of deploy/nats/nats-server-secure.conf
 	ConnectTimeout time.Duration
 	Topology       events.Topology
+	// Provision creates or updates streams, bucket and consumers at
+	// start-up; false only checks that they exist as defined (for a NATS
+	// user without JetStream admin rights).
+	Provision bool
 }
 
 // Bind defines the NATS flags on fs and returns the settings they fill.
@@ -34,6 +39,9 @@ func Bind(fs *cli.Flags) *Settings {
 	d := s.Topology
 	fs.StringVar(&s.URL, "nats-url", "NATS_URL", nats.DefaultURL, "NATS server(s), comma-separated")
 	fs.StringVar(&s.Creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file (optional)")
+	fs.StringVar(&s.User, "nats-user", "NATS_USER", "", "NATS user (optional; with NATS_PASSWORD)")
+	fs.StringVar(&s.Password, "nats-password", "NATS_PASSWORD", "", "NATS password (optional; NATS_PASSWORD_FILE reads it from a file; never logged)")
+	fs.BoolVar(&s.Provision, "provision", "PROVISION", true, "create or update streams, bucket and consumers at start-up; false: only check them (least-privilege NATS users)")
 	fs.DurationVar(&s.ConnectTimeout, "nats-connect-timeout", "NATS_CONNECT_TIMEOUT", 10*time.Second, "give up start-up when NATS cannot be reached and set up within this time")
 	fs.IntVar(&s.Topology.Replicas, "nats-replicas", "NATS_REPLICAS", d.Replicas, "replicas of streams and the KV bucket (1, or 3 on a cluster)")
 	fs.DurationVar(&s.Topology.InMaxAge, "stream-in-max-age", "STREAM_IN_MAX_AGE", d.InMaxAge, "how long SMARTRENT_IN keeps events")
@@ -90,6 +98,9 @@ func Connect(ctx context.Context, s *Settings, name string, log *slog.Logger, lo
 	}
 	if s.Creds != "" {
 		opts = append(opts, nats.UserCredentials(s.Creds))
+	}
+	if s.User != "" {
+		opts = append(opts, nats.UserInfo(s.User, s.Password))
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.ConnectTimeout)
 	defer cancel()

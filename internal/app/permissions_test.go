@@ -1,0 +1,240 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/smartrent-bridge/bridge/internal/ctl"
+	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/eventwatch"
+	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/schemas"
+)
+
+// serverLog keeps the server's warnings and errors.
+type serverLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *serverLog) add(format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(format, v...))
+}
+func (l *serverLog) Noticef(string, ...any)         {}
+func (l *serverLog) Debugf(string, ...any)          {}
+func (l *serverLog) Tracef(string, ...any)          {}
+func (l *serverLog) Warnf(format string, v ...any)  { l.add(format, v...) }
+func (l *serverLog) Errorf(format string, v ...any) { l.add(format, v...) }
+func (l *serverLog) Fatalf(format string, v ...any) { l.add(format, v...) }
+func (l *serverLog) violations() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, s := range l.lines {
+		if strings.Contains(s, " Violation - ") {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+var permUsers = []string{"system", "admin", "ingress", "bridge", "orders", "shipping", "analytics", "operator"}
+
+func password(user string) string { return "pw-" + user + "-0123456789" }
+
+// TestLeastPrivilegeUsers runs the whole flow on a server started from
+// deploy/nats/nats-server-secure.conf, each component as its own user:
+// admin creates the topology, ingress and bridge run with PROVISION=false,
+// the order service, shipping and analytics use their users, an operator
+// runs smartrentctl. No permission is violated, and a forged
+// max-deliveries advisory from a shop system is refused by the server.
+func TestLeastPrivilegeUsers(t *testing.T) {
+	for _, u := range permUsers {
+		t.Setenv("SMARTRENT_NATS_"+strings.ToUpper(u)+"_PASSWORD", password(u))
+	}
+	opts, err := server.ProcessConfigFile("../../deploy/nats/nats-server-secure.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Host, opts.Port, opts.HTTPPort, opts.StoreDir, opts.NoSigs = "127.0.0.1", server.RANDOM_PORT, 0, t.TempDir(), true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slog := &serverLog{}
+	srv.SetLogger(slog, false, false)
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	t.Cleanup(srv.Shutdown)
+	port := srv.Addr().(*net.TCPAddr).Port
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	connect := func(user string) (*nats.Conn, jetstream.JetStream) {
+		t.Helper()
+		nc, err := nats.Connect(url, nats.UserInfo(user, password(user)), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		if err != nil {
+			t.Fatalf("%s: %v", user, err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := jetstream.New(nc)
+		return nc, js
+	}
+	ctx := context.Background()
+	_, adminJS := connect("admin")
+	if _, err := events.ProvisionBridge(ctx, adminJS, events.DefaultTopology()); err != nil {
+		t.Fatalf("admin provisions: %v", err)
+	}
+
+	fake, inbankSrv := inbanktest.NewServer(t, inbanktest.Config{})
+	env := map[string]string{
+		"NATS_URL": url, "PROVISION": "false", "CALLBACK_SECRET": testSecret, "LISTEN_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0",
+		"INBANK_BASE_URL": inbankSrv.URL, "INBANK_API_KEY": inbanktest.DefaultAPIKey, "INBANK_SHOP_UUID": inbanktest.DefaultShopUUID,
+		"INBANK_PRODUCT_CODE": inbanktest.DefaultProductCode, "RECONCILE_INTERVAL": "500ms", "LOG_LEVEL": "error",
+	}
+	as := func(user string) func(string) string {
+		return func(k string) string {
+			switch k {
+			case "NATS_USER":
+				return user
+			case "NATS_PASSWORD":
+				return password(user)
+			}
+			return env[k]
+		}
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	ing := make(chan IngressStarted, 1)
+	wg.Go(func() {
+		if err := RunIngress(runCtx, nil, as("ingress"), io.Discard, ing); err != nil {
+			t.Errorf("ingress: %v", err)
+			close(ing)
+		}
+	})
+	s, ok := <-ing
+	if !ok {
+		t.FailNow()
+	}
+	env["CALLBACK_BASE_URL"] = "http://" + s.Callbacks.String()
+	br := make(chan BridgeStarted, 1)
+	wg.Go(func() {
+		if err := RunBridge(runCtx, nil, as("bridge"), io.Discard, br); err != nil {
+			t.Errorf("bridge: %v", err)
+			close(br)
+		}
+	})
+	if _, ok := <-br; !ok {
+		t.FailNow()
+	}
+
+	codec := events.NewCodec(schemas.MustLoad())
+	ordersNC, ordersJS := connect("orders")
+	out, err := eventwatch.Watch(ctx, ordersJS, codec, []string{events.StreamOut}, nil, func(err error) { t.Errorf("invalid event: %v", err) })
+	if err != nil {
+		t.Fatalf("orders reads SMARTRENT_OUT: %v", err)
+	}
+	defer out.Stop()
+	publish := func(js jetstream.JetStream, typ string, data any) {
+		t.Helper()
+		e, err := codec.New("urn:shop:perm", typ, "PERM-1", data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.NewPublisher(js, codec).Publish(ctx, e); err != nil {
+			t.Fatalf("publish %s: %v", typ, err)
+		}
+	}
+	wait := func(typ string) map[string]any {
+		t.Helper()
+		if !out.Wait("PERM-1", typ, 1, 30*time.Second) {
+			t.Fatalf("no %s; server log: %v", typ, slog.violations())
+		}
+		return out.Of("PERM-1", typ)[0]
+	}
+	o := order("PERM-1", 500)
+	publish(ordersJS, events.TypeOrderPlaced, o)
+	session := wait(events.TypeSessionCreated)["sessionUuid"].(string)
+	if reply, err := ordersNC.Request("smartrent.conditions", []byte(`{"identifierType":"EAN","identifier":"`+inbanktest.EANPhone+`"}`), 10*time.Second); err != nil || !strings.Contains(string(reply.Data), "period") {
+		t.Fatalf("quote service for the order service: %v %s", err, replyData(reply))
+	}
+	if _, err := fake.Sign(session); err != nil {
+		t.Fatal(err)
+	}
+	wait(events.TypeSessionStatusChange)
+	_, shippingJS := connect("shipping")
+	publish(shippingJS, events.TypeDeviceShipped, events.DeviceShipped{OrderID: "PERM-1", AssetIdentifiers: imei})
+	wait(events.TypeIdentifiersAssigned)
+	publish(shippingJS, events.TypeDeviceDelivered, events.DeviceDelivered{OrderID: "PERM-1"})
+	wait(events.TypeContractActivated)
+
+	// Analytics: a durable consumer of contract.activated.
+	_, analyticsJS := connect("analytics")
+	cons, err := analyticsJS.CreateOrUpdateConsumer(ctx, events.StreamOut, jetstream.ConsumerConfig{Durable: "analytics", FilterSubject: "smartrent.out.contract.activated", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatalf("analytics consumer: %v", err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for m := range batch.Messages() {
+		got++
+		if err := m.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got != 1 {
+		t.Fatalf("analytics read %d activations", got)
+	}
+
+	// An operator: order state, reconcile, dead letters.
+	opURL := fmt.Sprintf("nats://operator:%s@127.0.0.1:%d", password("operator"), port)
+	for _, args := range [][]string{{"orders", "get", "PERM-1"}, {"orders", "reconcile", "PERM-1"}, {"orders", "list"}, {"dlq", "list"}} {
+		var stdout, stderr strings.Builder
+		if code := ctl.Run(ctx, append([]string{"--nats-url", opURL}, args...), &stdout, &stderr, func(string) string { return "" }); code != ctl.ExitOK {
+			t.Errorf("smartrentctl %v as operator: exit %d: %s", args, code, stderr.String())
+		}
+	}
+
+	if v := slog.violations(); len(v) > 0 {
+		t.Fatalf("permission violations in the flow:\n%s", strings.Join(v, "\n"))
+	}
+
+	// A shop system cannot forge the server's advisory that fails an order.
+	shippingNC, _ := connect("shipping")
+	shippingNC.Publish("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.SMARTRENT_IN.bridge-orders", []byte(`{"stream_seq":1,"deliveries":20}`))
+	shippingNC.Flush()
+	if !out.WaitUntil(5*time.Second, func() bool { return len(slog.violations()) > 0 }) {
+		t.Fatal("the forged advisory was not refused")
+	}
+	if v := slog.violations(); len(v) != 1 || !strings.Contains(v[0], "$JS.EVENT.ADVISORY") {
+		t.Fatalf("violations %v", v)
+	}
+	if n := len(out.Of("PERM-1", events.TypeOrderFailed)); n != 0 {
+		t.Fatalf("%d order.failed", n)
+	}
+	_ = inbank.OpGetSession
+}
+
+func replyData(m *nats.Msg) string {
+	if m == nil {
+		return ""
+	}
+	return string(m.Data)
+}
