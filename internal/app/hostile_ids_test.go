@@ -128,7 +128,14 @@ func TestForgedMaxDeliveriesAdvisoryIgnored(t *testing.T) {
 	logs := &syncBuffer{}
 	w.bridgeLogging(logs)
 	w.place("ORD-ADV", 500)
-	w.sessionOf("ORD-ADV") // its order.placed was handled and acknowledged
+	w.sessionOf("ORD-ADV") // its order.placed was handled
+	// …and acknowledged: the ack is asynchronous, await it.
+	if !w.out.waitUntil(10*time.Second, func() bool {
+		c, err := w.js.Consumer(context.Background(), events.StreamIn, events.ConsumerOrders)
+		return err == nil && c.CachedInfo().AckFloor.Stream >= 1
+	}) {
+		t.Fatal("order.placed never acknowledged")
+	}
 	subj := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + events.StreamIn + "." + events.ConsumerOrders
 	for _, forged := range []string{
 		`{"stream":"SMARTRENT_IN","consumer":"bridge-orders","stream_seq":1,"deliveries":20}`,  // acknowledged

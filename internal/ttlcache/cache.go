@@ -69,6 +69,14 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load func(context.Contex
 	}
 	inc(c.misses)
 	ch := c.group.DoChan(key, func() (any, error) {
+		// A load that finished between our look above and this call has
+		// cached the value and left the group: use it, not a second load.
+		c.mu.Lock()
+		e, ok := c.entries[key]
+		c.mu.Unlock()
+		if ok && c.now().Before(e.expires) {
+			return e.v, nil
+		}
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
 		v, err := load(lctx)
