@@ -61,6 +61,7 @@ bench:
 	  | tee .bench-ingress.txt \
 	  | $(GO) run ./tools/benchratio -baseline BenchmarkIngress=raw_publish -target BenchmarkIngress/ingress_handler=0.75
 	$(GO) run ./tools/soak bench
+	$(GO) run ./tools/reconcilebench
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/callbacktoken ./internal/events ./internal/quote
 
 # fuzz runs each fuzz target for a bounded time; the seed corpora in

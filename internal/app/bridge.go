@@ -73,6 +73,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	concurrency := fs.Int("concurrency", "CONCURRENCY", 64, "events handled at once per consumer")
 	claimTTL := fs.Duration("claim-ttl", "CLAIM_TTL", 0, "how long a bridge holds an Inbank step before another may take it over (default: 3 × INBANK_TIMEOUT)")
 	settle := fs.Duration("activation-settle", "ACTIVATION_SETTLE", 2*time.Minute, "wait before repeating an activation that may have reached Inbank")
+	retention := fs.Duration("order-retention", "ORDER_RETENTION", 30*24*time.Hour, "how long a finished order's state is kept before JetStream removes it")
 	fs.IntVar(&natsSettings.Topology.MaxDeliver, "max-deliver", "MAX_DELIVER", natsSettings.Topology.MaxDeliver, "deliveries of one event before it is dead-lettered")
 	fs.DurationVar(&natsSettings.Topology.AckWait, "ack-wait", "ACK_WAIT", natsSettings.Topology.AckWait, "time a bridge may hold an event without progress")
 	quoteTimeout := fs.Duration("quote-timeout", "QUOTE_TIMEOUT", 5*time.Second, "deadline of one quote request, or a whole batch")
@@ -189,6 +190,13 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	}
 	codec := events.NewCodec(schemaSet)
 	store := events.NewStateStore[handlers.Order](kv)
+	// A finished order keeps no customer data and expires after
+	// ORDER_RETENTION (a per-key TTL: JetStream removes it).
+	store.ExpireWith(js, handlers.Retention(*retention, time.Now))
+	openIndex, err := events.OpenIndexOf(ctx, js, events.NewID())
+	if err != nil {
+		return err
+	}
 	wfMetrics, err := handlers.NewMetrics(reg)
 	if err != nil {
 		return err
@@ -213,13 +221,25 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 		quoteShops[s.Alias] = quote.Shop{Inbank: api, Conditions: cond, ProductCode: s.ProductCode}
 	}
 	wf, err := handlers.New(handlers.Config{
-		Inbank: defaultAPI, Store: store, Publisher: events.NewPublisher(js, codec), Codec: codec, Tokens: tokens, Conditions: conditions, Shops: wfShops,
+		Inbank: defaultAPI, Store: store, Open: openIndex, Publisher: events.NewPublisher(js, codec), Codec: codec, Tokens: tokens, Conditions: conditions, Shops: wfShops,
 		CallbackBaseURL: *callbackBase, DefaultProductCode: *productCode, Policy: *policy,
 		SessionTTL: *sessionTTL, ClaimTTL: *claimTTL, ActivationSettle: *settle,
 		Logger: log, Metrics: wfMetrics, Hooks: o.Hooks, Tracer: tracer,
 	})
 	if err != nil {
 		return err
+	}
+	// A bucket written before the open-order index existed is indexed
+	// once (the orders still open) and its finished orders get their
+	// retention.
+	backfillCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	indexed, retired, err := wf.Backfill(backfillCtx, store, openIndex)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("index open orders: %w", err)
+	}
+	if indexed+retired > 0 {
+		log.Info("indexed the open orders of an earlier version's bucket", "open", indexed, "finished", retired)
 	}
 
 	quotes, err := quote.New(quote.Config{
@@ -286,7 +306,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	reconcileCtx, stopReconcile := context.WithCancel(context.Background())
 	defer stopReconcile()
 	reconcileDone := make(chan struct{})
-	go func() { wf.RunReconciler(reconcileCtx, store, *reconcileEvery); close(reconcileDone) }()
+	go func() { wf.RunReconciler(reconcileCtx, openIndex, *reconcileEvery); close(reconcileDone) }()
 
 	opsCtx, stopOps := context.WithCancel(context.Background())
 	defer stopOps()

@@ -291,8 +291,8 @@ func TestProvisionIsIdempotentAndUpdates(t *testing.T) {
 	for range names.Name() {
 		n++
 	}
-	if n != 4 { // three streams and the KV bucket's
-		t.Fatalf("%d streams, want 4", n)
+	if n != 5 { // three streams and the two KV buckets
+		t.Fatalf("%d streams, want 5", n)
 	}
 	// An operator changed the limits: start-up updates, not duplicates.
 	topo.InMaxAge = 48 * time.Hour
@@ -370,6 +370,7 @@ func TestDeployDefinitionsInSync(t *testing.T) {
 		files[filepath.Join("consumers", c.Durable+".json")] = c
 	}
 	files[filepath.Join("kv", events.BucketOrders+".json")] = topo.OrdersBucket()
+	files[filepath.Join("kv", events.BucketOpen+".json")] = topo.OpenBucket()
 	for name, v := range files {
 		got, _ := json.MarshalIndent(v, "", "  ")
 		got = append(got, '\n')

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"iter"
 	"sync"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -32,6 +34,11 @@ type StateStore[T any] struct {
 	kv    jetstream.KeyValue
 	limit int
 
+	// js and prepare, when set (see ExpireWith), give a value a per-key
+	// TTL when it is written.
+	js      jetstream.JetStream
+	prepare func(*T) time.Duration
+
 	mu   sync.Mutex
 	seen map[string]seenEntry
 }
@@ -45,6 +52,29 @@ type seenEntry struct {
 // for the orders being worked on, small next to the memory target.
 func NewStateStore[T any](kv jetstream.KeyValue) *StateStore[T] {
 	return &StateStore[T]{kv: kv, limit: 1024, seen: map[string]seenEntry{}}
+}
+
+// ExpireWith makes every write of a value pass through prepare first; a
+// positive duration it returns is the value's time to live, after which
+// JetStream itself removes the key (a per-key TTL: the bucket needs a
+// limit marker TTL, nats-server 2.11 or later). prepare may also change
+// the value (drop what must not be kept). js publishes the TTL header,
+// which the KV API offers on Create only.
+func (s *StateStore[T]) ExpireWith(js jetstream.JetStream, prepare func(*T) time.Duration) {
+	s.js, s.prepare = js, prepare
+}
+
+// encode prepares and marshals v, returning its time to live (0: none).
+func (s *StateStore[T]) encode(key string, v T) ([]byte, time.Duration, error) {
+	var ttl time.Duration
+	if s.prepare != nil {
+		ttl = s.prepare(&v)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, 0, fmt.Errorf("encode order %s: %w", key, err)
+	}
+	return b, ttl, nil
 }
 
 func (s *StateStore[T]) remember(key string, rev uint64, val []byte) {
@@ -113,11 +143,15 @@ func (s *StateStore[T]) Create(ctx context.Context, key string, v T) (uint64, er
 		return 0, err
 	}
 	orderID := key
-	b, err := json.Marshal(v)
+	b, ttl, err := s.encode(key, v)
 	if err != nil {
-		return 0, fmt.Errorf("encode order %s: %w", orderID, err)
+		return 0, err
 	}
-	rev, err := s.kv.Create(ctx, key, b)
+	var opts []jetstream.KVCreateOpt
+	if ttl > 0 {
+		opts = append(opts, jetstream.KeyTTL(ttl))
+	}
+	rev, err := s.kv.Create(ctx, key, b, opts...)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		s.forget(key)
 		return 0, fmt.Errorf("order %s: %w", orderID, ErrExists)
@@ -137,11 +171,16 @@ func (s *StateStore[T]) Save(ctx context.Context, key string, v T, rev uint64) (
 		return 0, err
 	}
 	orderID := key
-	b, err := json.Marshal(v)
+	b, ttl, err := s.encode(key, v)
 	if err != nil {
-		return 0, fmt.Errorf("encode order %s: %w", orderID, err)
+		return 0, err
 	}
-	n, err := s.kv.Update(ctx, key, b, rev)
+	var n uint64
+	if ttl > 0 {
+		n, err = s.updateWithTTL(ctx, key, b, rev, ttl)
+	} else {
+		n, err = s.kv.Update(ctx, key, b, rev)
+	}
 	if err != nil {
 		// On a conflict the remembered value is stale; on any other error
 		// it is unknown whether the write happened.
@@ -185,4 +224,19 @@ func (s *StateStore[T]) All(ctx context.Context) iter.Seq2[T, error] {
 			}
 		}
 	}
+}
+
+// updateWithTTL is kv.Update with a per-message TTL: the same publish
+// with the expected last sequence of the key's subject.
+func (s *StateStore[T]) updateWithTTL(ctx context.Context, key string, b []byte, rev uint64, ttl time.Duration) (uint64, error) {
+	msg := &nats.Msg{Subject: "$KV." + s.kv.Bucket() + "." + key, Data: b}
+	ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		return 0, jetstream.ErrKeyRevisionMismatch
+	}
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
 }

@@ -17,6 +17,7 @@ const (
 	StreamOut    = "SMARTRENT_OUT"
 	StreamDLQ    = "SMARTRENT_DLQ"
 	BucketOrders = "smartrent_orders"
+	BucketOpen   = "smartrent_open"
 
 	ConsumerOrders    = "bridge-orders"
 	ConsumerDevices   = "bridge-devices"
@@ -93,14 +94,37 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 	}
 }
 
-// OrdersBucket returns the KV bucket definition for order state.
+// markerTTL is how long the buckets keep the markers of removed keys
+// (expired orders, retired index entries, leases). Per-key TTLs need
+// nats-server 2.11 or later.
+const markerTTL = time.Hour
+
+// OrdersBucket returns the KV bucket definition for order state. History
+// 1: a revision that held customer data (before the session existed) does
+// not outlive the write that dropped it. Finished orders expire by a
+// per-key TTL (ORDER_RETENTION).
 func (t Topology) OrdersBucket() jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
-		Bucket:      BucketOrders,
-		Description: "Smart Rent: one key per order, changed only by compare-and-set",
-		History:     5,
-		Storage:     jetstream.FileStorage,
-		Replicas:    t.Replicas,
+		Bucket:         BucketOrders,
+		Description:    "Smart Rent: one key per order, changed only by compare-and-set",
+		History:        1,
+		Storage:        jetstream.FileStorage,
+		Replicas:       t.Replicas,
+		LimitMarkerTTL: markerTTL,
+	}
+}
+
+// OpenBucket returns the definition of the index of unfinished orders
+// (one key per order that may still need Inbank) and the reconciler's
+// lease: reconciliation reads what is open, not every order ever.
+func (t Topology) OpenBucket() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:         BucketOpen,
+		Description:    "Smart Rent: the orders that may still need Inbank, and the reconciler's lease",
+		History:        1,
+		Storage:        jetstream.FileStorage,
+		Replicas:       t.Replicas,
+		LimitMarkerTTL: markerTTL,
 	}
 }
 
@@ -207,13 +231,15 @@ func ProvisionBridge(ctx context.Context, js jetstream.JetStream, t Topology) (j
 		return nil, err
 	}
 	var kv jetstream.KeyValue
-	err := apply(ctx, "bucket "+BucketOrders, func(ctx context.Context) error {
-		var err error
-		kv, err = js.CreateOrUpdateKeyValue(ctx, t.OrdersBucket())
-		return err
-	})
-	if err != nil {
-		return nil, err
+	for _, b := range []jetstream.KeyValueConfig{t.OpenBucket(), t.OrdersBucket()} {
+		err := apply(ctx, "bucket "+b.Bucket, func(ctx context.Context) error {
+			var err error
+			kv, err = js.CreateOrUpdateKeyValue(ctx, b)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	for _, cfg := range t.Consumers() {
 		err := apply(ctx, "consumer "+cfg.Durable, func(ctx context.Context) error {
@@ -276,16 +302,24 @@ func VerifyBridge(ctx context.Context, js jetstream.JetStream, t Topology) (jets
 		return nil, err
 	}
 	var kv jetstream.KeyValue
-	err := apply(ctx, "bucket "+BucketOrders, func(ctx context.Context) error {
-		var err error
-		kv, err = js.KeyValue(ctx, BucketOrders)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			return fmt.Errorf("%w (PROVISION=false: create it as deploy/nats/README.md shows)", ErrMissing)
+	for _, b := range []jetstream.KeyValueConfig{t.OpenBucket(), t.OrdersBucket()} {
+		err := apply(ctx, "bucket "+b.Bucket, func(ctx context.Context) error {
+			var err error
+			kv, err = js.KeyValue(ctx, b.Bucket)
+			if errors.Is(err, jetstream.ErrBucketNotFound) {
+				return fmt.Errorf("%w (PROVISION=false: create it as deploy/nats/README.md shows)", ErrMissing)
+			}
+			if err != nil {
+				return err
+			}
+			if st, err := kv.Status(ctx); err == nil && (st.History() != 1 || st.LimitMarkerTTL() == 0) {
+				return fmt.Errorf("%w: history %d and limit marker TTL %v, want history 1 and a limit marker TTL (per-key TTLs)", ErrIncompatible, st.History(), st.LimitMarkerTTL())
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		return err
-	})
-	if err != nil {
-		return nil, err
 	}
 	for _, want := range t.Consumers() {
 		err := apply(ctx, "consumer "+want.Durable, func(ctx context.Context) error {

@@ -28,9 +28,39 @@ type memStore struct {
 	data map[string][]byte
 	revs map[string]uint64
 	seq  uint64
+	open map[string]bool // the open-order index (handlers.OpenOrders)
 }
 
-func newMemStore() *memStore { return &memStore{data: map[string][]byte{}, revs: map[string]uint64{}} }
+func newMemStore() *memStore {
+	return &memStore{data: map[string][]byte{}, revs: map[string]uint64{}, open: map[string]bool{}}
+}
+
+func (s *memStore) Add(_ context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.open[key] = true
+	return nil
+}
+
+func (s *memStore) Remove(_ context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.open, key)
+	return nil
+}
+
+func (s *memStore) Keys(context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]string, 0, len(s.open))
+	for k := range s.open {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+func (s *memStore) Lease(context.Context, string, time.Duration) (bool, error) { return true, nil }
 
 func (s *memStore) Load(_ context.Context, id string) (handlers.Order, uint64, error) {
 	s.mu.Lock()
@@ -170,7 +200,7 @@ func newHarness(t *testing.T, mutate func(*handlers.Config)) *harness {
 		pub: &capture{codec: codec, seen: map[string]bool{}}, now: time.Now().UTC()}
 	tokens, _ := callbacktoken.New([]string{"handlers-test-secret-0123"})
 	cfg := handlers.Config{
-		Inbank: client, Store: h.store, Publisher: h.pub, Codec: codec, Tokens: tokens,
+		Inbank: client, Store: h.store, Open: h.store, Publisher: h.pub, Codec: codec, Tokens: tokens,
 		CallbackBaseURL: "http://ingress.test", DefaultProductCode: inbanktest.DefaultProductCode,
 		ClaimTTL: time.Second, ActivationSettle: 5 * time.Second, ActivationPoll: time.Second,
 		Now: h.clock,

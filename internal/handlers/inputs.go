@@ -67,6 +67,13 @@ func (w *Workflow) orderPlaced(ctx context.Context, p *events.OrderPlaced) error
 		w.rejectOrder(&o, reject(events.ReasonInvalidOrder, "productCode is missing and no default product code is configured"))
 	}
 	key := o.Key()
+	if w.cfg.Open != nil {
+		// Indexed first: a crash before the order exists leaves an entry
+		// that reconciliation retires, never an order it cannot see.
+		if err := w.cfg.Open.Add(ctx, key); err != nil {
+			return err
+		}
+	}
 	_, err := w.cfg.Store.Create(ctx, key, o)
 	switch {
 	case errors.Is(err, events.ErrExists):

@@ -39,7 +39,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 		byState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "smartrent_orders",
-			Help: "Orders by state, as of the last reconciliation pass.",
+			Help: "Open orders by state, as of the last reconciliation pass; only the bridge holding the reconciler's lease reports it.",
 		}, []string{"state"}),
 		oldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "smartrent_orders_oldest_age_seconds",
@@ -106,6 +106,15 @@ func (m *Metrics) setStates(counts map[string]int, oldest map[string]float64) {
 		if !Final(s) {
 			m.oldest.WithLabelValues(s).Set(oldest[s])
 		}
+	}
+}
+
+// clearStates drops the order gauges of a bridge that is not the
+// reconciler now, so that only one bridge reports them.
+func (m *Metrics) clearStates() {
+	if m != nil {
+		m.byState.Reset()
+		m.oldest.Reset()
 	}
 }
 

@@ -5,38 +5,92 @@ import (
 	"errors"
 	"iter"
 	"math/rand/v2"
+	"sync"
 	"time"
+
+	"github.com/smartrent-bridge/bridge/internal/events"
 )
 
-// Lister lists every stored order.
+// OpenOrders is the index of orders that may still need Inbank
+// ([events.OpenIndex]): reconciliation reads these, so its cost follows
+// the open orders, not every order ever stored.
+type OpenOrders interface {
+	Add(ctx context.Context, key string) error
+	Remove(ctx context.Context, key string) error
+	Keys(ctx context.Context) ([]string, error)
+	// Lease takes the named lease for ttl unless another bridge holds it.
+	Lease(ctx context.Context, name string, ttl time.Duration) (bool, error)
+}
+
+// Lister lists every stored order (for the one-time backfill of the
+// index from a bucket written before it existed).
 type Lister interface {
 	All(ctx context.Context) iter.Seq2[Order, error]
 }
 
-// Reconcile re-reads from Inbank every unfinished order whose last change
-// is older than half the interval and drives it through the same transitions as a
-// callback would, so orders complete with no callback at all. An
+// reconcileWorkers bounds the orders one pass advances at once.
+const reconcileWorkers = 8
+
+// Settled reports whether the order needs nothing more from Inbank: final,
+// its events published, and its session final too (or watched long
+// enough).
+func (o *Order) Settled(now time.Time) bool {
+	return Final(o.State) && len(o.Outbox) == 0 && !o.awaitsSessionEnd(now)
+}
+
+// Retention returns the store's preparation of an order before each write
+// ([events.StateStore.ExpireWith]): a settled order keeps no customer data
+// and expires after retention.
+func Retention(retention time.Duration, now func() time.Time) func(*Order) time.Duration {
+	return func(o *Order) time.Duration {
+		if !o.Settled(now()) {
+			return 0
+		}
+		if o.Placed != nil && o.Placed.Customer != nil {
+			p := *o.Placed
+			p.Customer = nil
+			o.Placed = &p
+		}
+		return retention
+	}
+}
+
+// Reconcile re-reads from Inbank every open order whose last change is
+// older than half the interval and drives it through the same transitions
+// as a callback would, so orders complete with no callback at all. An
 // activated order whose session has not reached a final status is
 // re-read too (for a day), so its last session.status_changed is
-// published without callbacks. A claim in
-// the order (compare-and-set) lets one bridge at a time reconcile it. It
-// returns how many orders it advanced.
-func (w *Workflow) Reconcile(ctx context.Context, orders Lister, interval time.Duration) (int, error) {
+// published without callbacks. Settled orders are retired from the index
+// (written once more, so they carry their retention). It returns how many
+// orders it advanced.
+func (w *Workflow) Reconcile(ctx context.Context, open OpenOrders, interval time.Duration) (int, error) {
+	keys, err := open.Keys(ctx)
+	if err != nil {
+		return 0, err
+	}
 	now := w.now()
 	counts := map[string]int{}
 	oldest := map[string]float64{}
 	var due []string
-	for o, err := range orders.All(ctx) {
-		if err != nil {
-			w.log.ErrorContext(ctx, "reconcile: cannot read an order", "err", err)
+	for _, key := range keys {
+		o, rev, err := w.cfg.Store.LoadFresh(ctx, key)
+		switch {
+		case errors.Is(err, events.ErrNotFound):
+			// Indexed before its creation, and never created (or expired).
+			if err := open.Remove(ctx, key); err != nil {
+				w.log.WarnContext(ctx, "reconcile: cannot retire an index entry", "key", key, "err", err)
+			}
+			continue
+		case err != nil:
+			w.log.ErrorContext(ctx, "reconcile: cannot read an order", "key", key, "err", err)
+			continue
+		}
+		if o.Settled(now) {
+			w.retire(ctx, open, key, o, rev)
 			continue
 		}
 		counts[o.State]++
-		unfinished := !Final(o.State) || len(o.Outbox) > 0
-		if !unfinished && !o.awaitsSessionEnd(now) {
-			continue
-		}
-		if unfinished {
+		if !Final(o.State) || len(o.Outbox) > 0 {
 			oldest[o.State] = max(oldest[o.State], now.Sub(o.UpdatedAt).Seconds())
 		}
 		// Half an interval of quiet, not a whole one: passes come every
@@ -45,41 +99,79 @@ func (w *Workflow) Reconcile(ctx context.Context, orders Lister, interval time.D
 		if now.Sub(o.UpdatedAt) < interval/2 || o.ReconcileClaim.HeldBy(w.cfg.Owner, now) {
 			continue
 		}
-		due = append(due, o.Key())
+		due = append(due, key)
 	}
 	w.cfg.Metrics.setStates(counts, oldest)
-	advanced := 0
-	for _, id := range due {
-		if ctx.Err() != nil {
-			return advanced, ctx.Err()
-		}
-		_, err := w.update(ctx, id, func(o *Order) error {
-			if o.ReconcileClaim.HeldBy(w.cfg.Owner, w.now()) {
-				return errSkip
+
+	var advanced sync.WaitGroup
+	var mu sync.Mutex
+	n := 0
+	work := make(chan string)
+	for range min(reconcileWorkers, len(due)) {
+		advanced.Go(func() {
+			for key := range work {
+				if w.reconcileOne(ctx, key, interval) {
+					mu.Lock()
+					n++
+					mu.Unlock()
+				}
 			}
-			o.ReconcileClaim = &Claim{Owner: w.cfg.Owner, Until: w.now().Add(interval)}
-			return nil
 		})
-		if errors.Is(err, errSkip) {
-			continue
-		}
-		if err == nil {
-			err = w.Advance(ctx, id, true)
-		}
-		var we *waitError
-		if err != nil && !errors.As(err, &we) {
-			w.log.WarnContext(ctx, "reconcile: order not advanced", "order_id", id, "err", err)
-			continue
-		}
-		advanced++
 	}
-	w.cfg.Metrics.reconciled("orders", advanced)
-	return advanced, nil
+	for _, key := range due {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- key
+	}
+	close(work)
+	advanced.Wait()
+	w.cfg.Metrics.reconciled("orders", n)
+	return n, ctx.Err()
 }
 
-// RunReconciler reconciles every interval (with 10 % jitter, so bridges
-// started together spread out) until ctx ends.
-func (w *Workflow) RunReconciler(ctx context.Context, orders Lister, interval time.Duration) {
+// reconcileOne claims a due order for this bridge and advances it.
+func (w *Workflow) reconcileOne(ctx context.Context, key string, interval time.Duration) bool {
+	_, err := w.update(ctx, key, func(o *Order) error {
+		if o.ReconcileClaim.HeldBy(w.cfg.Owner, w.now()) {
+			return errSkip
+		}
+		o.ReconcileClaim = &Claim{Owner: w.cfg.Owner, Until: w.now().Add(interval)}
+		return nil
+	})
+	if errors.Is(err, errSkip) {
+		return false
+	}
+	if err == nil {
+		err = w.Advance(ctx, key, true)
+	}
+	var we *waitError
+	if err != nil && !errors.As(err, &we) {
+		w.log.WarnContext(ctx, "reconcile: order not advanced", "order_id", key, "err", err)
+		return false
+	}
+	return true
+}
+
+// retire writes a settled order once more (so it carries its retention
+// and no customer data) and removes it from the open index.
+func (w *Workflow) retire(ctx context.Context, open OpenOrders, key string, o Order, rev uint64) {
+	if _, err := w.cfg.Store.Save(ctx, key, o, rev); err != nil {
+		if !errors.Is(err, events.ErrConflict) {
+			w.log.WarnContext(ctx, "reconcile: cannot retire an order", "key", key, "err", err)
+		}
+		return // changed meanwhile: the next pass looks again
+	}
+	if err := open.Remove(ctx, key); err != nil {
+		w.log.WarnContext(ctx, "reconcile: cannot retire an index entry", "key", key, "err", err)
+	}
+}
+
+// RunReconciler reconciles every interval (with 10 % jitter) until ctx
+// ends. One bridge at a time does the passes: the one holding the lease,
+// which it renews at each pass; the others export no order gauges, so a
+// dashboard's sum is the one reporter's.
+func (w *Workflow) RunReconciler(ctx context.Context, open OpenOrders, interval time.Duration) {
 	for {
 		jitter := time.Duration(rand.Int64N(int64(interval)/10 + 1))
 		select {
@@ -87,7 +179,17 @@ func (w *Workflow) RunReconciler(ctx context.Context, orders Lister, interval ti
 			return
 		case <-time.After(interval - interval/20 + jitter):
 		}
-		n, err := w.Reconcile(ctx, orders, interval)
+		// The holder renews the lease each pass; it lapses two intervals
+		// after its holder stopped (per-key TTLs are whole seconds at least).
+		held, err := open.Lease(ctx, "reconciler", max(2*interval, time.Second))
+		if err != nil && ctx.Err() == nil {
+			w.log.ErrorContext(ctx, "reconcile: lease", "err", err)
+		}
+		if !held {
+			w.cfg.Metrics.clearStates()
+			continue
+		}
+		n, err := w.Reconcile(ctx, open, interval)
 		if err != nil && ctx.Err() == nil {
 			w.cfg.Metrics.reconciled("error", 1)
 			w.log.ErrorContext(ctx, "reconcile pass failed", "err", err)
@@ -98,6 +200,43 @@ func (w *Workflow) RunReconciler(ctx context.Context, orders Lister, interval ti
 			w.log.InfoContext(ctx, "reconcile pass", "orders_advanced", n)
 		}
 	}
+}
+
+// Backfill indexes the open orders of a bucket written before the index
+// existed and retires the settled ones (giving them their retention),
+// once: the index remembers that it was done.
+func (w *Workflow) Backfill(ctx context.Context, all Lister, open interface {
+	OpenOrders
+	Backfilled(context.Context) (bool, error)
+	MarkBackfilled(context.Context) error
+}) (indexed, retired int, err error) {
+	done, err := open.Backfilled(ctx)
+	if err != nil || done {
+		return 0, 0, err
+	}
+	now := w.now()
+	for o, err := range all.All(ctx) {
+		if err != nil {
+			return indexed, retired, err
+		}
+		key := o.Key()
+		if !o.Settled(now) {
+			if err := open.Add(ctx, key); err != nil {
+				return indexed, retired, err
+			}
+			indexed++
+			continue
+		}
+		o, rev, err := w.cfg.Store.LoadFresh(ctx, key)
+		if err != nil {
+			continue // gone or unreadable: nothing to keep
+		}
+		if _, err := w.cfg.Store.Save(ctx, key, o, rev); err != nil && !errors.Is(err, events.ErrConflict) {
+			return indexed, retired, err
+		}
+		retired++
+	}
+	return indexed, retired, open.MarkBackfilled(ctx)
 }
 
 // ReconcileNow re-reads the order stored under key ([StoreKey]) from

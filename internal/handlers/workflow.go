@@ -120,6 +120,7 @@ type Config struct {
 	Codec      *events.Codec
 	Tokens     *callbacktoken.Signer
 	Conditions *Conditions // shared with the quote service; default: a private cache
+	Open       OpenOrders  // the index of open orders; nil: none (tests)
 
 	CallbackBaseURL    string
 	DefaultProductCode string
