@@ -54,7 +54,10 @@ chaos:
 # run (median of BENCH_COUNT runs): the ingress against raw JetStream sync
 # publishes on one server with sync_interval always; the bridge process
 # against the Little's-law bound C/(k·L), with its latency overhead, memory
-# and start-up time; then the hot paths' Go benchmarks.
+# and start-up time; a reconcile pass with 1,000 open orders among 200,000
+# finished ones against the 1,000 alone (reconcile-scaling ratio); 3
+# bridges against 1 on a three-node R3 cluster (bridges-3-vs-1 ratio);
+# then the hot paths' Go benchmarks.
 BENCH_COUNT ?= 7
 bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkIngress$$' -benchtime 2s -count $(BENCH_COUNT) ./internal/ingress \
@@ -62,6 +65,7 @@ bench:
 	  | $(GO) run ./tools/benchratio -baseline BenchmarkIngress=raw_publish -target BenchmarkIngress/ingress_handler=0.75
 	$(GO) run ./tools/soak bench
 	$(GO) run ./tools/reconcilebench
+	$(GO) run ./tools/soak scale
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/callbacktoken ./internal/events ./internal/quote
 
 # fuzz runs each fuzz target for a bounded time; the seed corpora in

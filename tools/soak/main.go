@@ -181,6 +181,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "bench" {
 		return runBench(ctx, args[1:], out)
 	}
+	if len(args) > 0 && args[0] == "scale" {
+		return runScale(ctx, args[1:], out)
+	}
 	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
 	orders := fs.Int("orders", 200, "orders per scenario")
 	kills := fs.Int("kills", 25, "bridge kills per kill scenario")

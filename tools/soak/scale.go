@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
+	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+)
+
+// runScale compares 3 bridges with 1 on a three-node R3 cluster, in one
+// run: orders in flight C per bridge (Little's law bounds throughput at
+// C·bridges/(k·L), so a fixed total C would cap both runs alike), fake
+// Inbank latency L, k = 2 calls before session.created. It prints each
+// run's rate and every process's CPU (from /proc), then
+// "bridges-3-vs-1 ratio X".
+//
+//	go run ./tools/soak scale
+func runScale(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("soak scale", flag.ContinueOnError)
+	perBridge := fs.Int("c", 64, "orders in flight per bridge (C)")
+	latency := fs.Duration("l", 50*time.Millisecond, "fake Inbank latency per call (L)")
+	measure := fs.Duration("measure", 10*time.Second, "measuring time after a warm-up")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "smartrent-scale-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bins, err := build(ctx, dir)
+	if err != nil {
+		return err
+	}
+	rates := map[int]float64{}
+	for _, n := range []int{1, 3} {
+		runDir := filepath.Join(dir, fmt.Sprintf("bridges-%d", n))
+		os.MkdirAll(runDir, 0o755)
+		rate, cpu, err := scaleRun(ctx, bins, runDir, n, *perBridge*n, *latency, *measure)
+		if err != nil {
+			return fmt.Errorf("%d bridges: %w", n, err)
+		}
+		rates[n] = rate
+		bound := float64(*perBridge*n) / (2 * latency.Seconds())
+		fmt.Fprintf(out, "%d bridge(s), C=%d, L=%v: %.0f orders/s (%.2f of C/(k·L) = %.0f); CPU of %v: %s\n",
+			n, *perBridge*n, *latency, rate, rate/bound, bound, *measure, cpu)
+	}
+	fmt.Fprintf(out, "bridges-3-vs-1 ratio %.2f (target >= 2.5; this machine has %d cores shared by the cluster, the bridges, the fake Inbank and the load driver)\n",
+		rates[3]/rates[1], numCPU())
+	return nil
+}
+
+func scaleRun(ctx context.Context, bins *binaries, dir string, bridges, inFlight int, latency, measure time.Duration) (float64, string, error) {
+	s, err := startStack(ctx, bins, dir, stackOptions{
+		bridges: bridges, cluster: true,
+		sandboxArgs: []string{"--latency", latency.String()},
+		bridgeEnv:   []string{"LOG_LEVEL=warn", "RECONCILE_INTERVAL=10m", fmt.Sprintf("CONCURRENCY=%d", max(inFlight, 64)), "INBANK_TIMEOUT=5s", "ACK_WAIT=30s"},
+	})
+	if err != nil {
+		return 0, "", err
+	}
+	defer s.stop()
+	var mu sync.Mutex
+	waiting := map[string]chan struct{}{}
+	sub, err := s.nc.Subscribe(events.SubjectSessionCreated, func(m *nats.Msg) {
+		var e struct {
+			Subject string `json:"subject"`
+		}
+		json.Unmarshal(m.Data, &e)
+		mu.Lock()
+		ch := waiting[e.Subject]
+		delete(waiting, e.Subject)
+		mu.Unlock()
+		if ch != nil {
+			close(ch)
+		}
+	})
+	if err != nil {
+		return 0, "", err
+	}
+	defer sub.Unsubscribe()
+	var seq atomic.Int64
+	place := func(ctx context.Context) error {
+		id := fmt.Sprintf("S%d-%08d", bridges, seq.Add(1))
+		ch := make(chan struct{})
+		mu.Lock()
+		waiting[id] = ch
+		mu.Unlock()
+		body, _ := json.Marshal(map[string]any{
+			"specversion": "1.0", "id": uuid.NewString(), "source": "urn:scale", "type": events.TypeOrderPlaced, "subject": id,
+			"time": time.Now().UTC().Format(time.RFC3339Nano), "datacontenttype": "application/json",
+			"data": map[string]any{"orderId": id, "period": 24, "locale": "et-EE", "description": "scale", "returnUrl": "https://s.example/r", "cancelUrl": "https://s.example/c",
+				"heroDevice": map[string]any{"identifierType": "EAN", "identifier": inbanktest.EANPhone, "modelId": inbanktest.ModelPhone, "modelName": "iPhone", "netPrice": 500}},
+		})
+		msg := &nats.Msg{Subject: events.SubjectOrderPlaced, Data: body, Header: nats.Header{"Content-Type": {"application/cloudevents+json"}}}
+		if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+			return err
+		}
+		select {
+		case <-ch:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := place(ctx); err != nil { // conditions cached, connections open
+		return 0, "", err
+	}
+	var count atomic.Int64
+	var measuring atomic.Bool
+	wctx, stop := context.WithTimeout(ctx, measure+5*time.Second)
+	defer stop()
+	var wg sync.WaitGroup
+	for range inFlight {
+		wg.Go(func() {
+			for wctx.Err() == nil {
+				if place(wctx) == nil && measuring.Load() {
+					count.Add(1)
+				}
+			}
+		})
+	}
+	time.Sleep(3 * time.Second) // warm-up at full load
+	procs := append(append(append([]*proc{}, s.bridges...), s.nats...), s.sandbox)
+	before := cpuTimes(procs)
+	measuring.Store(true)
+	t0 := time.Now()
+	time.Sleep(measure)
+	measuring.Store(false)
+	elapsed := time.Since(t0)
+	after := cpuTimes(procs)
+	stop()
+	wg.Wait()
+	var parts []string
+	for i, p := range procs {
+		parts = append(parts, fmt.Sprintf("%s %.0f%%", p.name, 100*(after[i]-before[i])/elapsed.Seconds()))
+	}
+	return float64(count.Load()) / elapsed.Seconds(), strings.Join(parts, ", "), nil
+}
+
+// cpuTimes reads each process's user+system CPU seconds from /proc.
+func cpuTimes(ps []*proc) []float64 {
+	out := make([]float64, len(ps))
+	for i, p := range ps {
+		p.mu.Lock()
+		pid := 0
+		if p.cmd != nil && p.cmd.Process != nil {
+			pid = p.cmd.Process.Pid
+		}
+		p.mu.Unlock()
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which may hold spaces): utime is
+		// the 14th field of the line, stime the 15th.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		out[i] = (ut + st) / 100 // clock ticks (USER_HZ = 100 on Linux)
+	}
+	return out
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return max(1, strings.Count(string(b), "processor\t:"))
+}
