@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/cli"
@@ -51,6 +52,7 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	apiKey := fs.String("inbank-api-key", "INBANK_API_KEY", "", "Inbank API key(s), comma-separated, to verify callback signatures (never logged)")
 	publishTimeout := fs.Duration("publish-timeout", "PUBLISH_TIMEOUT", 5*time.Second, "how long to wait for JetStream before answering 503")
 	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	pprof := fs.Bool("pprof", "PPROF", false, "serve the Go profiler under /debug/pprof/ on METRICS_ADDR")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -128,7 +130,7 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	defer stopOps()
 	opsAddr, waitOps, err := ops.Serve(opsCtx, *metricsAddr, ops.Handler(reg, func(ctx context.Context) error {
 		return natsconn.Ready(ctx, nc, js, events.StreamIn)
-	}), log)
+	}, *pprof), log)
 	if err != nil {
 		return err
 	}
@@ -195,8 +197,12 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 
 // traceCallbacks starts a server span per request that joins the caller's
 // W3C trace context and names the route, never the path: the path holds
-// the callback token, which an otelhttp span recorded as url.path.
+// the callback token, which an otelhttp span recorded as url.path. With
+// tracing off it adds nothing to the hot path.
 func traceCallbacks(tp trace.TracerProvider, next http.Handler) http.Handler {
+	if _, off := tp.(noop.TracerProvider); off {
+		return next
+	}
 	tracer := tp.Tracer("github.com/smartrent-bridge/bridge/internal/ingress")
 	prop := propagation.TraceContext{}
 	route := callbacktoken.PathPrefix + "{token}"

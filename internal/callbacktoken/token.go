@@ -19,6 +19,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"hash"
 	"strings"
 	"sync"
 
@@ -43,7 +44,33 @@ var enc = base64.RawURLEncoding.Strict()
 // Signer makes and verifies tokens. It is safe for concurrent use.
 type Signer struct {
 	mu      sync.RWMutex
-	secrets [][]byte
+	secrets []*secret
+}
+
+// secret is one key with its reusable HMACs: the ingress verifies a token
+// per request, and a fresh HMAC per call was a visible share of its
+// allocations.
+type secret struct {
+	key  []byte
+	macs sync.Pool // hash.Hash
+}
+
+// mac computes the token signature of (shop, orderID) into dst.
+func (k *secret) mac(dst []byte, shop, orderID string) []byte {
+	m, _ := k.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, k.key)
+	}
+	m.Reset()
+	if shop == "" {
+		m.Write([]byte(domain))
+	} else {
+		m.Write([]byte(shopDomain + shop + ":"))
+	}
+	m.Write([]byte(orderID))
+	out := m.Sum(dst)
+	k.macs.Put(m)
+	return out
 }
 
 // ErrNoSecret is returned when no usable secret is configured.
@@ -62,7 +89,7 @@ func New(secrets []string) (*Signer, error) {
 // Replace swaps the secrets (a rotated secret file re-read on SIGHUP). On
 // an error the old secrets stay.
 func (s *Signer) Replace(secrets []string) error {
-	var out [][]byte
+	var out []*secret
 	for _, sec := range secrets {
 		sec = strings.TrimSpace(sec)
 		if sec == "" {
@@ -71,7 +98,7 @@ func (s *Signer) Replace(secrets []string) error {
 		if len(sec) < 16 {
 			return errors.New("callback secret must be at least 16 characters")
 		}
-		out = append(out, []byte(sec))
+		out = append(out, &secret{key: []byte(sec)})
 	}
 	if len(out) == 0 {
 		return ErrNoSecret
@@ -82,7 +109,7 @@ func (s *Signer) Replace(secrets []string) error {
 	return nil
 }
 
-func (s *Signer) current() [][]byte {
+func (s *Signer) current() []*secret {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.secrets
@@ -91,24 +118,13 @@ func (s *Signer) current() [][]byte {
 // Parse splits a CALLBACK_SECRET value ("new,old") into secrets.
 func Parse(list string) []string { return strings.Split(list, ",") }
 
-func mac(secret []byte, shop, orderID string) []byte {
-	m := hmac.New(sha256.New, secret)
-	if shop == "" {
-		m.Write([]byte(domain))
-	} else {
-		m.Write([]byte(shopDomain + shop + ":"))
-	}
-	m.Write([]byte(orderID))
-	return m.Sum(nil)
-}
-
 // Token returns the token for orderID of the default shop, signed with the
 // first secret.
 func (s *Signer) Token(orderID string) string { return s.TokenFor("", orderID) }
 
 // TokenFor returns the token for orderID of shop ("" for the default shop).
 func (s *Signer) TokenFor(shop, orderID string) string {
-	t := enc.EncodeToString([]byte(orderID)) + "." + enc.EncodeToString(mac(s.current()[0], shop, orderID))
+	t := enc.EncodeToString([]byte(orderID)) + "." + enc.EncodeToString(s.current()[0].mac(nil, shop, orderID))
 	if shop != "" {
 		t += "." + enc.EncodeToString([]byte(shop))
 	}
@@ -142,18 +158,20 @@ func (s *Signer) Verify(token string) (orderID, shop string, ok bool) {
 	if err != nil || len(id) == 0 {
 		return "", "", false
 	}
-	sig, err := enc.DecodeString(sigPart)
-	if err != nil {
+	var sigBuf, macBuf [sha256.Size]byte
+	var encBuf [43]byte // enc.EncodedLen(sha256.Size)
+	sig := sigBuf[:]
+	if n, err := enc.Decode(sig, []byte(sigPart)); err != nil || n != sha256.Size {
 		return "", "", false
 	}
 	// Strict decoding already refuses padding and stray bits; re-encoding
 	// guards against any other non-canonical form.
-	if enc.EncodeToString(id) != idPart || enc.EncodeToString(sig) != sigPart {
+	if enc.EncodeToString(id) != idPart || string(enc.AppendEncode(encBuf[:0], sig)) != sigPart {
 		return "", "", false
 	}
 	valid := false
 	for _, sec := range s.current() {
-		if hmac.Equal(sig, mac(sec, shop, string(id))) {
+		if hmac.Equal(sig, sec.mac(macBuf[:0], shop, string(id))) {
 			valid = true // no early return: every secret costs the same
 		}
 	}

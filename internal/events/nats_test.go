@@ -414,28 +414,36 @@ func TestDeployServerConfigs(t *testing.T) {
 // the same event that New+Encode would.
 func TestEncodeCallbackMatchesGenericEncoding(t *testing.T) {
 	codec := events.NewCodec(schemaSet)
-	d := samples()[events.TypeCallbackReceived].(events.CallbackReceived)
-	fast, err := codec.EncodeCallback("id-1", "urn:smartrent:webhook-ingress", "", d)
-	if err != nil {
-		t.Fatal(err)
+	base := samples()[events.TypeCallbackReceived].(events.CallbackReceived)
+	odd := base
+	odd.OrderID, odd.Shop, odd.SessionUUID, odd.Status = "lv/ORD 1 <ü>", "lv-web", `a"b\c`+"\u2028", "gr&nted\t"
+	for _, d := range []events.CallbackReceived{base, odd} {
+		fast, err := codec.EncodeCallback("id-1", "urn:smartrent:webhook-ingress", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := codec.New("urn:smartrent:webhook-ingress", events.TypeCallbackReceived, d.OrderID, d)
+		e.SetID("id-1")
+		e.SetExtension(events.ExtensionTraceParent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+		generic, err := codec.Encode(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a, b map[string]any
+		if err := json.Unmarshal(fast, &a); err != nil {
+			t.Fatalf("fast path wrote invalid JSON: %v\n%s", err, fast)
+		}
+		json.Unmarshal(generic, &b)
+		delete(a, "time")
+		delete(b, "time")
+		if ga, gb := fmtJSON(a), fmtJSON(b); ga != gb {
+			t.Fatalf("fast path:\n%s\ngeneric:\n%s", ga, gb)
+		}
+		if _, err := codec.Decode(nil, fast); err != nil { // the schema, from the consumer's side
+			t.Fatal(err)
+		}
 	}
-	e, _ := codec.New("urn:smartrent:webhook-ingress", events.TypeCallbackReceived, d.OrderID, d)
-	e.SetID("id-1")
-	generic, err := codec.Encode(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var a, b map[string]any
-	json.Unmarshal(fast, &a)
-	json.Unmarshal(generic, &b)
-	delete(a, "time")
-	delete(b, "time")
-	if ga, gb := fmtJSON(a), fmtJSON(b); ga != gb {
-		t.Fatalf("fast path:\n%s\ngeneric:\n%s", ga, gb)
-	}
-	if _, err := codec.Decode(nil, fast); err != nil {
-		t.Fatal(err)
-	}
+	d := base
 	d.OrderID = ""
 	if _, err := codec.EncodeCallback("id-2", "urn:x", "", d); err == nil {
 		t.Fatal("fast path accepted data that breaks the schema")

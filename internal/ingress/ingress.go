@@ -18,12 +18,12 @@
 package ingress
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,8 +31,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -99,6 +101,24 @@ type Config struct {
 // Handler serves POST /v1/inbank/callbacks/{token}.
 type Handler struct {
 	cfg Config
+	// Buffers and body scanners are reused: at thousands of callbacks a
+	// second, allocation and GC were a fifth of the ingress's CPU.
+	buffers  sync.Pool // *bytes.Buffer: request bodies and events
+	scanners sync.Pool // *bodyScanner
+}
+
+func (h *Handler) buffer() *bytes.Buffer {
+	if b, ok := h.buffers.Get().(*bytes.Buffer); ok {
+		b.Reset()
+		return b
+	}
+	return new(bytes.Buffer)
+}
+
+func (h *Handler) release(b *bytes.Buffer) {
+	if b.Cap() <= 2*MaxBody { // a rare huge one is left to the GC
+		h.buffers.Put(b)
+	}
 }
 
 // New checks cfg and returns a handler.
@@ -174,7 +194,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (outcome, orderI
 		plain(w, http.StatusMethodNotAllowed, "method not allowed: use POST\n")
 		return OutcomeBadMethod, orderID
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	bodyBuf := h.buffer()
+	defer h.release(bodyBuf)
+	_, err := bodyBuf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBody))
+	body := bodyBuf.Bytes()
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -184,8 +207,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (outcome, orderI
 		plain(w, http.StatusBadRequest, "cannot read body\n")
 		return OutcomeBadBody, orderID
 	}
-	var fields callbackFields
-	if !isObject(body) || json.Unmarshal(body, &fields) != nil {
+	sc, _ := h.scanners.Get().(*bodyScanner)
+	if sc == nil {
+		sc = newBodyScanner()
+	}
+	fields, ok := sc.scan(body)
+	h.scanners.Put(sc)
+	if !ok {
 		plain(w, http.StatusBadRequest, "body must be a JSON object\n")
 		return OutcomeBadBody, orderID
 	}
@@ -198,7 +226,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (outcome, orderI
 	if timestamp != "" { // verified: the same delivery again has the same id
 		id = deliveryID(token, timestamp, r.Header.Get(HeaderSignature))
 	}
-	e, err := h.event(id, orderID, shop, telemetry.TraceParent(r.Context()), body, fields)
+	eventBuf := h.buffer()
+	defer h.release(eventBuf)
+	e, err := h.event(eventBuf, id, orderID, shop, telemetry.TraceParent(r.Context()), body, fields)
 	if err != nil { // our own encoding failed: a bug, not the sender's fault
 		h.cfg.Logger.Error("encode callback event", "order_id", orderID, "err", err)
 		h.unavailable(w)
@@ -214,12 +244,23 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (outcome, orderI
 		h.unavailable(w)
 		return OutcomeUnavailable, orderID
 	}
-	plain(w, http.StatusOK, "OK")
+	// 200 "OK" with only the headers net/http writes itself (Content-Type
+	// text/plain; charset=utf-8 by sniffing): setting headers costs a
+	// header map clone per request.
+	w.WriteHeader(http.StatusOK)
+	w.Write(okBody)
 	if ack.Duplicate {
 		return OutcomeDuplicate, orderID
 	}
 	return OutcomeAccepted, orderID
 }
+
+var (
+	okBody = []byte("OK")
+	// structuredContentType is shared by every event's headers; nats.go
+	// only reads it.
+	structuredContentType = []string{events.ContentTypeStructured}
+)
 
 func (h *Handler) unavailable(w http.ResponseWriter) {
 	w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Round(time.Second)/time.Second)))
@@ -264,23 +305,83 @@ func (h *Handler) checkSignature(hdr http.Header, body []byte) (string, error) {
 // callbackFields are the parts of a callback body the event names. Inbank
 // documents no body format; these are the keys seen or plausible.
 type callbackFields struct {
-	PosSessionUUID json.RawMessage `json:"posSessionUuid"`
-	SessionUUID    json.RawMessage `json:"sessionUuid"`
-	UUID           json.RawMessage `json:"uuid"`
-	Status         json.RawMessage `json:"status"`
+	SessionUUID, Status string
 }
 
-// isObject reports whether a JSON text starts as an object (json.Unmarshal
-// into a struct also accepts null).
-func isObject(b []byte) bool {
-	for _, c := range b {
-		switch c {
-		case ' ', '\t', '\r', '\n':
+// bodyScanner checks callback bodies; it is reused, not shared.
+type bodyScanner struct {
+	r bytes.Reader
+	d *jsontext.Decoder
+}
+
+func newBodyScanner() *bodyScanner {
+	s := &bodyScanner{}
+	s.d = jsontext.NewDecoder(&s.r, jsontext.AllowDuplicateNames(true))
+	return s
+}
+
+// scan checks in one pass that body is one JSON object (UTF-8; the event
+// carries it as received, so other parsers must read it) and picks the
+// fields the event names: the first of posSessionUuid, sessionUuid and
+// uuid, and status, each only when a string of at most 100 characters. It
+// replaces a json.Valid pass plus a decoding pass (a tenth of the
+// ingress's CPU under load).
+func (s *bodyScanner) scan(body []byte) (callbackFields, bool) {
+	var f callbackFields
+	var uuids [3]string // posSessionUuid, sessionUuid, uuid
+	s.r.Reset(body)
+	d := s.d
+	d.Reset(&s.r, jsontext.AllowDuplicateNames(true))
+	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '{' {
+		return f, false
+	}
+	for d.PeekKind() != '}' {
+		name, err := d.ReadToken()
+		if err != nil {
+			return f, false
+		}
+		slot := -1
+		switch name.String() {
+		case "posSessionUuid":
+			slot = 0
+		case "sessionUuid":
+			slot = 1
+		case "uuid":
+			slot = 2
+		case "status":
+			slot = 3
+		}
+		if slot < 0 || d.PeekKind() != '"' {
+			if d.SkipValue() != nil {
+				return f, false
+			}
 			continue
 		}
-		return c == '{'
+		v, err := d.ReadToken()
+		if err != nil {
+			return f, false
+		}
+		if str := v.String(); str != "" && len(str) <= 100 {
+			if slot == 3 {
+				f.Status = str
+			} else {
+				uuids[slot] = str
+			}
+		}
 	}
-	return false
+	if _, err := d.ReadToken(); err != nil { // the closing brace
+		return f, false
+	}
+	if _, err := d.ReadToken(); err != io.EOF { // nothing after the object
+		return f, false
+	}
+	for _, u := range uuids {
+		if u != "" {
+			f.SessionUUID = u
+			break
+		}
+	}
+	return f, true
 }
 
 // deliveryID names one signed delivery: token, signed timestamp and
@@ -294,34 +395,23 @@ func deliveryID(token, timestamp, signature string) string {
 }
 
 // event builds the CloudEvent message with the given id.
-func (h *Handler) event(id, orderID, shop, traceparent string, body []byte, f callbackFields) (*nats.Msg, error) {
-	b, err := h.cfg.Codec.EncodeCallback(id, h.cfg.Source, traceparent, events.CallbackReceived{
+func (h *Handler) event(buf *bytes.Buffer, id, orderID, shop, traceparent string, body []byte, f callbackFields) (*nats.Msg, error) {
+	buf.Grow(512 + len(body)) // free for a reused buffer; the event is appended in place
+	b, err := h.cfg.Codec.AppendCallback(buf.AvailableBuffer(), id, h.cfg.Source, traceparent, events.CallbackReceived{
 		OrderID:     orderID,
 		Shop:        shop,
-		SessionUUID: shortString(f.PosSessionUUID, f.SessionUUID, f.UUID),
-		Status:      shortString(f.Status),
+		SessionUUID: f.SessionUUID,
+		Status:      f.Status,
 		ReceivedAt:  h.cfg.Now().UTC(),
 		Body:        body,
 	})
 	if err != nil {
 		return nil, err
 	}
-	msg := &nats.Msg{Subject: events.SubjectCallbackReceived, Data: b, Header: nats.Header{}}
-	msg.Header.Set(events.HeaderContentType, events.ContentTypeStructured)
-	msg.Header.Set(events.HeaderMsgID, id)
-	return msg, nil
-}
-
-// shortString returns the first value that is a string of at most 100
-// characters.
-func shortString(values ...json.RawMessage) string {
-	for _, v := range values {
-		var s string
-		if len(v) > 0 && json.Unmarshal(v, &s) == nil && s != "" && len(s) <= 100 {
-			return s
-		}
-	}
-	return ""
+	// Canonical keys written directly: Header.Set canonicalises and
+	// allocates per call.
+	hdr := nats.Header{events.HeaderContentType: structuredContentType, events.HeaderMsgID: {id}}
+	return &nats.Msg{Subject: events.SubjectCallbackReceived, Data: b, Header: hdr}, nil
 }
 
 // Metrics of the ingress. A nil *Metrics records nothing.
