@@ -3,7 +3,7 @@ GO        ?= go
 PKGS      ?= ./...
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build test lint vet staticcheck fmt-check tidy-check demo sandbox bench chaos fuzz test-deps
+.PHONY: all build test lint vet staticcheck fmt-check tidy-check bench-peers demo sandbox bench chaos fuzz test-deps
 
 all: lint test
 
@@ -66,7 +66,14 @@ bench:
 	$(GO) run ./tools/soak bench
 	$(GO) run ./tools/reconcilebench
 	$(GO) run ./tools/soak scale
+	scripts/bench-peers.sh
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/callbacktoken ./internal/events ./internal/quote
+
+# bench-peers runs only the side-by-side comparison of the ingress with a
+# bare handler, Watermill and Benthos (../shared/bench/peers, ~4 min) and
+# prints ingress-vs-bare, ingress-vs-benthos and ingress-cpu-vs-bare.
+bench-peers:
+	scripts/bench-peers.sh
 
 # fuzz runs each fuzz target for a bounded time; the seed corpora in
 # testdata/fuzz run in every make test.
