@@ -271,7 +271,7 @@ func headerGet(h nats.Header, key string) string {
 // data.orderId) without trusting anything else in it. An id outside the
 // limit is not an order the bridge can name: "" then.
 func orderIDOf(raw []byte) string {
-	id := rawOrderIDOf(raw)
+	id := probeData(raw).OrderID
 	if ids.CheckOrderID(id) != nil {
 		return ""
 	}
@@ -280,47 +280,39 @@ func orderIDOf(raw []byte) string {
 
 // shopOf reads data.shop like orderIDOf; "" for none or an invalid alias.
 func shopOf(raw []byte) string {
+	shop := probeData(raw).Shop
+	if ids.CheckShopAlias(shop) != nil {
+		return ""
+	}
+	return shop
+}
+
+// rawOrderIDOf is orderIDOf without the limit.
+func rawOrderIDOf(raw []byte) string { return probeData(raw).OrderID }
+
+// dataNames are the fields that name an order.
+type dataNames struct {
+	OrderID string `json:"orderId"`
+	Shop    string `json:"shop"`
+}
+
+// probeData reads the names from data itself, or from the "data" of a
+// structured event, trusting nothing else in it.
+func probeData(raw []byte) dataNames {
 	var probe struct {
-		Shop string          `json:"shop"`
+		dataNames
 		Data json.RawMessage `json:"data"`
 	}
 	if json.Unmarshal(bytes.TrimSpace(raw), &probe) != nil {
-		return ""
+		return dataNames{}
 	}
-	if probe.Shop == "" && len(probe.Data) > 0 {
-		var d struct {
-			Shop string `json:"shop"`
-		}
+	if probe.OrderID == "" && len(probe.Data) > 0 {
+		var d dataNames
 		if json.Unmarshal(probe.Data, &d) == nil {
-			probe.Shop = d.Shop
+			return d
 		}
 	}
-	if ids.CheckShopAlias(probe.Shop) != nil {
-		return ""
-	}
-	return probe.Shop
-}
-
-func rawOrderIDOf(raw []byte) string {
-	var probe struct {
-		OrderID string          `json:"orderId"`
-		Data    json.RawMessage `json:"data"`
-	}
-	if json.Unmarshal(bytes.TrimSpace(raw), &probe) != nil {
-		return ""
-	}
-	if probe.OrderID != "" {
-		return probe.OrderID
-	}
-	if len(probe.Data) > 0 {
-		var d struct {
-			OrderID string `json:"orderId"`
-		}
-		if json.Unmarshal(probe.Data, &d) == nil {
-			return d.OrderID
-		}
-	}
-	return ""
+	return probe.dataNames
 }
 
 // TraceParent returns the event's traceparent extension, if any.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -18,7 +17,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -100,50 +98,12 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 
 	// Orders in flight: each worker places an order and waits for its
 	// session.created before placing the next.
-	var mu sync.Mutex
-	waiting := map[string]chan struct{}{}
-	sub, err := nc.Subscribe(events.SubjectSessionCreated, func(m *nats.Msg) {
-		var e struct {
-			Subject string `json:"subject"`
-		}
-		json.Unmarshal(m.Data, &e)
-		mu.Lock()
-		ch := waiting[e.Subject]
-		delete(waiting, e.Subject)
-		mu.Unlock()
-		if ch != nil {
-			close(ch)
-		}
-	})
+	driver, err := newOrderDriver(nc, js, "B")
 	if err != nil {
 		return err
 	}
-	defer sub.Unsubscribe()
-	var seq atomic.Int64
-	place := func(ctx context.Context) (time.Duration, error) {
-		id := fmt.Sprintf("B-%08d", seq.Add(1))
-		ch := make(chan struct{})
-		mu.Lock()
-		waiting[id] = ch
-		mu.Unlock()
-		body, _ := json.Marshal(map[string]any{
-			"specversion": "1.0", "id": uuid.NewString(), "source": "urn:bench", "type": events.TypeOrderPlaced, "subject": id,
-			"time": time.Now().UTC().Format(time.RFC3339Nano), "datacontenttype": "application/json",
-			"data": map[string]any{"orderId": id, "period": 24, "locale": "et-EE", "description": "bench", "returnUrl": "https://s.example/r", "cancelUrl": "https://s.example/c",
-				"heroDevice": map[string]any{"identifierType": "EAN", "identifier": inbanktest.EANPhone, "modelId": inbanktest.ModelPhone, "modelName": "iPhone", "netPrice": 500}},
-		})
-		start := time.Now()
-		msg := &nats.Msg{Subject: events.SubjectOrderPlaced, Data: body, Header: nats.Header{"Content-Type": {"application/cloudevents+json"}}}
-		if _, err := js.PublishMsg(ctx, msg); err != nil {
-			return 0, err
-		}
-		select {
-		case <-ch:
-			return time.Since(start), nil
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-	}
+	defer driver.close()
+	place := driver.place
 	// Warm up (conditions cached, connections open), then measure.
 	if _, err := place(ctx); err != nil {
 		return err

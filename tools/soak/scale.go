@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -13,12 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
-
-	"github.com/smartrent-bridge/bridge/internal/events"
-	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 )
 
 // runScale compares 3 bridges with 1 on a three-node R3 cluster, in one
@@ -74,49 +67,12 @@ func scaleRun(ctx context.Context, bins *binaries, dir string, bridges, inFlight
 		return 0, "", err
 	}
 	defer s.stop()
-	var mu sync.Mutex
-	waiting := map[string]chan struct{}{}
-	sub, err := s.nc.Subscribe(events.SubjectSessionCreated, func(m *nats.Msg) {
-		var e struct {
-			Subject string `json:"subject"`
-		}
-		json.Unmarshal(m.Data, &e)
-		mu.Lock()
-		ch := waiting[e.Subject]
-		delete(waiting, e.Subject)
-		mu.Unlock()
-		if ch != nil {
-			close(ch)
-		}
-	})
+	driver, err := newOrderDriver(s.nc, s.js, fmt.Sprintf("S%d", bridges))
 	if err != nil {
 		return 0, "", err
 	}
-	defer sub.Unsubscribe()
-	var seq atomic.Int64
-	place := func(ctx context.Context) error {
-		id := fmt.Sprintf("S%d-%08d", bridges, seq.Add(1))
-		ch := make(chan struct{})
-		mu.Lock()
-		waiting[id] = ch
-		mu.Unlock()
-		body, _ := json.Marshal(map[string]any{
-			"specversion": "1.0", "id": uuid.NewString(), "source": "urn:scale", "type": events.TypeOrderPlaced, "subject": id,
-			"time": time.Now().UTC().Format(time.RFC3339Nano), "datacontenttype": "application/json",
-			"data": map[string]any{"orderId": id, "period": 24, "locale": "et-EE", "description": "scale", "returnUrl": "https://s.example/r", "cancelUrl": "https://s.example/c",
-				"heroDevice": map[string]any{"identifierType": "EAN", "identifier": inbanktest.EANPhone, "modelId": inbanktest.ModelPhone, "modelName": "iPhone", "netPrice": 500}},
-		})
-		msg := &nats.Msg{Subject: events.SubjectOrderPlaced, Data: body, Header: nats.Header{"Content-Type": {"application/cloudevents+json"}}}
-		if _, err := s.js.PublishMsg(ctx, msg); err != nil {
-			return err
-		}
-		select {
-		case <-ch:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	defer driver.close()
+	place := func(ctx context.Context) error { _, err := driver.place(ctx); return err }
 	if err := place(ctx); err != nil { // conditions cached, connections open
 		return 0, "", err
 	}
