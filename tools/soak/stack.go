@@ -147,10 +147,14 @@ func startStack(ctx context.Context, bins *binaries, dir string, o stackOptions)
 		s.bridges = append(s.bridges, p)
 		s.readyURL = append(s.readyURL, fmt.Sprintf("http://127.0.0.1:%d/readyz", ops))
 	}
-	for _, u := range s.readyURL {
+	for i, u := range s.readyURL {
 		if err := waitHTTP(ctx, u, 60*time.Second); err != nil {
 			s.stop()
-			return nil, err
+			log, _ := os.ReadFile(s.bridges[i].log)
+			if len(log) > 2000 {
+				log = log[len(log)-2000:]
+			}
+			return nil, fmt.Errorf("%s: %w; its log ends:\n%s", s.bridges[i].name, err, log)
 		}
 	}
 	nc, err := nats.Connect(s.natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
