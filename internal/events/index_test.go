@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -85,5 +86,43 @@ func TestOpenIndexAndLease(t *testing.T) {
 			t.Fatal("the lease never lapsed")
 		}
 		time.Sleep(100 * time.Millisecond) // the server's TTL clock: nothing to await
+	}
+}
+
+// TestStartUpConcurrentlyOnR3Cluster: three bridges starting together on
+// a fresh three-node cluster all provision, migrate and open the index
+// (a fresh install of a Deployment with several replicas).
+func TestStartUpConcurrentlyOnR3Cluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test skipped in -short mode")
+	}
+	c := natstest.RunCluster(t)
+	topo := events.DefaultTopology()
+	topo.Replicas = 3
+	errs := make(chan error, 3)
+	for i := range 3 {
+		_, js := natstest.Connect(t, c.URLs())
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			kv, err := events.ProvisionBridge(ctx, js, topo)
+			if err == nil {
+				_, err = events.MigrateStateKeys(ctx, kv)
+			}
+			if err == nil {
+				var x *events.OpenIndex
+				if x, err = events.OpenIndexOf(ctx, js, fmt.Sprint("bridge-", i)); err == nil {
+					if _, err = x.Backfilled(ctx); err == nil {
+						err = x.MarkBackfilled(ctx)
+					}
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
