@@ -25,6 +25,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/ctl"
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/handlers"
+	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/natsconn"
 	"github.com/smartrent-bridge/bridge/internal/ops"
@@ -262,8 +263,8 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 		switch {
 		case len(m.Data) > 4096 || json.Unmarshal(m.Data, &req) != nil || req.OrderID == "":
 			reply.Error = "request must be {\"orderId\": \"…\", \"shop\": \"…\" (optional)}"
-		case events.CheckOrderID(req.OrderID) != nil || events.CheckShopAlias(req.Shop) != nil:
-			reply.Error = errors.Join(events.CheckOrderID(req.OrderID), events.CheckShopAlias(req.Shop)).Error()
+		case ids.CheckOrderID(req.OrderID) != nil || ids.CheckShopAlias(req.Shop) != nil:
+			reply.Error = errors.Join(ids.CheckOrderID(req.OrderID), ids.CheckShopAlias(req.Shop)).Error()
 		default:
 			reply.OrderID = req.OrderID
 			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/handlers"
+	"github.com/smartrent-bridge/bridge/internal/ids"
 )
 
 // Exit codes.
@@ -152,10 +153,10 @@ func (c *cli) ordersGet(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.fail(ExitError, "%v", err)
 	}
-	if err := events.CheckOrderID(id); err != nil {
+	if err := ids.CheckOrderID(id); err != nil {
 		return c.fail(ExitUsage, "%v", err)
 	}
-	if err := events.CheckShopAlias(c.shop); err != nil {
+	if err := ids.CheckShopAlias(c.shop); err != nil {
 		return c.fail(ExitUsage, "%v", err)
 	}
 	o, rev, err := st.Load(ctx, events.StateKey(c.shop, id))

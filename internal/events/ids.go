@@ -8,12 +8,6 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/ids"
 )
 
-// CheckOrderID reports an order id outside the limit of [ids.CheckOrderID].
-func CheckOrderID(id string) error { return ids.CheckOrderID(id) }
-
-// CheckShopAlias reports a shop alias outside the limit of [ids.CheckShopAlias].
-func CheckShopAlias(alias string) error { return ids.CheckShopAlias(alias) }
-
 var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // OrderKey is the KV key of a default-shop order: the id itself when it is
