@@ -17,6 +17,7 @@ test: test-deps lint
 
 test-deps:
 	@scripts/ensure-chromium.sh
+	@scripts/ensure-node.sh
 
 lint: fmt-check vet staticcheck tidy-check
 
