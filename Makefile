@@ -11,7 +11,8 @@ build:
 	$(GO) build $(PKGS)
 
 # test installs what the suite needs (Chromium for the sandbox page test,
-# when it can), checks style, and runs every test with the race detector.
+# when it can; Node.js for the conformance suite), checks style, and runs
+# every test with the race detector.
 test: test-deps lint
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
