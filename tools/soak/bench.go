@@ -108,33 +108,10 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 	if _, err := place(ctx); err != nil {
 		return err
 	}
-	var lat []time.Duration
-	var latMu sync.Mutex
-	var count atomic.Int64
-	measuring := atomic.Bool{}
-	wctx, stopWorkers := context.WithTimeout(ctx, *measure+3*time.Second)
-	defer stopWorkers()
-	var wg sync.WaitGroup
-	for range *inFlight {
-		wg.Go(func() {
-			for wctx.Err() == nil {
-				d, err := place(wctx)
-				if err != nil {
-					return
-				}
-				if measuring.Load() {
-					count.Add(1)
-					latMu.Lock()
-					lat = append(lat, d)
-					latMu.Unlock()
-				}
-			}
-		})
-	}
-	time.Sleep(2 * time.Second) // warm-up at full load
-	measuring.Store(true)
-	t0 := time.Now()
-	if *profile != "" {
+	lat, elapsed := driver.closedLoop(ctx, *inFlight, 2*time.Second, *measure, func() {
+		if *profile == "" {
+			return
+		}
 		go func() {
 			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", opsPort, int(measure.Seconds())-1))
 			if err != nil {
@@ -148,13 +125,8 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 			defer f.Close()
 			io.Copy(f, resp.Body)
 		}()
-	}
-	time.Sleep(*measure)
-	measuring.Store(false)
-	elapsed := time.Since(t0)
-	stopWorkers()
-	wg.Wait()
-	rate := float64(count.Load()) / elapsed.Seconds()
+	}, func() {})
+	rate := float64(len(lat)) / elapsed.Seconds()
 	const k = 2 // calculation and session creation; conditions are cached
 	bound := float64(*inFlight) / (k * latency.Seconds())
 	slices.Sort(lat)

@@ -77,3 +77,39 @@ func (d *orderDriver) place(ctx context.Context) (time.Duration, error) {
 		return 0, ctx.Err()
 	}
 }
+
+// closedLoop keeps inFlight orders in flight until the measurement ends:
+// after warmup it calls atStart, measures for measure, calls atEnd, and
+// returns the latencies of the orders completed in that window and its
+// length.
+func (d *orderDriver) closedLoop(ctx context.Context, inFlight int, warmup, measure time.Duration, atStart, atEnd func()) ([]time.Duration, time.Duration) {
+	var mu sync.Mutex
+	var lat []time.Duration
+	var measuring atomic.Bool
+	wctx, stop := context.WithTimeout(ctx, warmup+measure+5*time.Second)
+	defer stop()
+	var wg sync.WaitGroup
+	for range inFlight {
+		wg.Go(func() {
+			for wctx.Err() == nil {
+				took, err := d.place(wctx)
+				if err == nil && measuring.Load() {
+					mu.Lock()
+					lat = append(lat, took)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	time.Sleep(warmup) // at full load: the measurement starts warm
+	atStart()
+	measuring.Store(true)
+	t0 := time.Now()
+	time.Sleep(measure)
+	measuring.Store(false)
+	elapsed := time.Since(t0)
+	atEnd()
+	stop()
+	wg.Wait()
+	return lat, elapsed
+}

@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -72,40 +70,18 @@ func scaleRun(ctx context.Context, bins *binaries, dir string, bridges, inFlight
 		return 0, "", err
 	}
 	defer driver.close()
-	place := func(ctx context.Context) error { _, err := driver.place(ctx); return err }
-	if err := place(ctx); err != nil { // conditions cached, connections open
+	if _, err := driver.place(ctx); err != nil { // conditions cached, connections open
 		return 0, "", err
 	}
-	var count atomic.Int64
-	var measuring atomic.Bool
-	wctx, stop := context.WithTimeout(ctx, measure+5*time.Second)
-	defer stop()
-	var wg sync.WaitGroup
-	for range inFlight {
-		wg.Go(func() {
-			for wctx.Err() == nil {
-				if place(wctx) == nil && measuring.Load() {
-					count.Add(1)
-				}
-			}
-		})
-	}
-	time.Sleep(3 * time.Second) // warm-up at full load
 	procs := append(append(append([]*proc{}, s.bridges...), s.nats...), s.sandbox)
-	before := cpuTimes(procs)
-	measuring.Store(true)
-	t0 := time.Now()
-	time.Sleep(measure)
-	measuring.Store(false)
-	elapsed := time.Since(t0)
-	after := cpuTimes(procs)
-	stop()
-	wg.Wait()
+	var before, after []float64
+	lat, elapsed := driver.closedLoop(ctx, inFlight, 3*time.Second, measure,
+		func() { before = cpuTimes(procs) }, func() { after = cpuTimes(procs) })
 	var parts []string
 	for i, p := range procs {
 		parts = append(parts, fmt.Sprintf("%s %.0f%%", p.name, 100*(after[i]-before[i])/elapsed.Seconds()))
 	}
-	return float64(count.Load()) / elapsed.Seconds(), strings.Join(parts, ", "), nil
+	return float64(len(lat)) / elapsed.Seconds(), strings.Join(parts, ", "), nil
 }
 
 // cpuTimes reads each process's user+system CPU seconds from /proc.
