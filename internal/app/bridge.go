@@ -168,7 +168,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 		return err
 	}
 	defer nc.Close()
-	setupCtx, cancel := context.WithTimeout(ctx, natsSettings.ConnectTimeout)
+	setupCtx, cancel := context.WithTimeout(ctx, natsSettings.SetupTimeout)
 	setUp := events.ProvisionBridge
 	if !natsSettings.Provision {
 		setUp = events.VerifyBridge

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,5 +76,34 @@ func TestConnectionClosedForGoodStopsTheBinaries(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatalf("%s still running 20 s after its credentials were revoked", name)
 		}
+	}
+}
+
+// TestSetupTimeoutIsItsOwn: connecting and setting up JetStream have
+// separate limits; a server that is reachable but cannot set up (here:
+// no JetStream at all) stops the binary after NATS_SETUP_TIMEOUT with a
+// reason, not after NATS_CONNECT_TIMEOUT.
+func TestSetupTimeoutIsItsOwn(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	t.Cleanup(srv.Shutdown)
+	env := map[string]string{
+		"NATS_URL": srv.ClientURL(), "NATS_CONNECT_TIMEOUT": "200ms", "NATS_SETUP_TIMEOUT": "1500ms",
+		"CALLBACK_SECRET": testSecret, "LISTEN_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", "LOG_LEVEL": "error",
+	}
+	start := time.Now()
+	err = RunIngress(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, nil)
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "set up streams") {
+		t.Fatalf("err = %v", err)
+	}
+	if took < 1500*time.Millisecond || took > 10*time.Second {
+		t.Fatalf("gave up after %v; NATS_SETUP_TIMEOUT is 1.5 s (connect timeout 200 ms)", took)
 	}
 }

@@ -94,7 +94,7 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 		return err
 	}
 	defer nc.Close()
-	setupCtx, cancel := context.WithTimeout(ctx, natsSettings.ConnectTimeout)
+	setupCtx, cancel := context.WithTimeout(ctx, natsSettings.SetupTimeout)
 	if natsSettings.Provision {
 		err = events.ProvisionStreams(setupCtx, js, natsSettings.Topology)
 	} else {

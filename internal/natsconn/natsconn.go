@@ -26,7 +26,12 @@ type Settings struct {
 	Creds          string
 	User, Password string // a user of deploy/nats/nats-server-secure.conf
 	ConnectTimeout time.Duration
-	Topology       events.Topology
+	// SetupTimeout bounds creating (or checking) the streams, buckets and
+	// consumers after connecting: a fresh three-node cluster first elects
+	// its leaders, which took up to 26 s in tests, longer than the
+	// connect timeout (a crash loop on fresh installs).
+	SetupTimeout time.Duration
+	Topology     events.Topology
 	// Provision creates or updates streams, bucket and consumers at
 	// start-up; false only checks that they exist as defined (for a NATS
 	// user without JetStream admin rights).
@@ -42,7 +47,8 @@ func Bind(fs *cli.Flags) *Settings {
 	fs.StringVar(&s.User, "nats-user", "NATS_USER", "", "NATS user (optional; with NATS_PASSWORD)")
 	fs.StringVar(&s.Password, "nats-password", "NATS_PASSWORD", "", "NATS password (optional; NATS_PASSWORD_FILE reads it from a file; never logged)")
 	fs.BoolVar(&s.Provision, "provision", "PROVISION", true, "create or update streams, bucket and consumers at start-up; false: only check them (least-privilege NATS users)")
-	fs.DurationVar(&s.ConnectTimeout, "nats-connect-timeout", "NATS_CONNECT_TIMEOUT", 10*time.Second, "give up start-up when NATS cannot be reached and set up within this time")
+	fs.DurationVar(&s.ConnectTimeout, "nats-connect-timeout", "NATS_CONNECT_TIMEOUT", 10*time.Second, "give up start-up when NATS cannot be reached within this time")
+	fs.DurationVar(&s.SetupTimeout, "nats-setup-timeout", "NATS_SETUP_TIMEOUT", 2*time.Minute, "give up start-up when streams, buckets and consumers cannot be set up within this time (a new cluster elects leaders first)")
 	fs.IntVar(&s.Topology.Replicas, "nats-replicas", "NATS_REPLICAS", d.Replicas, "replicas of streams and the KV bucket (1, or 3 on a cluster)")
 	fs.DurationVar(&s.Topology.InMaxAge, "stream-in-max-age", "STREAM_IN_MAX_AGE", d.InMaxAge, "how long SMARTRENT_IN keeps events")
 	fs.DurationVar(&s.Topology.OutMaxAge, "stream-out-max-age", "STREAM_OUT_MAX_AGE", d.OutMaxAge, "how long SMARTRENT_OUT keeps events")
