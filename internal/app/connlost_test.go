@@ -14,6 +14,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 	"github.com/smartrent-bridge/bridge/internal/natsconn"
+	"github.com/smartrent-bridge/bridge/internal/natstest"
 )
 
 // TestConnectionClosedForGoodStopsTheBinaries: when NATS closes a
@@ -25,15 +26,7 @@ func TestConnectionClosedForGoodStopsTheBinaries(t *testing.T) {
 		ServerName: "revoke", Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
 		JetStream: true, StoreDir: t.TempDir(), Username: "bridge", Password: "first-password",
 	}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := natstest.RunOptions(t, opts, nil)
 	url := fmt.Sprintf("nats://bridge:first-password@127.0.0.1:%d", srv.Addr().(*net.TCPAddr).Port)
 	_, inbankSrv := inbanktest.NewServer(t, inbanktest.Config{})
 	env := map[string]string{
@@ -84,21 +77,13 @@ func TestConnectionClosedForGoodStopsTheBinaries(t *testing.T) {
 // no JetStream at all) stops the binary after NATS_SETUP_TIMEOUT with a
 // reason, not after NATS_CONNECT_TIMEOUT.
 func TestSetupTimeoutIsItsOwn(t *testing.T) {
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := natstest.RunOptions(t, &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true}, nil)
 	env := map[string]string{
 		"NATS_URL": srv.ClientURL(), "NATS_CONNECT_TIMEOUT": "200ms", "NATS_SETUP_TIMEOUT": "1500ms",
 		"CALLBACK_SECRET": testSecret, "LISTEN_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", "LOG_LEVEL": "error",
 	}
 	start := time.Now()
-	err = RunIngress(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, nil)
+	err := RunIngress(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, nil)
 	took := time.Since(start)
 	if err == nil || !strings.Contains(err.Error(), "set up streams") {
 		t.Fatalf("err = %v", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/eventwatch"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/natstest"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -70,17 +71,8 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts.Host, opts.Port, opts.HTTPPort, opts.StoreDir, opts.NoSigs = "127.0.0.1", server.RANDOM_PORT, 0, t.TempDir(), true
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
 	slog := &serverLog{}
-	srv.SetLogger(slog, false, false)
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := natstest.RunOptions(t, opts, slog)
 	port := srv.Addr().(*net.TCPAddr).Port
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	connect := func(user string) (*nats.Conn, jetstream.JetStream) {

@@ -178,3 +178,26 @@ func freePorts(t testing.TB, n int) []int {
 	}
 	return ports
 }
+
+// RunOptions starts a server with the given options (authentication,
+// accounts, a config file's settings) and shuts it down when the test
+// ends. logger, when not nil, receives the server's log.
+func RunOptions(t testing.TB, opts *server.Options, logger server.Logger) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	if logger != nil {
+		s.SetLogger(logger, false, false)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("natstest: server not ready")
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
