@@ -93,8 +93,9 @@ func TestAsyncAPIAndSchemasOutsideGo(t *testing.T) {
 }
 
 // TestEventsReadByJavaScriptClients runs flows that produce every output
-// type, a callback event and dead letters, then lets the JavaScript
-// program read and check every message.
+// type, a callback event and dead letters (and one order placed from
+// JavaScript), then lets the JavaScript program read and check every
+// message.
 func TestEventsReadByJavaScriptClients(t *testing.T) {
 	node(t) // install before the product starts its timers
 	w := apptest.Start(t)
@@ -150,6 +151,13 @@ func TestEventsReadByJavaScriptClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Wait(t, "CF-V", events.TypeOrderRejected, 1)
+
+	// An order placed by a producer in another language (the JS SDK's
+	// structured mode, the NATS JS client) gets its session too.
+	if out, err := runNode(t, "publish-order.mjs", w.NATSURL, "CF-JS"); err != nil {
+		t.Fatalf("publish-order.mjs: %v\n%s", err, out)
+	}
+	w.Wait(t, "CF-JS", events.TypeSessionCreated, 1)
 
 	out, err := runNode(t, "check-events.mjs", w.NATSURL, filepath.Join("..", "schemas"))
 	var got struct {
