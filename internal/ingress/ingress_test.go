@@ -208,6 +208,9 @@ func TestRefusals(t *testing.T) {
 		{"not JSON", http.MethodPost, valid, "status=granted", 400, ""},
 		{"JSON array", http.MethodPost, valid, `[1,2]`, 400, ""},
 		{"JSON null", http.MethodPost, valid, `null`, 400, ""},
+		{"two objects", http.MethodPost, valid, `{"a":1}{"b":2}`, 400, ""},
+		{"unterminated", http.MethodPost, valid, `{"uuid":"x"`, 400, ""},
+		{"invalid UTF-8", http.MethodPost, valid, "{\"status\":\"gr\xffanted\"}", 400, ""},
 		{"too large", http.MethodPost, valid, `{"x":"` + strings.Repeat("a", ingress.MaxBody) + `"}`, 413, ""},
 	}
 	for _, tt := range tests {
@@ -405,4 +408,30 @@ func FuzzHandler(f *testing.F) {
 			t.Fatalf("200 for a body that is not JSON")
 		}
 	})
+}
+
+// TestLenientButValidBodies: what JSON allows is accepted: duplicate names
+// (the last value counts, as with encoding/json), whitespace around the
+// object, escapes, nested objects (only top-level fields are read).
+func TestLenientButValidBodies(t *testing.T) {
+	e := setup(t, nil)
+	for _, b := range []string{
+		" {\"uuid\":\"first\",\"uuid\":\"second\"}\n",
+		`{"posSessionUuid":"p\u00e4","status":"gr\"anted","nested":{"uuid":"not-this"}}`,
+	} {
+		if rec := e.post(http.MethodPost, e.path("ORD-1"), b, nil); rec.Code != 200 {
+			t.Fatalf("%q: %d %s", b, rec.Code, rec.Body.String())
+		}
+	}
+	got := e.stored(t)
+	if len(got) != 2 {
+		t.Fatalf("%d stored", len(got))
+	}
+	first, second := got[0].Data.(*events.CallbackReceived), got[1].Data.(*events.CallbackReceived)
+	if first.SessionUUID != "second" {
+		t.Fatalf("uuid from duplicate names: %q", first.SessionUUID)
+	}
+	if second.SessionUUID != "pä" || second.Status != `gr"anted` {
+		t.Fatalf("escaped fields: %+v", second)
+	}
 }
