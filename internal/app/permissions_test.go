@@ -17,7 +17,6 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/ctl"
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/eventwatch"
-	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
 	"github.com/smartrent-bridge/bridge/schemas"
@@ -221,7 +220,6 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	if n := len(out.Of("PERM-1", events.TypeOrderFailed)); n != 0 {
 		t.Fatalf("%d order.failed", n)
 	}
-	_ = inbank.OpGetSession
 }
 
 func replyData(m *nats.Msg) string {

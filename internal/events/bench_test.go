@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
 )
@@ -41,13 +43,8 @@ func BenchmarkCodec(b *testing.B) {
 // order's state in the KV bucket on an embedded server (remembered load,
 // then save), the unit of the workflow's work.
 func BenchmarkStateTransition(b *testing.B) {
-	srv := natstest.Run(b, natstest.Options{})
-	_, js := natstest.Connect(b, srv.ClientURL())
+	_, kv := provisioned(b)
 	ctx := context.Background()
-	kv, err := events.ProvisionBridge(ctx, js, events.DefaultTopology())
-	if err != nil {
-		b.Fatal(err)
-	}
 	store := events.NewStateStore[doc](kv)
 	if _, err := store.Create(ctx, "ORD-B", doc{"new"}); err != nil {
 		b.Fatal(err)
@@ -64,4 +61,17 @@ func BenchmarkStateTransition(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// provisioned starts a server with the bridge's topology and returns a
+// client and the orders bucket.
+func provisioned(tb testing.TB) (jetstream.JetStream, jetstream.KeyValue) {
+	tb.Helper()
+	srv := natstest.Run(tb, natstest.Options{})
+	_, js := natstest.Connect(tb, srv.ClientURL())
+	kv, err := events.ProvisionBridge(context.Background(), js, events.DefaultTopology())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return js, kv
 }

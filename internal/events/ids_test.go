@@ -64,13 +64,8 @@ func TestStoreRefusesKeysBeforeSending(t *testing.T) {
 // key OrderKey(shop/orderId) to StateKey, leaves the default shop's order
 // whose id has a slash where it is, and is idempotent.
 func TestMigrateStateKeys(t *testing.T) {
-	srv := natstest.Run(t, natstest.Options{})
-	_, js := natstest.Connect(t, srv.ClientURL())
+	_, kv := provisioned(t)
 	ctx := context.Background()
-	kv, err := events.ProvisionBridge(ctx, js, events.DefaultTopology())
-	if err != nil {
-		t.Fatal(err)
-	}
 	put := func(key, shop, id string) {
 		b, _ := json.Marshal(map[string]string{"shop": shop, "orderId": id, "state": "granted"})
 		if _, err := kv.Put(ctx, key, b); err != nil {

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
-	"github.com/smartrent-bridge/bridge/internal/natstest"
 )
 
 type doc struct {
@@ -17,13 +16,8 @@ type doc struct {
 // change makes the first one's remembered value stale; its Save then
 // conflicts, and LoadFresh shows the change.
 func TestStateStoreRemembersButNeverDecidesOnStaleValues(t *testing.T) {
-	srv := natstest.Run(t, natstest.Options{})
-	_, js := natstest.Connect(t, srv.ClientURL())
+	_, kv := provisioned(t)
 	ctx := context.Background()
-	kv, err := events.ProvisionBridge(ctx, js, events.DefaultTopology())
-	if err != nil {
-		t.Fatal(err)
-	}
 	a, b := events.NewStateStore[doc](kv), events.NewStateStore[doc](kv)
 	rev, err := a.Create(ctx, "O/1", doc{"new"})
 	if err != nil {

@@ -48,18 +48,7 @@ func Run(t testing.TB, o Options) *Server {
 	if o.SyncAlways {
 		opts.SyncAlways = true
 	}
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatalf("natstest: %v", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("natstest: server not ready")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
+	s := RunOptions(t, opts, nil)
 	o.Port = s.Addr().(*net.TCPAddr).Port
 	return &Server{Server: s, Opts: o}
 }
