@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/trace"
 
@@ -28,15 +31,12 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/natsconn"
-	"github.com/smartrent-bridge/bridge/internal/ops"
 	"github.com/smartrent-bridge/bridge/internal/quote"
 	"github.com/smartrent-bridge/bridge/internal/shops"
 	"github.com/smartrent-bridge/bridge/internal/ttlcache"
+	"github.com/smartrent-bridge/bridge/internal/version"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
-
-// Version is the binaries' version, as the quote service reports it.
-const Version = "0.1.0"
 
 // BridgeStarted tells where a started bridge listens.
 type BridgeStarted struct {
@@ -53,51 +53,115 @@ type BridgeOptions struct {
 	TracerProvider trace.TracerProvider
 }
 
-// RunBridge runs the bridge until ctx ends, then shuts down gracefully:
-// consumers stop fetching and finish what they hold, the reconciler stops,
-// and the NATS connection is drained. started, when not nil, is told once
-// the bridge is ready.
-func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.Writer, started chan<- BridgeStarted, opts ...BridgeOptions) error {
+// bridgeConfig is the bridge's configuration, from flags and environment.
+type bridgeConfig struct {
+	nats                                    *natsconn.Settings
+	process                                 *processSettings
+	baseURL, apiKey, shopUUID, productCode  string
+	policy, callbackBase, secret, shopsFile string
+	inbankTimeout, sessionTTL, reconcile    time.Duration
+	claimTTL, settle, retention             time.Duration
+	quoteTimeout, conditionsTTL, calcTTL    time.Duration
+	concurrency                             int
+}
+
+func parseBridgeConfig(args []string, getenv cli.Getenv) (*bridgeConfig, error) {
 	fs := cli.New("bridge", getenv)
-	natsSettings := natsconn.Bind(fs)
-	baseURL := fs.String("inbank-base-url", "INBANK_BASE_URL", "", "Inbank API base URL: scheme and host, without /partner/v3 (required)")
-	apiKey := fs.String("inbank-api-key", "INBANK_API_KEY", "", "Inbank partner API key (required; never logged)")
-	shopUUID := fs.String("inbank-shop-uuid", "INBANK_SHOP_UUID", "", "Inbank shop uuid (required)")
-	productCode := fs.String("inbank-product-code", "INBANK_PRODUCT_CODE", "", "product code for orders that have none")
-	inbankTimeout := fs.Duration("inbank-timeout", "INBANK_TIMEOUT", 15*time.Second, "timeout of one Inbank request")
-	policy := fs.String("activation-policy", "ACTIVATION_POLICY", handlers.PolicyOnDelivery, "on-delivery, on-shipment, or portal (never activate via API)")
-	callbackBase := fs.String("callback-base-url", "CALLBACK_BASE_URL", "", "public base URL of the webhook ingress (required)")
-	secret := fs.String("callback-secret", "CALLBACK_SECRET", "", "callback token secret(s), comma-separated: the first signs, all verify (required)")
-	sessionTTL := fs.Duration("session-ttl", "SESSION_TTL", 24*time.Hour, "session validity sent to Inbank as validUntil")
-	reconcileEvery := fs.Duration("reconcile-interval", "RECONCILE_INTERVAL", time.Minute, "how often unfinished orders are re-read from Inbank")
-	metricsAddr := fs.String("metrics-addr", "METRICS_ADDR", ":9090", "/metrics, /healthz and /readyz")
-	concurrency := fs.Int("concurrency", "CONCURRENCY", 64, "events handled at once per consumer")
-	claimTTL := fs.Duration("claim-ttl", "CLAIM_TTL", 0, "how long a bridge holds an Inbank step before another may take it over (default: 3 × INBANK_TIMEOUT)")
-	settle := fs.Duration("activation-settle", "ACTIVATION_SETTLE", 2*time.Minute, "wait before repeating an activation that may have reached Inbank")
-	retention := fs.Duration("order-retention", "ORDER_RETENTION", 30*24*time.Hour, "how long a finished order's state is kept before JetStream removes it")
-	fs.IntVar(&natsSettings.Topology.MaxDeliver, "max-deliver", "MAX_DELIVER", natsSettings.Topology.MaxDeliver, "deliveries of one event before it is dead-lettered")
-	fs.DurationVar(&natsSettings.Topology.AckWait, "ack-wait", "ACK_WAIT", natsSettings.Topology.AckWait, "time a bridge may hold an event without progress")
-	quoteTimeout := fs.Duration("quote-timeout", "QUOTE_TIMEOUT", 5*time.Second, "deadline of one quote request, or a whole batch")
-	conditionsTTL := fs.Duration("conditions-ttl", "CONDITIONS_TTL", 10*time.Minute, "how long rental conditions are cached")
-	calculationTTL := fs.Duration("calculation-ttl", "CALCULATION_TTL", time.Minute, "how long quote calculations are cached")
-	shopsFile := fs.String("inbank-shops-file", "INBANK_SHOPS_FILE", "", "YAML or JSON file of further Inbank shops by alias (see README); keys by reference only")
-	pprof := fs.Bool("pprof", "PPROF", false, "serve the Go profiler under /debug/pprof/ on METRICS_ADDR")
-	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	c := &bridgeConfig{nats: natsconn.Bind(fs), process: bindProcess(fs, ":9090")}
+	fs.StringVar(&c.baseURL, "inbank-base-url", "INBANK_BASE_URL", "", "Inbank API base URL: scheme and host, without /partner/v3 (required)")
+	fs.StringVar(&c.apiKey, "inbank-api-key", "INBANK_API_KEY", "", "Inbank partner API key (required; never logged)")
+	fs.StringVar(&c.shopUUID, "inbank-shop-uuid", "INBANK_SHOP_UUID", "", "Inbank shop uuid (required)")
+	fs.StringVar(&c.productCode, "inbank-product-code", "INBANK_PRODUCT_CODE", "", "product code for orders that have none")
+	fs.DurationVar(&c.inbankTimeout, "inbank-timeout", "INBANK_TIMEOUT", 15*time.Second, "timeout of one Inbank request")
+	fs.StringVar(&c.policy, "activation-policy", "ACTIVATION_POLICY", handlers.PolicyOnDelivery, "on-delivery, on-shipment, or portal (never activate via API)")
+	fs.StringVar(&c.callbackBase, "callback-base-url", "CALLBACK_BASE_URL", "", "public base URL of the webhook ingress (required)")
+	fs.StringVar(&c.secret, "callback-secret", "CALLBACK_SECRET", "", "callback token secret(s), comma-separated: the first signs, all verify (required)")
+	fs.DurationVar(&c.sessionTTL, "session-ttl", "SESSION_TTL", 24*time.Hour, "session validity sent to Inbank as validUntil")
+	fs.DurationVar(&c.reconcile, "reconcile-interval", "RECONCILE_INTERVAL", time.Minute, "how often unfinished orders are re-read from Inbank")
+	fs.IntVar(&c.concurrency, "concurrency", "CONCURRENCY", 64, "events handled at once per consumer")
+	fs.DurationVar(&c.claimTTL, "claim-ttl", "CLAIM_TTL", 0, "how long a bridge holds an Inbank step before another may take it over (default: 3 × INBANK_TIMEOUT)")
+	fs.DurationVar(&c.settle, "activation-settle", "ACTIVATION_SETTLE", 2*time.Minute, "wait before repeating an activation that may have reached Inbank")
+	fs.DurationVar(&c.retention, "order-retention", "ORDER_RETENTION", 30*24*time.Hour, "how long a finished order's state is kept before JetStream removes it")
+	fs.IntVar(&c.nats.Topology.MaxDeliver, "max-deliver", "MAX_DELIVER", c.nats.Topology.MaxDeliver, "deliveries of one event before it is dead-lettered")
+	fs.DurationVar(&c.nats.Topology.AckWait, "ack-wait", "ACK_WAIT", c.nats.Topology.AckWait, "time a bridge may hold an event without progress")
+	fs.DurationVar(&c.quoteTimeout, "quote-timeout", "QUOTE_TIMEOUT", 5*time.Second, "deadline of one quote request, or a whole batch")
+	fs.DurationVar(&c.conditionsTTL, "conditions-ttl", "CONDITIONS_TTL", 10*time.Minute, "how long rental conditions are cached")
+	fs.DurationVar(&c.calcTTL, "calculation-ttl", "CALCULATION_TTL", time.Minute, "how long quote calculations are cached")
+	fs.StringVar(&c.shopsFile, "inbank-shops-file", "INBANK_SHOPS_FILE", "", "YAML or JSON file of further Inbank shops by alias (see README); keys by reference only")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return nil, err
 	}
 	if err := cli.Require(
-		[2]string{"INBANK_BASE_URL", *baseURL}, [2]string{"INBANK_API_KEY", *apiKey}, [2]string{"INBANK_SHOP_UUID", *shopUUID},
-		[2]string{"CALLBACK_BASE_URL", *callbackBase}, [2]string{"CALLBACK_SECRET", *secret},
+		[2]string{"INBANK_BASE_URL", c.baseURL}, [2]string{"INBANK_API_KEY", c.apiKey}, [2]string{"INBANK_SHOP_UUID", c.shopUUID},
+		[2]string{"CALLBACK_BASE_URL", c.callbackBase}, [2]string{"CALLBACK_SECRET", c.secret},
 	); err != nil {
-		return err
+		return nil, err
 	}
-	switch *policy {
+	switch c.policy {
 	case handlers.PolicyOnDelivery, handlers.PolicyOnShipment, handlers.PolicyPortal:
 	default:
-		return fmt.Errorf("ACTIVATION_POLICY: activation policy %q: want on-delivery, on-shipment or portal", *policy)
+		return nil, fmt.Errorf("ACTIVATION_POLICY: activation policy %q: want on-delivery, on-shipment or portal", c.policy)
 	}
-	log, err := newLogger(logOut, *logLevel, "bridge")
+	if c.claimTTL <= 0 {
+		c.claimTTL = 3 * c.inbankTimeout
+	}
+	if c.reconcile <= 0 {
+		return nil, errors.New("RECONCILE_INTERVAL must be positive")
+	}
+	if err := c.nats.Topology.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// inbankClients are the Inbank clients of the default shop and of the
+// shops of INBANK_SHOPS_FILE by alias.
+type inbankClients struct {
+	defaultShop *inbank.Client
+	list        []shops.Shop
+	byAlias     map[string]*inbank.Client
+}
+
+func newInbankClients(c *bridgeConfig, getenv cli.Getenv, reg prometheus.Registerer, tp trace.TracerProvider) (*inbankClients, error) {
+	var list []shops.Shop
+	if c.shopsFile != "" {
+		var err error
+		if list, err = shops.Load(c.shopsFile, getenv); err != nil {
+			return nil, fmt.Errorf("INBANK_SHOPS_FILE %s:\n%w", c.shopsFile, err)
+		}
+	}
+	metrics, err := inbank.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	newClient := func(alias, base, key, uuid string) (*inbank.Client, error) {
+		return inbank.New(inbank.Config{BaseURL: base, APIKey: inbank.Secret(key), ShopUUID: uuid, Timeout: c.inbankTimeout, ShopAlias: alias},
+			inbank.WithMetrics(metrics),
+			inbank.WithHTTPClient(&http.Client{Transport: otelhttp.NewTransport(inbank.DefaultTransport(), otelhttp.WithTracerProvider(tp))}))
+	}
+	ic := &inbankClients{list: list, byAlias: map[string]*inbank.Client{}}
+	if ic.defaultShop, err = newClient(shops.Default, c.baseURL, c.apiKey, c.shopUUID); err != nil {
+		return nil, err
+	}
+	for _, s := range list {
+		key, err := s.APIKey(getenv)
+		if err != nil {
+			return nil, err
+		}
+		if ic.byAlias[s.Alias], err = newClient(s.Alias, s.BaseURL, key, s.ShopUUID); err != nil {
+			return nil, fmt.Errorf("shop %s: %w", s.Alias, err)
+		}
+	}
+	return ic, nil
+}
+
+// RunBridge runs the bridge until ctx ends, then shuts down gracefully:
+// readiness turns off, then (after SHUTDOWN_DELAY) consumers stop fetching
+// and finish what they hold, the reconciler stops, and the NATS connection
+// is drained, within SHUTDOWN_TIMEOUT. started, when not nil, is told once
+// the bridge is ready.
+func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.Writer, started chan<- BridgeStarted, opts ...BridgeOptions) error {
+	c, err := parseBridgeConfig(args, getenv)
 	if err != nil {
 		return err
 	}
@@ -105,159 +169,144 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	tp, flushTraces, err := tracerProvider(ctx, o.TracerProvider, "smartrent-bridge", getenv)
-	if err != nil {
-		return err
-	}
-	defer flushTraces()
-	tracer := tp.Tracer("github.com/smartrent-bridge/bridge")
-	tokens, err := callbacktoken.New(callbacktoken.Parse(*secret))
+	tokens, err := callbacktoken.New(callbacktoken.Parse(c.secret))
 	if err != nil {
 		return fmt.Errorf("CALLBACK_SECRET: %w", err)
-	}
-	var shopList []shops.Shop
-	if *shopsFile != "" {
-		if shopList, err = shops.Load(*shopsFile, getenv); err != nil {
-			return fmt.Errorf("INBANK_SHOPS_FILE %s:\n%w", *shopsFile, err)
-		}
-	}
-	if *claimTTL <= 0 {
-		*claimTTL = 3 * *inbankTimeout
-	}
-	if *reconcileEvery <= 0 {
-		return errors.New("RECONCILE_INTERVAL must be positive")
-	}
-	reg := ops.NewRegistry()
-	inbankMetrics, err := inbank.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
-	newClient := func(alias, base, key, uuid string) (*inbank.Client, error) {
-		return inbank.New(inbank.Config{BaseURL: base, APIKey: inbank.Secret(key), ShopUUID: uuid, Timeout: *inbankTimeout, ShopAlias: alias},
-			inbank.WithMetrics(inbankMetrics),
-			inbank.WithHTTPClient(&http.Client{Transport: otelhttp.NewTransport(inbank.DefaultTransport(), otelhttp.WithTracerProvider(tp))}))
-	}
-	client, err := newClient(shops.Default, *baseURL, *apiKey, *shopUUID)
-	if err != nil {
-		return err
-	}
-	shopClients := map[string]*inbank.Client{}
-	for _, s := range shopList {
-		key, err := s.APIKey(getenv)
-		if err != nil {
-			return err
-		}
-		if shopClients[s.Alias], err = newClient(s.Alias, s.BaseURL, key, s.ShopUUID); err != nil {
-			return fmt.Errorf("shop %s: %w", s.Alias, err)
-		}
 	}
 	schemaSet, err := schemas.Load()
 	if err != nil {
 		return err
 	}
-	if err := natsSettings.Topology.Validate(); err != nil {
-		return err
-	}
-
-	// A connection NATS closes for good ends the process with an error,
-	// so that its supervisor restarts it.
-	ctx, lost := context.WithCancelCause(ctx)
-	defer lost(nil)
-	nc, js, err := natsconn.Connect(ctx, natsSettings, "smartrent-bridge", log, lost)
+	p, err := startProcess(ctx, "bridge", c.process, logOut)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	setupCtx, cancel := context.WithTimeout(ctx, natsSettings.SetupTimeout)
-	setUp := events.ProvisionBridge
-	if !natsSettings.Provision {
-		setUp = events.VerifyBridge
-	}
-	kv, err := setUp(setupCtx, js, natsSettings.Topology)
-	cancel()
+	defer p.close()
+	log := p.log
+	tp, flushTraces, err := tracerProvider(ctx, o.TracerProvider, "smartrent-bridge", getenv)
 	if err != nil {
-		return fmt.Errorf("set up streams: %w", err)
+		return err
 	}
-	// Orders of non-default shops written by an earlier version under the
-	// ambiguous key "shop/orderId" move to their own keys.
-	migrateCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	moved, err := events.MigrateStateKeys(migrateCtx, kv)
-	cancel()
+	defer flushTraces()
+	clients, err := newInbankClients(c, getenv, p.reg, tp)
 	if err != nil {
-		return fmt.Errorf("migrate order state keys: %w", err)
+		return err
 	}
-	if moved > 0 {
-		log.Info("moved orders of non-default shops to their own state keys", "orders", moved)
+	if err := p.connect(c.nats); err != nil {
+		return err
+	}
+	var kv jetstream.KeyValue
+	err = p.setUp(c.nats, func(ctx context.Context) (err error) {
+		if c.nats.Provision {
+			kv, err = events.ProvisionBridge(ctx, p.js, c.nats.Topology)
+		} else {
+			kv, err = events.VerifyBridge(ctx, p.js, c.nats.Topology)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	shopAPIs, err := guardShops(p, c, clients)
+	if err != nil {
+		return err
 	}
 	codec := events.NewCodec(schemaSet)
-	store := events.NewStateStore[handlers.Order](kv)
-	// A finished order keeps no customer data and expires after
-	// ORDER_RETENTION (a per-key TTL: JetStream removes it).
-	store.ExpireWith(js, handlers.Retention(*retention, time.Now))
-	openIndex, err := events.OpenIndexOf(ctx, js, events.NewID())
+	wf, openIndex, err := newWorkflow(p, c, shopAPIs, kv, tokens, codec, o.Hooks, tp)
 	if err != nil {
 		return err
 	}
-	wfMetrics, err := handlers.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
-	consumerMetrics, err := events.NewConsumerMetrics(reg)
-	if err != nil {
-		return err
-	}
-	cacheMetrics, err := ttlcache.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
-	// Each shop's Inbank calls have their own budget and circuit breaker,
-	// so one shop's outage does not take the handlers from the others.
-	defaultAPI := handlers.Guard(shops.Default, client, handlers.GuardOptions{Concurrency: 3 * *concurrency, Logger: log, Metrics: wfMetrics})
-	conditions := handlers.NewConditions(defaultAPI, ttlcache.New[inbank.RentalConditions]("conditions", *conditionsTTL, 10000, *inbankTimeout*2, cacheMetrics))
-	wfShops, quoteShops := map[string]handlers.ShopConfig{}, map[string]quote.Shop{}
-	for _, s := range shopList {
-		api := handlers.Guard(s.Alias, shopClients[s.Alias], handlers.GuardOptions{Concurrency: max(s.Concurrency, *concurrency), Logger: log, Metrics: wfMetrics})
-		cond := handlers.NewConditions(api, ttlcache.New[inbank.RentalConditions]("conditions", *conditionsTTL, 10000, *inbankTimeout*2, cacheMetrics))
-		wfShops[s.Alias] = handlers.ShopConfig{Inbank: api, Conditions: cond, ProductCode: s.ProductCode, Policy: s.ActivationPolicy, SessionTTL: s.SessionTTL}
-		quoteShops[s.Alias] = quote.Shop{Inbank: api, Conditions: cond, ProductCode: s.ProductCode}
-	}
-	wf, err := handlers.New(handlers.Config{
-		Inbank: defaultAPI, Store: store, Open: openIndex, Publisher: events.NewPublisher(js, codec), Codec: codec, Tokens: tokens, Conditions: conditions, Shops: wfShops,
-		CallbackBaseURL: *callbackBase, DefaultProductCode: *productCode, Policy: *policy,
-		SessionTTL: *sessionTTL, ClaimTTL: *claimTTL, ActivationSettle: *settle,
-		Logger: log, Metrics: wfMetrics, Hooks: o.Hooks, Tracer: tracer,
-	})
-	if err != nil {
-		return err
-	}
-	// A bucket written before the open-order index existed is indexed
-	// once (the orders still open) and its finished orders get their
-	// retention.
-	backfillCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	indexed, retired, err := wf.Backfill(backfillCtx, store, openIndex)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("index open orders: %w", err)
-	}
-	if indexed+retired > 0 {
-		log.Info("indexed the open orders of an earlier version's bucket", "open", indexed, "finished", retired)
-	}
-
-	quotes, err := quote.New(quote.Config{
-		Inbank: defaultAPI, Conditions: conditions, DefaultProductCode: *productCode, Shops: quoteShops, CalculationTTL: *calculationTTL,
-		Timeout: *quoteTimeout, Schemas: schemaSet, Cache: cacheMetrics, Registerer: reg, Logger: log,
-	})
-	if err != nil {
-		return err
-	}
-	quoteService, err := quotes.Register(nc, Version)
+	quoteService, err := startQuotes(p, c, shopAPIs, schemaSet)
 	if err != nil {
 		return err
 	}
 	defer quoteService.Stop()
+	adminSub, err := serveAdmin(p, wf)
+	if err != nil {
+		return err
+	}
+	defer adminSub.Unsubscribe()
+	consumers, err := startConsumers(p, c, wf, codec, tp)
+	if err != nil {
+		return err
+	}
+	reconcileCtx, stopReconcile := context.WithCancel(context.Background())
+	defer stopReconcile()
+	reconcileDone := make(chan struct{})
+	go func() { wf.RunReconciler(reconcileCtx, openIndex, c.reconcile); close(reconcileDone) }()
+	// SIGHUP re-reads key and secret files, so keys rotate without a restart.
+	defer onReload(ctx, o.Reload, func() { reloadKeys(getenv, clients, tokens, log) })()
+	p.ready(events.StreamIn)
+	log.Info("bridge ready", "shops", len(clients.list)+1, "metrics", p.opsAddr.String(), "activation_policy", c.policy, "inbank", c.baseURL)
+	if started != nil {
+		started <- BridgeStarted{Ops: p.opsAddr}
+	}
 
-	// Operators reconcile one order now with `smartrentctl orders reconcile`.
-	adminSub, err := nc.QueueSubscribe(ctl.SubjectReconcile, "smartrent-admin", func(m *nats.Msg) {
+	<-p.ctx.Done()
+	stopCtx, cancelStop := p.shutdown()
+	defer cancelStop()
+	stopReconcile()
+	if err := quoteService.Stop(); err != nil {
+		log.Warn("quote service stop", "err", err)
+	}
+	for _, c := range consumers {
+		c.Stop(stopCtx)
+	}
+	<-reconcileDone
+	return p.finish(stopCtx)
+}
+
+// guardedShops are the shops' Inbank clients behind their guards (a
+// concurrency budget and a circuit breaker each, so that one shop's
+// outage does not take the handlers from the others) with their cached
+// rental conditions, as the workflow and the quote service use them.
+type guardedShops struct {
+	defaultAPI handlers.Inbank
+	conditions *handlers.Conditions
+	workflow   map[string]handlers.ShopConfig
+	quote      map[string]quote.Shop
+	metrics    *handlers.Metrics
+	cache      *ttlcache.Metrics
+}
+
+func guardShops(p *process, c *bridgeConfig, clients *inbankClients) (*guardedShops, error) {
+	g := &guardedShops{workflow: map[string]handlers.ShopConfig{}, quote: map[string]quote.Shop{}}
+	var err error
+	if g.metrics, err = handlers.NewMetrics(p.reg); err != nil {
+		return nil, err
+	}
+	if g.cache, err = ttlcache.NewMetrics(p.reg); err != nil {
+		return nil, err
+	}
+	guard := func(alias string, client *inbank.Client, concurrency int) (handlers.Inbank, *handlers.Conditions) {
+		api := handlers.Guard(alias, client, handlers.GuardOptions{Concurrency: concurrency, Logger: p.log, Metrics: g.metrics})
+		return api, handlers.NewConditions(api, ttlcache.New[inbank.RentalConditions]("conditions", c.conditionsTTL, 10000, c.inbankTimeout*2, g.cache))
+	}
+	g.defaultAPI, g.conditions = guard(shops.Default, clients.defaultShop, 3*c.concurrency)
+	for _, s := range clients.list {
+		api, cond := guard(s.Alias, clients.byAlias[s.Alias], max(s.Concurrency, c.concurrency))
+		g.workflow[s.Alias] = handlers.ShopConfig{Inbank: api, Conditions: cond, ProductCode: s.ProductCode, Policy: s.ActivationPolicy, SessionTTL: s.SessionTTL}
+		g.quote[s.Alias] = quote.Shop{Inbank: api, Conditions: cond, ProductCode: s.ProductCode}
+	}
+	return g, nil
+}
+
+// startQuotes registers the quote service (a NATS micro service).
+func startQuotes(p *process, c *bridgeConfig, g *guardedShops, schemaSet *schemas.Set) (micro.Service, error) {
+	quotes, err := quote.New(quote.Config{
+		Inbank: g.defaultAPI, Conditions: g.conditions, DefaultProductCode: c.productCode, Shops: g.quote, CalculationTTL: c.calcTTL,
+		Timeout: c.quoteTimeout, Schemas: schemaSet, Cache: g.cache, Registerer: p.reg, Logger: p.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return quotes.Register(p.nc, version.Get().SemVer())
+}
+
+// serveAdmin answers `smartrentctl orders reconcile`: one order is
+// re-read from Inbank now.
+func serveAdmin(p *process, wf *handlers.Workflow) (*nats.Subscription, error) {
+	return p.nc.QueueSubscribe(ctl.SubjectReconcile, "smartrent-admin", func(m *nats.Msg) {
 		var req ctl.ReconcileRequest
 		reply := ctl.ReconcileReply{}
 		switch {
@@ -275,92 +324,96 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 			if err != nil && reply.Found {
 				reply.Error = err.Error()
 			}
-			log.Info("operator reconcile", "order_id", req.OrderID, "state", state, "err", err)
+			p.log.Info("operator reconcile", "order_id", req.OrderID, "state", state, "err", err)
 		}
 		b, _ := json.Marshal(reply)
 		m.Respond(b)
 	})
+}
+
+// startConsumers starts a consumer per durable of the topology, and the
+// collector of their lag.
+func startConsumers(p *process, c *bridgeConfig, wf *handlers.Workflow, codec *events.Codec, tp trace.TracerProvider) ([]*events.Consumer, error) {
+	metrics, err := events.NewConsumerMetrics(p.reg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer adminSub.Unsubscribe()
-
-	var consumerNames []string
-	for _, cc := range natsSettings.Topology.Consumers() {
-		consumerNames = append(consumerNames, cc.Durable)
-	}
-	if err := reg.Register(events.NewLagCollector(js, consumerNames)); err != nil {
-		return err
-	}
-
+	var names []string
 	var consumers []*events.Consumer
-	for _, cc := range natsSettings.Topology.Consumers() {
-		c, err := events.Consume(ctx, nc, js, codec, wf, events.ConsumerConfig{
-			Stream: events.StreamIn, Consumer: cc.Durable, Concurrency: *concurrency,
-			MaxDeliver: cc.MaxDeliver, AckWait: cc.AckWait, Logger: log, Metrics: consumerMetrics, Tracer: tracer,
+	for _, cc := range c.nats.Topology.Consumers() {
+		names = append(names, cc.Durable)
+		cons, err := events.Consume(p.ctx, p.nc, p.js, codec, wf, events.ConsumerConfig{
+			Stream: events.StreamIn, Consumer: cc.Durable, Concurrency: c.concurrency,
+			MaxDeliver: cc.MaxDeliver, AckWait: cc.AckWait, Logger: p.log, Metrics: metrics, Tracer: tp.Tracer("github.com/smartrent-bridge/bridge"),
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
-		consumers = append(consumers, c)
+		consumers = append(consumers, cons)
 	}
-	reconcileCtx, stopReconcile := context.WithCancel(context.Background())
-	defer stopReconcile()
-	reconcileDone := make(chan struct{})
-	go func() { wf.RunReconciler(reconcileCtx, openIndex, *reconcileEvery); close(reconcileDone) }()
+	return consumers, p.reg.Register(events.NewLagCollector(p.js, names))
+}
 
-	opsCtx, stopOps := context.WithCancel(context.Background())
-	defer stopOps()
-	opsAddr, waitOps, err := ops.Serve(opsCtx, *metricsAddr, ops.Handler(reg, func(ctx context.Context) error {
-		return natsconn.Ready(ctx, nc, js, events.StreamIn)
-	}, *pprof), log)
+// newWorkflow moves state keys of earlier versions, opens the state store
+// and the open-order index, and builds the workflow with each shop's
+// guarded Inbank client.
+func newWorkflow(p *process, c *bridgeConfig, g *guardedShops, kv jetstream.KeyValue, tokens *callbacktoken.Signer,
+	codec *events.Codec, hooks handlers.Hooks, tp trace.TracerProvider) (*handlers.Workflow, *events.OpenIndex, error) {
+	ctx, log := p.ctx, p.log
+	// Orders of non-default shops written by an earlier version under the
+	// ambiguous key "shop/orderId" move to their own keys.
+	migrateCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	moved, err := events.MigrateStateKeys(migrateCtx, kv)
+	cancel()
 	if err != nil {
-		return err
+		return nil, nil, fmt.Errorf("migrate order state keys: %w", err)
 	}
-	// SIGHUP re-reads key and secret files, so keys rotate without a restart.
-	defer onReload(ctx, o.Reload, func() { reloadKeys(getenv, client, shopList, shopClients, tokens, log) })()
-	log.Info("bridge ready", "shops", len(shopList)+1, "metrics", opsAddr.String(), "activation_policy", *policy, "inbank", *baseURL)
-	if started != nil {
-		started <- BridgeStarted{Ops: opsAddr}
+	if moved > 0 {
+		log.Info("moved orders of non-default shops to their own state keys", "orders", moved)
 	}
-
-	<-ctx.Done()
-	log.Info("shutting down: finishing events in flight")
-	stopCtx, cancelStop := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancelStop()
-	stopReconcile()
-	if err := quoteService.Stop(); err != nil {
-		log.Warn("quote service stop", "err", err)
+	store := events.NewStateStore[handlers.Order](kv)
+	// A finished order keeps no customer data and expires after
+	// ORDER_RETENTION (a per-key TTL: JetStream removes it).
+	store.ExpireWith(p.js, handlers.Retention(c.retention, time.Now))
+	openIndex, err := events.OpenIndexOf(ctx, p.js, events.NewID())
+	if err != nil {
+		return nil, nil, err
 	}
-	for _, c := range consumers {
-		c.Stop(stopCtx)
+	wf, err := handlers.New(handlers.Config{
+		Inbank: g.defaultAPI, Store: store, Open: openIndex, Publisher: events.NewPublisher(p.js, codec), Codec: codec, Tokens: tokens, Conditions: g.conditions, Shops: g.workflow,
+		CallbackBaseURL: c.callbackBase, DefaultProductCode: c.productCode, Policy: c.policy,
+		SessionTTL: c.sessionTTL, ClaimTTL: c.claimTTL, ActivationSettle: c.settle,
+		Logger: log, Metrics: g.metrics, Hooks: hooks, Tracer: tp.Tracer("github.com/smartrent-bridge/bridge"),
+	})
+	if err != nil {
+		return nil, nil, err
 	}
-	<-reconcileDone
-	if err := natsconn.Drain(nc, 10*time.Second); err != nil {
-		log.Warn("nats drain", "err", err)
+	// A bucket written before the open-order index existed is indexed
+	// once (the orders still open) and its finished orders get their
+	// retention.
+	backfillCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	indexed, retired, err := wf.Backfill(backfillCtx, store, openIndex)
+	cancel()
+	if err != nil {
+		return nil, nil, fmt.Errorf("index open orders: %w", err)
 	}
-	stopOps()
-	if err := waitOps(); err != nil {
-		log.Warn("ops server", "err", err)
+	if indexed+retired > 0 {
+		log.Info("indexed the open orders of an earlier version's bucket", "open", indexed, "finished", retired)
 	}
-	if cause := context.Cause(ctx); errors.Is(cause, natsconn.ErrConnectionLost) {
-		return cause
-	}
-	log.Info("stopped")
-	return nil
+	return wf, openIndex, nil
 }
 
 // reloadKeys reads the key and secret files again. A file that cannot be
 // read leaves the key in use and is logged.
-func reloadKeys(getenv cli.Getenv, client *inbank.Client, list []shops.Shop, clients map[string]*inbank.Client, tokens *callbacktoken.Signer, log *slog.Logger) {
+func reloadKeys(getenv cli.Getenv, ic *inbankClients, tokens *callbacktoken.Signer, log *slog.Logger) {
 	if path := getenv("INBANK_API_KEY_FILE"); path != "" {
 		if b, err := os.ReadFile(path); err != nil {
 			log.Error("reload: INBANK_API_KEY_FILE", "err", err)
 		} else {
-			client.SetAPIKey(inbank.Secret(strings.TrimSpace(string(b))))
+			ic.defaultShop.SetAPIKey(inbank.Secret(strings.TrimSpace(string(b))))
 		}
 	}
-	for _, s := range list {
+	for _, s := range ic.list {
 		if s.APIKeyFile == "" {
 			continue
 		}
@@ -369,16 +422,8 @@ func reloadKeys(getenv cli.Getenv, client *inbank.Client, list []shops.Shop, cli
 			log.Error("reload: shop key", "shop", s.Alias, "err", err)
 			continue
 		}
-		clients[s.Alias].SetAPIKey(inbank.Secret(key))
+		ic.byAlias[s.Alias].SetAPIKey(inbank.Secret(key))
 	}
-	if path := getenv("CALLBACK_SECRET_FILE"); path != "" {
-		b, err := os.ReadFile(path)
-		if err == nil {
-			err = tokens.Replace(callbacktoken.Parse(strings.TrimSpace(string(b))))
-		}
-		if err != nil {
-			log.Error("reload: CALLBACK_SECRET_FILE", "err", err)
-		}
-	}
+	reloadCallbackSecret(getenv, tokens, log)
 	log.Info("keys and secrets re-read")
 }

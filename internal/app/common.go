@@ -13,6 +13,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/cli"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
+	"github.com/smartrent-bridge/bridge/internal/version"
 )
 
 // newLogger is a JSON logger at level for the named service, adding
@@ -31,7 +32,7 @@ func tracerProvider(ctx context.Context, given trace.TracerProvider, service str
 	if given != nil {
 		return given, func() {}, nil
 	}
-	tp, shutdown, err := telemetry.Setup(ctx, service, Version, getenv)
+	tp, shutdown, err := telemetry.Setup(ctx, service, version.Get().Version, getenv)
 	if err != nil {
 		return nil, nil, err
 	}

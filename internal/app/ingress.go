@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,7 +22,6 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/ingress"
 	"github.com/smartrent-bridge/bridge/internal/natsconn"
-	"github.com/smartrent-bridge/bridge/internal/ops"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -32,27 +30,27 @@ type IngressStarted struct {
 	Callbacks, Ops net.Addr
 }
 
-// RunIngress serves callbacks until ctx ends, then shuts down gracefully:
-// it stops accepting, finishes requests in flight, and drains the NATS
-// connection.
 // IngressOptions are hooks for tests; main passes none.
 type IngressOptions struct {
 	// TracerProvider replaces the one the OTEL_* variables configure.
 	TracerProvider trace.TracerProvider
 }
 
+// RunIngress serves callbacks until ctx ends, then shuts down gracefully:
+// readiness turns off, then (after SHUTDOWN_DELAY) it stops accepting,
+// finishes requests in flight and drains the NATS connection, within
+// SHUTDOWN_TIMEOUT.
+
 func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io.Writer, started chan<- IngressStarted, opts ...IngressOptions) error {
 	fs := cli.New("webhook-ingress", getenv)
 	natsSettings := natsconn.Bind(fs)
+	procSettings := bindProcess(fs, ":9091")
 	secret := fs.String("callback-secret", "CALLBACK_SECRET", "", "token secret(s), comma-separated: the first signs, all verify (required)")
 	listen := fs.String("listen-addr", "LISTEN_ADDR", ":8080", "callback listener")
-	metricsAddr := fs.String("metrics-addr", "METRICS_ADDR", ":9091", "/metrics, /healthz and /readyz")
 	sigMode := fs.String("inbank-callback-signature", "INBANK_CALLBACK_SIGNATURE", ingress.SignatureOptional, "Inbank's callback signature: off, optional (verify when present) or required")
 	sigTolerance := fs.Duration("inbank-callback-signature-tolerance", "INBANK_CALLBACK_SIGNATURE_TOLERANCE", 5*time.Minute, "maximum age of a signed callback timestamp")
 	apiKey := fs.String("inbank-api-key", "INBANK_API_KEY", "", "Inbank API key(s), comma-separated, to verify callback signatures (never logged)")
 	publishTimeout := fs.Duration("publish-timeout", "PUBLISH_TIMEOUT", 5*time.Second, "how long to wait for JetStream before answering 503")
-	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
-	pprof := fs.Bool("pprof", "PPROF", false, "serve the Go profiler under /debug/pprof/ on METRICS_ADDR")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -64,19 +62,6 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	default:
 		return fmt.Errorf("INBANK_CALLBACK_SIGNATURE: %q: want off, optional or required", *sigMode)
 	}
-	log, err := newLogger(logOut, *logLevel, "webhook-ingress")
-	if err != nil {
-		return err
-	}
-	var o IngressOptions
-	if len(opts) > 0 {
-		o = opts[0]
-	}
-	tp, flushTraces, err := tracerProvider(ctx, o.TracerProvider, "smartrent-webhook-ingress", getenv)
-	if err != nil {
-		return err
-	}
-	defer flushTraces()
 	tokens, err := callbacktoken.New(callbacktoken.Parse(*secret))
 	if err != nil {
 		return fmt.Errorf("CALLBACK_SECRET: %w", err)
@@ -85,52 +70,43 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	if err != nil {
 		return err
 	}
-	// A connection NATS closes for good ends the process with an error,
-	// so that its supervisor restarts it.
-	ctx, lost := context.WithCancelCause(ctx)
-	defer lost(nil)
-	nc, js, err := natsconn.Connect(ctx, natsSettings, "smartrent-webhook-ingress", log, lost)
+	var o IngressOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	p, err := startProcess(ctx, "webhook-ingress", procSettings, logOut)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	setupCtx, cancel := context.WithTimeout(ctx, natsSettings.SetupTimeout)
-	if natsSettings.Provision {
-		err = events.ProvisionStreams(setupCtx, js, natsSettings.Topology)
-	} else {
-		err = events.VerifyStreams(setupCtx, js, natsSettings.Topology, events.StreamIn) // it only publishes there
-	}
-	cancel()
-	if err != nil {
-		return fmt.Errorf("set up streams: %w", err)
-	}
-
-	reg := ops.NewRegistry()
-	metrics, err := ingress.NewMetrics(reg)
+	defer p.close()
+	tp, flushTraces, err := tracerProvider(ctx, o.TracerProvider, "smartrent-webhook-ingress", getenv)
 	if err != nil {
 		return err
 	}
-	var keys []string
-	for _, k := range strings.Split(*apiKey, ",") {
-		if k = strings.TrimSpace(k); k != "" {
-			keys = append(keys, k)
+	defer flushTraces()
+	if err := p.connect(natsSettings); err != nil {
+		return err
+	}
+	err = p.setUp(natsSettings, func(ctx context.Context) error {
+		if natsSettings.Provision {
+			return events.ProvisionStreams(ctx, p.js, natsSettings.Topology)
 		}
-	}
-	codec := events.NewCodec(schemaSet)
-	handler, err := ingress.New(ingress.Config{
-		Tokens: tokens, Publisher: events.NewPublisher(js, codec), Codec: codec,
-		Signature: *sigMode, SignatureKeys: keys, SignatureTolerance: *sigTolerance,
-		PublishTimeout: *publishTimeout, Metrics: metrics, Logger: log,
+		return events.VerifyStreams(ctx, p.js, natsSettings.Topology, events.StreamIn) // it only publishes there
 	})
 	if err != nil {
 		return err
 	}
 
-	opsCtx, stopOps := context.WithCancel(context.Background())
-	defer stopOps()
-	opsAddr, waitOps, err := ops.Serve(opsCtx, *metricsAddr, ops.Handler(reg, func(ctx context.Context) error {
-		return natsconn.Ready(ctx, nc, js, events.StreamIn)
-	}, *pprof), log)
+	metrics, err := ingress.NewMetrics(p.reg)
+	if err != nil {
+		return err
+	}
+	codec := events.NewCodec(schemaSet)
+	handler, err := ingress.New(ingress.Config{
+		Tokens: tokens, Publisher: events.NewPublisher(p.js, codec), Codec: codec,
+		Signature: *sigMode, SignatureKeys: splitKeys(*apiKey), SignatureTolerance: *sigTolerance,
+		PublishTimeout: *publishTimeout, Metrics: metrics, Logger: p.log,
+	})
 	if err != nil {
 		return err
 	}
@@ -145,54 +121,60 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 		WriteTimeout:      *publishTimeout + 10*time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	// SIGHUP re-reads CALLBACK_SECRET_FILE, so the secret rotates without a restart.
-	defer onReload(ctx, nil, func() {
-		path := getenv("CALLBACK_SECRET_FILE")
-		if path == "" {
-			return
-		}
-		b, err := os.ReadFile(path)
-		if err == nil {
-			err = tokens.Replace(callbacktoken.Parse(strings.TrimSpace(string(b))))
-		}
-		if err != nil {
-			log.Error("reload: CALLBACK_SECRET_FILE", "err", err)
-			return
-		}
-		log.Info("callback secrets re-read")
-	})()
-	log.Info("webhook ingress ready", "listen", ln.Addr().String(), "metrics", opsAddr.String(), "signature", *sigMode)
+	defer onReload(ctx, nil, func() { reloadCallbackSecret(getenv, tokens, p.log) })()
+	p.ready(events.StreamIn)
+	p.log.Info("webhook ingress ready", "listen", ln.Addr().String(), "metrics", p.opsAddr.String(), "signature", *sigMode)
 	if started != nil {
-		started <- IngressStarted{Callbacks: ln.Addr(), Ops: opsAddr}
+		started <- IngressStarted{Callbacks: ln.Addr(), Ops: p.opsAddr}
 	}
 
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("callback listener: %w", err)
-	case <-ctx.Done():
+	case <-p.ctx.Done():
 	}
-	log.Info("shutting down: finishing requests in flight")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// Shutdown closes the listener, then waits for each request in
+	// flight: each answers only after its PubAck (or its 503), so no
+	// callback is answered 200 without being stored.
+	stopCtx, cancel := p.shutdown()
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		log.Warn("callback listener shutdown", "err", err)
+	if err := srv.Shutdown(stopCtx); err != nil {
+		p.log.Warn("callback listener shutdown: requests still in flight were cut off; Inbank retries them", "err", err)
 	}
-	if err := natsconn.Drain(nc, 10*time.Second); err != nil {
-		log.Warn("nats drain", "err", err)
+	return p.finish(stopCtx)
+}
+
+// splitKeys splits a comma-separated key list, dropping blanks.
+func splitKeys(list string) []string {
+	var keys []string
+	for _, k := range strings.Split(list, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			keys = append(keys, k)
+		}
 	}
-	stopOps()
-	if err := waitOps(); err != nil {
-		log.Warn("ops server", "err", err)
+	return keys
+}
+
+// reloadCallbackSecret re-reads CALLBACK_SECRET_FILE, if set.
+func reloadCallbackSecret(getenv cli.Getenv, tokens *callbacktoken.Signer, log *slog.Logger) {
+	path := getenv("CALLBACK_SECRET_FILE")
+	if path == "" {
+		return
 	}
-	if cause := context.Cause(ctx); errors.Is(cause, natsconn.ErrConnectionLost) {
-		return cause
+	b, err := os.ReadFile(path)
+	if err == nil {
+		err = tokens.Replace(callbacktoken.Parse(strings.TrimSpace(string(b))))
 	}
-	log.Info("stopped")
-	return nil
+	if err != nil {
+		log.Error("reload: CALLBACK_SECRET_FILE", "err", err)
+		return
+	}
+	log.Info("callback secrets re-read")
 }
 
 // traceCallbacks starts a server span per request that joins the caller's

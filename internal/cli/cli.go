@@ -12,9 +12,12 @@ package cli
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/smartrent-bridge/bridge/internal/version"
 )
 
 // Getenv reads one environment variable; os.Getenv in main, a map in tests.
@@ -25,7 +28,14 @@ type Flags struct {
 	*flag.FlagSet
 	getenv   Getenv
 	bindings []binding
+	// Stdout receives --version (os.Stdout unless a test sets it).
+	Stdout      io.Writer
+	showVersion *bool
 }
+
+// ErrVersion is returned by Parse after --version printed the build; it
+// is a flag.ErrHelp, so callers that end quietly on --help do so here too.
+var ErrVersion = fmt.Errorf("version printed: %w", flag.ErrHelp)
 
 // binding ties a flag to its variable; what names the expected value in
 // an error ("" for strings, which cannot be malformed).
@@ -34,7 +44,9 @@ type binding struct{ flag, env, what string }
 // New returns a flag set for the named binary.
 func New(name string, getenv Getenv) *Flags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	return &Flags{FlagSet: fs, getenv: getenv}
+	f := &Flags{FlagSet: fs, getenv: getenv, Stdout: os.Stdout}
+	f.showVersion = fs.Bool("version", false, "print the version and exit")
+	return f
 }
 
 func (f *Flags) bind(name, env, what string) {
@@ -132,6 +144,10 @@ func (f *Flags) BoolVar(p *bool, name, env string, def bool, text string) {
 func (f *Flags) Parse(args []string) error {
 	if err := f.FlagSet.Parse(args); err != nil {
 		return err
+	}
+	if *f.showVersion {
+		fmt.Fprintln(f.Stdout, f.Name(), version.Get())
+		return ErrVersion
 	}
 	if f.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", f.Arg(0))

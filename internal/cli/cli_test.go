@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"errors"
+	"flag"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -53,5 +56,18 @@ func TestFileVariant(t *testing.T) {
 func TestRequire(t *testing.T) {
 	if err := Require([2]string{"A", "x"}, [2]string{"B", " "}); err == nil || err.Error() != "B is required" {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	f := New("bridge", func(string) string { return "" })
+	var out strings.Builder
+	f.Stdout = &out
+	err := f.Parse([]string{"--version"})
+	if !errors.Is(err, ErrVersion) || !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v, want ErrVersion (a flag.ErrHelp)", err)
+	}
+	if !strings.HasPrefix(out.String(), "bridge ") || !strings.Contains(out.String(), runtime.Version()) {
+		t.Fatalf("printed %q", out.String())
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/ids"
+	"github.com/smartrent-bridge/bridge/internal/version"
 )
 
 // Exit codes.
@@ -44,6 +45,7 @@ const usage = `smartrentctl: operate the Smart Rent bridge (talks to NATS only)
   smartrentctl [--nats-url URL] [--json] dlq list [--subject S]
   smartrentctl [--nats-url URL] [--json] dlq show <seq>
   smartrentctl [--nats-url URL] dlq replay <seq> | --all [--subject S]
+  smartrentctl --version
 
 Exit codes: 0 done, 1 failed, 2 usage, 3 not found.
 `
@@ -69,11 +71,16 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer, getenv func(
 	creds := fs.String("nats-creds", getenv("NATS_CREDS"), "credentials file (env NATS_CREDS)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	shop := fs.String("shop", "", "the order's shop alias (default: the default shop)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
 		}
 		return ExitUsage
+	}
+	if *showVersion {
+		fmt.Fprintln(out, "smartrentctl", version.Get())
+		return ExitOK
 	}
 	rest := fs.Args()
 	if len(rest) < 2 {

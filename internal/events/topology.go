@@ -179,6 +179,17 @@ var incompatibleCodes = map[jetstream.ErrorCode]bool{
 	10074: true, // replicas > 1 on a single server
 }
 
+type setupReportKey struct{}
+
+// WithSetupReport returns a context under which provisioning and
+// verification call report each time a step must wait and be retried (the
+// step, e.g. "stream SMARTRENT_IN", and why), so a binary can say in its
+// log and /readyz what it waits for. Like net/http/httptrace, a hook for
+// diagnostics rides in the context rather than in every signature.
+func WithSetupReport(ctx context.Context, report func(step string, err error)) context.Context {
+	return context.WithValue(ctx, setupReportKey{}, report)
+}
+
 // provisionBackoff spaces start-up retries while a cluster elects leaders
 // or places peers; the caller's context bounds them.
 func provisionBackoff() retry.Backoff {
@@ -206,8 +217,13 @@ func apply(ctx context.Context, what string, f func(context.Context) error) erro
 			return retry.RetryableError(err)
 		case errors.As(err, &apiErr) && incompatibleCodes[apiErr.ErrorCode]:
 			return fmt.Errorf("%s: %w: %s (change or delete it with the nats CLI; see deploy/nats)", what, ErrIncompatible, apiErr.Description)
-		case errors.Is(err, context.Canceled), errors.Is(err, ErrMissing), errors.Is(err, ErrIncompatible):
+		case errors.Is(err, context.Canceled), errors.Is(err, ErrIncompatible):
 			return fmt.Errorf("%s: %w", what, err)
+		}
+		// Missing (PROVISION=false: a GitOps controller may create it
+		// after the binaries start), no leader yet, no peers: wait.
+		if report, ok := ctx.Value(setupReportKey{}).(func(string, error)); ok {
+			report(what, err)
 		}
 		return retry.RetryableError(fmt.Errorf("%s: %w", what, err))
 	})

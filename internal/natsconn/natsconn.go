@@ -27,9 +27,11 @@ type Settings struct {
 	User, Password string // a user of deploy/nats/nats-server-secure.conf
 	ConnectTimeout time.Duration
 	// SetupTimeout bounds creating (or checking) the streams, buckets and
-	// consumers after connecting: a fresh three-node cluster first elects
-	// its leaders, which took up to 26 s in tests, longer than the
-	// connect timeout (a crash loop on fresh installs).
+	// consumers after connecting; 0 (the default) waits as long as it
+	// takes, up and not ready. A fresh three-node cluster first elects its
+	// leaders (up to 26 s in tests), and a GitOps controller may create
+	// the streams after the binaries start: exiting there was a crash loop
+	// on fresh installs.
 	SetupTimeout time.Duration
 	Topology     events.Topology
 	// Provision creates or updates streams, bucket and consumers at
@@ -48,7 +50,7 @@ func Bind(fs *cli.Flags) *Settings {
 	fs.StringVar(&s.Password, "nats-password", "NATS_PASSWORD", "", "NATS password (optional; NATS_PASSWORD_FILE reads it from a file; never logged)")
 	fs.BoolVar(&s.Provision, "provision", "PROVISION", true, "create or update streams, bucket and consumers at start-up; false: only check them (least-privilege NATS users)")
 	fs.DurationVar(&s.ConnectTimeout, "nats-connect-timeout", "NATS_CONNECT_TIMEOUT", 10*time.Second, "give up start-up when NATS cannot be reached within this time")
-	fs.DurationVar(&s.SetupTimeout, "nats-setup-timeout", "NATS_SETUP_TIMEOUT", 2*time.Minute, "give up start-up when streams, buckets and consumers cannot be set up within this time (a new cluster elects leaders first)")
+	fs.DurationVar(&s.SetupTimeout, "nats-setup-timeout", "NATS_SETUP_TIMEOUT", 0, "give up start-up when streams, buckets and consumers cannot be set up within this time; 0: wait, not ready, until they can (a new cluster elects leaders first)")
 	fs.IntVar(&s.Topology.Replicas, "nats-replicas", "NATS_REPLICAS", d.Replicas, "replicas of streams and the KV bucket (1, or 3 on a cluster)")
 	fs.DurationVar(&s.Topology.InMaxAge, "stream-in-max-age", "STREAM_IN_MAX_AGE", d.InMaxAge, "how long SMARTRENT_IN keeps events")
 	fs.DurationVar(&s.Topology.OutMaxAge, "stream-out-max-age", "STREAM_OUT_MAX_AGE", d.OutMaxAge, "how long SMARTRENT_OUT keeps events")

@@ -83,17 +83,18 @@ func (s *Server) Stop() {
 
 // Cluster is a three-node JetStream cluster.
 type Cluster struct {
-	Servers []*server.Server
+	Servers []*server.Server // the nodes started so far
+	opts    []*server.Options
 }
 
-// URLs returns a connect string naming every node.
+// URLs returns a connect string naming every node, started or not.
 func (c *Cluster) URLs() string {
 	u := ""
-	for i, s := range c.Servers {
+	for i, o := range c.opts {
 		if i > 0 {
 			u += ","
 		}
-		u += s.ClientURL()
+		u += fmt.Sprintf("nats://127.0.0.1:%d", o.Port)
 	}
 	return u
 }
@@ -102,9 +103,20 @@ func (c *Cluster) URLs() string {
 // waits until JetStream has a meta leader.
 func RunCluster(t testing.TB) *Cluster {
 	t.Helper()
-	ports := freePorts(t, 3)
+	c := NewCluster(t, 3)
+	c.WaitForLeader(t)
+	return c
+}
+
+// NewCluster prepares a three-node cluster and starts its first n nodes
+// without waiting for a leader; StartAll starts the others. With one node
+// up, JetStream has no quorum and answers nothing: a cluster still
+// forming, as on a fresh install.
+func NewCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	ports := freePorts(t, 6)
 	routes := ""
-	for i, p := range ports {
+	for i, p := range ports[:3] {
 		if i > 0 {
 			routes += ","
 		}
@@ -113,18 +125,12 @@ func RunCluster(t testing.TB) *Cluster {
 	c := &Cluster{}
 	dir := t.TempDir()
 	for i := range 3 {
-		opts := &server.Options{
-			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		c.opts = append(c.opts, &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: ports[3+i], NoLog: true, NoSigs: true,
 			JetStream: true, StoreDir: filepath.Join(dir, fmt.Sprint(i)),
 			Cluster: server.ClusterOpts{Name: "natstest", Host: "127.0.0.1", Port: ports[i]},
 			Routes:  server.RoutesFromStr(routes),
-		}
-		s, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatalf("natstest: %v", err)
-		}
-		go s.Start()
-		c.Servers = append(c.Servers, s)
+		})
 	}
 	t.Cleanup(func() {
 		for _, s := range c.Servers {
@@ -132,16 +138,36 @@ func RunCluster(t testing.TB) *Cluster {
 			s.WaitForShutdown()
 		}
 	})
-	for _, s := range c.Servers {
+	c.start(t, n)
+	return c
+}
+
+// StartAll starts the nodes not started yet.
+func (c *Cluster) StartAll(t testing.TB) { c.start(t, len(c.opts)) }
+
+func (c *Cluster) start(t testing.TB, n int) {
+	t.Helper()
+	for len(c.Servers) < n {
+		s, err := server.NewServer(c.opts[len(c.Servers)])
+		if err != nil {
+			t.Fatalf("natstest: %v", err)
+		}
+		go s.Start()
 		if !s.ReadyForConnections(10 * time.Second) {
 			t.Fatal("natstest: cluster node not ready")
 		}
+		c.Servers = append(c.Servers, s)
 	}
+}
+
+// WaitForLeader waits until JetStream has a meta leader.
+func (c *Cluster) WaitForLeader(t testing.TB) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		for _, s := range c.Servers {
 			if s.JetStreamIsLeader() {
-				return c
+				return
 			}
 		}
 		if time.Now().After(deadline) {
