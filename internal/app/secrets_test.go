@@ -15,11 +15,7 @@ import (
 // flag and with a configuration error, and looks for the secrets in
 // everything they print.
 func TestBinariesNeverPrintSecrets(t *testing.T) {
-	dir := t.TempDir()
-	build := exec.Command("go", "build", "-o", dir, "../../cmd/bridge", "../../cmd/webhook-ingress")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin, dir := binaries(t), t.TempDir()
 	const (
 		apiKey     = "sk-live-APIKEY-9f8e7d6c5b4a"
 		secret     = "cb-secret-0a1b2c3d4e5f-SECRET"
@@ -43,25 +39,25 @@ func TestBinariesNeverPrintSecrets(t *testing.T) {
 		"no base":    {}, // the bridge: INBANK_BASE_URL is required; the ingress: NATS unreachable
 		"extra args": {"stray"},
 	}
-	for _, bin := range []string{"bridge", "webhook-ingress"} {
+	for _, name := range []string{"bridge", "webhook-ingress"} {
 		for envName, env := range envs {
 			for caseName, args := range cases {
-				t.Run(bin+"/"+envName+"/"+caseName, func(t *testing.T) {
+				t.Run(name+"/"+envName+"/"+caseName, func(t *testing.T) {
 					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 					defer cancel()
-					cmd := exec.CommandContext(ctx, filepath.Join(dir, bin), args...)
+					cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
 					cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "NATS_URL=" + natsCreds, "NATS_CONNECT_TIMEOUT=1s",
 						"METRICS_ADDR=127.0.0.1:0", "LISTEN_ADDR=127.0.0.1:0", "INBANK_SHOP_UUID=x", "CALLBACK_BASE_URL=http://127.0.0.1:1"}, env...)
 					out, _ := cmd.CombinedOutput()
 					if ctx.Err() != nil {
-						t.Fatalf("%s %v did not stop: %s", bin, args, out)
+						t.Fatalf("%s %v did not stop: %s", name, args, out)
 					}
 					if len(out) == 0 {
-						t.Fatalf("%s %v printed nothing", bin, args)
+						t.Fatalf("%s %v printed nothing", name, args)
 					}
 					for _, s := range []string{apiKey, secret, fileKey, fileSecret, natsPass} {
 						if strings.Contains(string(out), s) {
-							t.Errorf("%s %v printed a secret (%.12s…):\n%s", bin, args, s, out)
+							t.Errorf("%s %v printed a secret (%.12s…):\n%s", name, args, s, out)
 						}
 					}
 				})
