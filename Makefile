@@ -3,17 +3,50 @@ GO        ?= go
 PKGS      ?= ./...
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build test lint vet staticcheck fmt-check tidy-check bench-peers demo sandbox bench chaos fuzz test-deps
+.PHONY: all build binaries release image chart test lint vet staticcheck fmt-check tidy-check bench-peers demo sandbox bench chaos fuzz test-deps
 
 all: lint test
 
+# VERSION is stamped into the binaries (--version, logs, smartrent_build_info)
+# and labels the image; a tag like v1.2.0 on the commit makes it that.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
+PLATFORMS ?= amd64 arm64
+LDFLAGS   := -s -w -X github.com/smartrent-bridge/bridge/internal/version.stamped=$(VERSION)
+COMMANDS  := bridge webhook-ingress smartrentctl
+
+# build puts the three binaries for this machine in bin/.
 build:
-	$(GO) build $(PKGS)
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./cmd/,$(COMMANDS))
+
+# binaries cross-compiles static binaries for linux/$(PLATFORMS) into dist/bin/linux_<arch>/.
+binaries:
+	@for arch in $(PLATFORMS); do \
+	  echo "building linux/$$arch"; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+	    -o dist/bin/linux_$$arch/ $(addprefix ./cmd/,$(COMMANDS)) || exit 1; \
+	done
+
+# release: the binaries as dist/release/<name>-<version>-linux-<arch>, with SHA256SUMS.
+release: binaries
+	rm -rf dist/release && mkdir -p dist/release
+	@for arch in $(PLATFORMS); do for cmd in $(COMMANDS); do \
+	  cp dist/bin/linux_$$arch/$$cmd dist/release/$$cmd-$(VERSION)-linux-$$arch; \
+	done; done
+	cd dist/release && sha256sum *-linux-* > SHA256SUMS && cat SHA256SUMS
+
+# image builds the container image without Docker: an OCI layout in
+# dist/image (push: crane push dist/image REF) and dist/smartrent-bridge-<arch>.tar
+# for docker load. See tools/image and the Dockerfile.
+image: binaries
+	$(GO) run ./tools/image -bin dist/bin -out dist/image -tar dist -platforms $(subst $(space),$(comma),$(PLATFORMS)) -version $(VERSION) -revision $(REVISION)
+comma := ,
+space := $(empty) $(empty)
 
 # test installs what the suite needs (Chromium for the sandbox page test,
 # when it can; Node.js for the conformance suite), checks style, and runs
 # every test with the race detector.
-test: test-deps lint
+test: test-deps lint image
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
 test-deps:

@@ -15,6 +15,10 @@ import (
 	"syscall"
 
 	"github.com/smartrent-bridge/bridge/internal/app"
+
+	// The image has no CA bundle (it is built from scratch): Go's
+	// fallback roots are used only where the system has none.
+	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 func main() {

@@ -1,0 +1,20 @@
+# For those who build with Docker; `make image` builds the same image
+# without it (tools/image). TestDockerfileMatchesImage keeps the two alike.
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=devel
+ARG TARGETOS=linux
+ARG TARGETARCH
+RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
+      -ldflags "-s -w -X github.com/smartrent-bridge/bridge/internal/version.stamped=${VERSION}" \
+      -o /out/ ./cmd/bridge ./cmd/webhook-ingress ./cmd/smartrentctl
+
+FROM scratch
+COPY --from=build /out/ /usr/local/bin/
+ENV PATH=/usr/local/bin
+USER 65532:65532
+EXPOSE 8080 9090 9091
+ENTRYPOINT ["/usr/local/bin/bridge"]
