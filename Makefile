@@ -46,8 +46,13 @@ space := $(empty) $(empty)
 # test installs what the suite needs (Chromium for the sandbox page test,
 # when it can; Node.js for the conformance suite), checks style, and runs
 # every test with the race detector.
-test: test-deps lint image
+test: test-deps lint image chart
 	$(GO) test $(TESTFLAGS) $(PKGS)
+
+# chart renders deploy/helm/smartrent-bridge with the Helm SDK and checks
+# the objects (its own module: Helm stays out of the product's go.mod).
+chart:
+	cd deploy/helm/charttest && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 test-deps:
 	@scripts/ensure-chromium.sh
@@ -58,6 +63,7 @@ lint: fmt-check vet staticcheck tidy-check
 # tidy-check fails when go.mod or go.sum is out of step with the imports.
 tidy-check:
 	$(GO) mod tidy -diff
+	cd deploy/helm/charttest && $(GO) mod tidy -diff
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -212,4 +212,3 @@ func (s spec) consumer(t *testing.T) jetstream.ConsumerConfig {
 	unmarshalPolicy(t, s.ReplayPolicy, &c.ReplayPolicy)
 	return c
 }
-
