@@ -385,8 +385,8 @@ func TestOtherValues(t *testing.T) {
 
 	var sm struct {
 		Spec struct {
-			Selector struct{ MatchLabels map[string]string } `json:"selector"`
-			Endpoints []struct{ Port, Path string }          `json:"endpoints"`
+			Selector  struct{ MatchLabels map[string]string } `json:"selector"`
+			Endpoints []struct{ Port, Path string }           `json:"endpoints"`
 		}
 	}
 	if err := yaml.Unmarshal(r.docs["ServiceMonitor"]["shop-smartrent-bridge"], &sm); err != nil {
@@ -488,4 +488,3 @@ func TestLint(t *testing.T) {
 		}
 	}
 }
-
