@@ -94,11 +94,11 @@ func (w *Workflow) assignIdentifiers(ctx context.Context, sh *shop, o *Order, re
 	}
 	if err != nil {
 		if inbank.IsTransient(err) {
-			w.update(ctx, o.Key(), func(o *Order) error { release(o); return nil })
+			w.releaseClaim(ctx, o.Key(), StepIdentifiers, func(o *Order) error { release(o); return nil })
 			return &StepError{Step: StepIdentifiers, Err: err}
 		}
 		refused := true
-		w.update(ctx, o.Key(), func(o *Order) error {
+		_, uerr := w.update(ctx, o.Key(), func(o *Order) error {
 			release(o)
 			if o.State != StateGranted || slices.Equal(o.IdentifiersAssigned, ids) {
 				refused = false // the order moved on meanwhile: nothing to report
@@ -110,6 +110,11 @@ func (w *Workflow) assignIdentifiers(ctx context.Context, sh *shop, o *Order, re
 			o.note(w.now(), "identifiers refused by Inbank")
 			return nil
 		})
+		if uerr != nil {
+			// Not recorded: no dead letter for a refusal the state does
+			// not show; the delivery is retried and decides again.
+			return fmt.Errorf("%s: record the refused identifiers: %w", StepIdentifiers, uerr) // not a StepError: those are final unless Inbank's failure is transient
+		}
 		if !refused {
 			return nil
 		}
@@ -179,7 +184,7 @@ func (w *Workflow) activate(ctx context.Context, sh *shop, o *Order, rev uint64)
 		w.cfg.Metrics.activationCalled()
 	case answeredTransient(err):
 		// Inbank answered and did not act: the attempt is certain, retry soon.
-		w.update(ctx, o.Key(), func(o *Order) error {
+		w.releaseClaim(ctx, o.Key(), StepActivate, func(o *Order) error {
 			o.ActivationClaim, o.ActivationUncertain = nil, nil
 			return nil
 		})
@@ -187,7 +192,7 @@ func (w *Workflow) activate(ctx context.Context, sh *shop, o *Order, rev uint64)
 	case inbank.IsTransient(err):
 		// No answer: it may have been applied. Keep the mark; the claim
 		// is released and the contract is read before any new call.
-		w.update(ctx, o.Key(), func(o *Order) error {
+		w.releaseClaim(ctx, o.Key(), StepActivate, func(o *Order) error {
 			o.ActivationClaim = nil
 			return nil
 		})

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"slices"
@@ -29,6 +30,9 @@ type memStore struct {
 	revs map[string]uint64
 	seq  uint64
 	open map[string]bool // the open-order index (handlers.OpenOrders)
+	// failSave, when > 0, counts successful saves down; the save that
+	// finds it at 1 fails (as a NATS outage would), once.
+	failSave int
 }
 
 func newMemStore() *memStore {
@@ -89,6 +93,12 @@ func (s *memStore) Create(_ context.Context, id string, o handlers.Order) (uint6
 func (s *memStore) Save(_ context.Context, id string, o handlers.Order, rev uint64) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failSave > 0 {
+		s.failSave--
+		if s.failSave == 0 {
+			return 0, errors.New("nats: no responders available for request")
+		}
+	}
 	if s.revs[id] != rev {
 		return 0, events.ErrConflict
 	}

@@ -83,7 +83,7 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 		if inbank.IsTransient(err) {
 			// Release the claim so the retry need not wait for it. If the
 			// request did reach Inbank, its session is never published.
-			w.update(ctx, o.Key(), func(o *Order) error {
+			w.releaseClaim(ctx, o.Key(), StepSession, func(o *Order) error {
 				if o.SessionClaim == nil || o.SessionClaim.Owner != attempt {
 					return errSkip
 				}

@@ -434,6 +434,16 @@ func (w *Workflow) update(ctx context.Context, orderID string, fn func(o *Order)
 
 var errSkip = errors.New("skip")
 
+// releaseClaim records, best effort, that a step's Inbank call failed
+// transiently (its claim released, a mark kept). The step is retried
+// either way; when the write fails the retry waits for the claim to
+// expire (CLAIM_TTL), which the log line says.
+func (w *Workflow) releaseClaim(ctx context.Context, key, step string, fn func(o *Order) error) {
+	if _, err := w.update(ctx, key, fn); err != nil && !errors.Is(err, errSkip) {
+		w.log.WarnContext(ctx, "could not release the step's claim; its retry waits for CLAIM_TTL", "step", step, "err", err)
+	}
+}
+
 type traceKey struct{}
 
 // withTraceParent keeps the input's trace context for the state it writes

@@ -413,3 +413,35 @@ func TestConcurrentShipmentsAssignOnce(t *testing.T) {
 	h.count("CS1", events.TypeContractActivated, 1)
 	h.count("CS1", events.TypeOrderFailed, 0)
 }
+
+// TestRefusedIdentifiersNotRecordedAreRetried: Inbank refuses the
+// identifiers, and the write that records the refusal fails. The step is
+// retried (no dead letter, no order.failed for a refusal the state does
+// not show); the next delivery records it and reports it once.
+func TestRefusedIdentifiersNotRecordedAreRetried(t *testing.T) {
+	h := newHarness(t, nil)
+	h.mustDeliver(placed("R1", 500))
+	h.fake.Sign(h.session("R1"))
+	h.callback("R1")
+	h.fake.SetFault(inbank.OpAssignAssetIdentifiers, inbanktest.Fault{Status: 400})
+	h.store.mu.Lock()
+	h.store.failSave = 3 // the shipment and the claim are written; recording the refusal fails
+	h.store.mu.Unlock()
+	err := h.deliver(&events.DeviceShipped{OrderID: "R1", AssetIdentifiers: imei()})
+	if calls := h.fake.Calls(inbank.OpAssignAssetIdentifiers); calls != 1 {
+		t.Fatalf("%d identifier calls before the failing write, want 1", calls)
+	}
+	if err == nil || events.IsPermanent(err) {
+		t.Fatalf("err = %v, want a retryable error", err)
+	}
+	if n := len(h.pub.of("R1", events.TypeOrderFailed)); n != 0 {
+		t.Fatalf("%d order.failed for an unrecorded refusal", n)
+	}
+	h.advanceClock(2 * time.Second) // the unreleased claim expires (CLAIM_TTL 1 s)
+	if err := h.deliver(&events.DeviceShipped{OrderID: "R1", AssetIdentifiers: imei()}); !events.IsPermanent(err) {
+		t.Fatalf("retry: err = %v, want permanent", err)
+	}
+	if o := h.store.get(t, "R1"); len(o.Identifiers) != 0 {
+		t.Fatalf("refused identifiers kept: %v", o.Identifiers)
+	}
+}
