@@ -317,7 +317,7 @@ func serveAdmin(p *process, wf *handlers.Workflow) (*nats.Subscription, error) {
 		default:
 			reply.OrderID = req.OrderID
 			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			state, err := wf.ReconcileNow(rctx, handlers.StoreKey(handlers.NormalizeShop(req.Shop), req.OrderID))
+			state, err := wf.ReconcileNow(rctx, handlers.StoreKey(ids.ShopAlias(req.Shop), req.OrderID))
 			cancel()
 			reply.Found = !errors.Is(err, events.ErrNotFound)
 			reply.State = state

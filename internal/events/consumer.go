@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
 )
 
@@ -225,10 +226,7 @@ func (c *Consumer) handle(m jetstream.Msg) {
 		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", d.Subject),
 			attribute.String("smartrent.order_id", env.OrderID()), attribute.Int64("messaging.nats.stream_sequence", int64(d.StreamSeq))))
 	defer span.End()
-	shop := ShopOf(env.Data)
-	if shop == "" {
-		shop = "default"
-	}
+	shop := ids.ShopName(ShopOf(env.Data))
 	ctx = telemetry.WithLogAttrs(ctx, slog.String("shop", shop))
 	log = log.With("order_id", env.OrderID(), "type", env.Event.Type(), "shop", shop)
 	if sc := span.SpanContext(); sc.IsValid() {

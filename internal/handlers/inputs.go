@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
 )
 
@@ -24,7 +25,7 @@ func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Del
 	case *events.OrderPlaced:
 		err = w.orderPlaced(ctx, data)
 	case *events.DeviceShipped:
-		err = w.device(ctx, env, d, NormalizeShop(data.Shop), data.OrderID, events.InputDeviceShipped, data.AssetIdentifiers, func(o *Order) {
+		err = w.device(ctx, env, d, ids.ShopAlias(data.Shop), data.OrderID, events.InputDeviceShipped, data.AssetIdentifiers, func(o *Order) {
 			at := w.now()
 			if data.ShippedAt != nil {
 				at = data.ShippedAt.UTC()
@@ -32,7 +33,7 @@ func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Del
 			o.ShippedAt, o.Carrier, o.Tracking = &at, data.Carrier, data.TrackingNumber
 		})
 	case *events.DeviceDelivered:
-		err = w.device(ctx, env, d, NormalizeShop(data.Shop), data.OrderID, events.InputDeviceDelivered, data.AssetIdentifiers, func(o *Order) {
+		err = w.device(ctx, env, d, ids.ShopAlias(data.Shop), data.OrderID, events.InputDeviceDelivered, data.AssetIdentifiers, func(o *Order) {
 			at := w.now()
 			if data.DeliveredAt != nil {
 				at = data.DeliveredAt.UTC()
@@ -49,7 +50,7 @@ func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Del
 
 func (w *Workflow) orderPlaced(ctx context.Context, p *events.OrderPlaced) error {
 	now := w.now()
-	alias := NormalizeShop(p.Shop)
+	alias := ids.ShopAlias(p.Shop)
 	product := p.ProductCode
 	sh, shopErr := w.shopOf(alias)
 	if product == "" && sh != nil {
@@ -156,7 +157,7 @@ func (w *Workflow) device(ctx context.Context, env events.Envelope, d events.Del
 func (w *Workflow) callback(ctx context.Context, d events.Delivery, c *events.CallbackReceived) error {
 	// The callback token named the shop (the ingress put it in the event):
 	// the order is looked up under that shop only.
-	shop := NormalizeShop(c.Shop)
+	shop := ids.ShopAlias(c.Shop)
 	key := StoreKey(shop, c.OrderID)
 	_, err := w.update(ctx, key, func(o *Order) error {
 		if err := o.is(shop, c.OrderID); err != nil {
@@ -229,7 +230,7 @@ func (w *Workflow) Invalid(ctx context.Context, d events.Delivery, de *events.De
 	if de.OrderID == "" || input == "" {
 		return nil // nothing to tell: the dead letter is the record
 	}
-	shop := NormalizeShop(de.Shop)
+	shop := ids.ShopAlias(de.Shop)
 	if input == events.InputOrderPlaced {
 		now := w.now()
 		o := Order{OrderID: de.OrderID, Shop: shop, State: StateRejected, CreatedAt: now, UpdatedAt: now}
@@ -280,4 +281,4 @@ func (w *Workflow) GiveUp(ctx context.Context, env events.Envelope, d events.Del
 var _ events.Handler = (*Workflow)(nil)
 
 // shopOfData is the (normalised) shop an input names.
-func shopOfData(data any) string { return NormalizeShop(events.ShopOf(data)) }
+func shopOfData(data any) string { return ids.ShopAlias(events.ShopOf(data)) }

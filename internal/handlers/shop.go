@@ -43,14 +43,6 @@ func (w *Workflow) shopOf(alias string) (*shop, error) {
 	return s, nil
 }
 
-// NormalizeShop maps the default shop's names to "".
-func NormalizeShop(alias string) string {
-	if alias == "default" {
-		return ""
-	}
-	return alias
-}
-
 // Breaker settings: after breakerFailures transient failures in a row a
 // shop's calls fail at once for breakerCooldown, then one call probes.
 const (

@@ -55,6 +55,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
 	"github.com/smartrent-bridge/bridge/schemas"
@@ -200,7 +201,7 @@ func New(cfg Config) (*Workflow, error) {
 		"": {alias: "", api: cfg.Inbank, conditions: cfg.Conditions, productCode: cfg.DefaultProductCode, policy: cfg.Policy, ttl: cfg.SessionTTL},
 	}}
 	for alias, sc := range cfg.Shops {
-		alias = NormalizeShop(alias)
+		alias = ids.ShopAlias(alias)
 		if alias == "" || sc.Inbank == nil {
 			return nil, fmt.Errorf("handlers: shop %q needs an alias other than the default's and an Inbank client", alias)
 		}

@@ -53,3 +53,26 @@ func CheckShopAlias(alias string) error {
 	}
 	return nil
 }
+
+// DefaultShop is the name of the shop the INBANK_* settings configure. An
+// event without a shop belongs to it, and order state and events leave
+// its alias out (""); logs, metrics and traces name it "default". These
+// two functions are the only translation between the spellings.
+const DefaultShop = "default"
+
+// ShopName is how logs, metrics and traces name a shop: DefaultShop for "".
+func ShopName(alias string) string {
+	if alias == "" {
+		return DefaultShop
+	}
+	return alias
+}
+
+// ShopAlias is how order state and events name a shop: "" for the default
+// shop, however it was named.
+func ShopAlias(name string) string {
+	if name == DefaultShop {
+		return ""
+	}
+	return name
+}

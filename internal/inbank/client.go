@@ -24,6 +24,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/smartrent-bridge/bridge/internal/ids"
 )
 
 // Operation names, used in errors and as metric labels.
@@ -64,7 +66,7 @@ type Config struct {
 	ShopUUID string
 	// Timeout bounds each request; 0 means 15 s.
 	Timeout time.Duration
-	// ShopAlias names the shop in metrics ("default" when empty).
+	// ShopAlias names the shop in metrics (ids.DefaultShop when empty).
 	ShopAlias string
 }
 
@@ -146,9 +148,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
 	}
-	if c.alias == "" {
-		c.alias = "default"
-	}
+	c.alias = ids.ShopName(c.alias)
 	c.SetAPIKey(cfg.APIKey)
 	for _, o := range opts {
 		if err := o(c); err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/handlers"
+	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/ttlcache"
 	"github.com/smartrent-bridge/bridge/schemas"
@@ -161,7 +162,7 @@ func New(cfg Config) (*Service, error) {
 		if sh.Conditions == nil {
 			sh.Conditions = handlers.NewConditions(sh.Inbank, nil)
 		}
-		s.shops[handlers.NormalizeShop(alias)] = sh
+		s.shops[ids.ShopAlias(alias)] = sh
 	}
 	for _, ep := range []string{"conditions", "quote", "quote_batch"} {
 		s.requests.WithLabelValues(ep, "200")
@@ -175,7 +176,7 @@ func New(cfg Config) (*Service, error) {
 }
 
 func (s *Service) shop(alias string) (Shop, *Error) {
-	sh, ok := s.shops[handlers.NormalizeShop(alias)]
+	sh, ok := s.shops[ids.ShopAlias(alias)]
 	if !ok {
 		return sh, &Error{Code: 400, Reason: reasonInvalidInput, Message: fmt.Sprintf("shop %q is not configured", alias)}
 	}
@@ -247,7 +248,7 @@ func (s *Service) Quote(ctx context.Context, req Request) (inbank.Calculation, *
 	key, _ := json.Marshal(struct {
 		Shop, Product string
 		Req           inbank.CalculationRequest
-	}{handlers.NormalizeShop(req.Shop), product, calcReq})
+	}{ids.ShopAlias(req.Shop), product, calcReq})
 	calc, _, err := s.calcs.Get(ctx, string(key), func(ctx context.Context) (inbank.Calculation, error) {
 		return sh.Inbank.Calculate(ctx, product, calcReq)
 	})

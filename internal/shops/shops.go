@@ -22,7 +22,7 @@ import (
 
 // Default is the alias of the shop configured by the INBANK_* variables,
 // used by events without a shop.
-const Default = "default"
+const Default = ids.DefaultShop
 
 var aliasPattern = ids.ShopAliasPattern
 
