@@ -52,20 +52,16 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 		_, err := w.cfg.Store.Save(ctx, o.Key(), *o, rev)
 		return err
 	}
-	var calc inbank.Calculation
-	err = shortRetry(ctx, func(ctx context.Context) error {
-		var err error
-		calc, err = sh.api.Calculate(ctx, o.ProductCode, CalculationRequest(p, insurance))
-		return err
-	})
-	if err != nil {
-		if inbank.IsTransient(err) {
-			return &StepError{Step: StepCalculate, Err: err}
-		}
-		return w.fail(ctx, o.Key(), StepCalculate, err, 1)
+	if o.SessionUUID != "" {
+		// The session was created and recorded, its calculation was not
+		// (it failed transiently): price it now and publish.
+		return w.priceCreatedSession(ctx, o, sh, insurance)
 	}
 
-	// Claim, then call: only the claim's winner creates a session.
+	// Claim, then call: only the claim's winner creates a session. The
+	// calculation runs alongside the session creation (the session request
+	// needs nothing from its answer), so the customer waits for one Inbank
+	// round trip, not two; see "Calculation and session together" above.
 	o.IdentifierTypes = cond.AssetIdentifierTypes
 	o.SessionClaim = &Claim{Owner: attempt, Until: now.Add(w.cfg.ClaimTTL)}
 	o.SessionAttempts++
@@ -73,9 +69,21 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 	if _, err := w.cfg.Store.Save(ctx, o.Key(), *o, rev); err != nil {
 		return err
 	}
+	var calc inbank.Calculation
+	var calcErr error
+	calcDone := make(chan struct{})
+	go func() {
+		defer close(calcDone)
+		calcErr = shortRetry(ctx, func(ctx context.Context) error {
+			var err error
+			calc, err = sh.api.Calculate(ctx, o.ProductCode, CalculationRequest(p, insurance))
+			return err
+		})
+	}()
 	validUntil := now.Add(sh.ttl).Truncate(time.Second)
 	req := w.sessionRequest(o, p, insurance, validUntil)
 	created, err := sh.api.CreateSession(ctx, req)
+	<-calcDone
 	if herr := w.cfg.Hooks.AfterInbankCall(StepSession, o.OrderID); herr != nil {
 		return fmt.Errorf("%w: %v", ErrAbandoned, herr)
 	}
@@ -94,29 +102,41 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 		}
 		return w.fail(ctx, o.Key(), StepSession, err, o.SessionAttempts)
 	}
-	w.cfg.Metrics.sessionCreated()
+	if calcErr != nil {
+		return w.sessionWithoutPrice(ctx, o, attempt, created, validUntil, calcErr)
+	}
 	quote := quoteOf(calc)
-	record := func(o *Order) error {
+	return w.recordSession(ctx, o, created.UUID, func(o *Order) error {
 		if o.State != StateNew || o.SessionClaim == nil || o.SessionClaim.Owner != attempt {
 			// Our claim expired and another attempt took over: this
 			// session stays unpublished and expires at Inbank.
 			return errSkip
 		}
-		o.State, o.SessionStatus, o.SessionClaim = StatePending, inbank.SessionPending, nil
 		createdAt := w.now()
-		o.SessionUUID, o.RedirectURL, o.ValidUntil, o.Quote, o.SessionAt = created.UUID, created.RedirectURL, &validUntil, &quote, &createdAt
-		o.Placed = dropCustomer(o.Placed)
-		w.enqueue(o, events.TypeSessionCreated, created.UUID, events.SessionCreated{
-			OrderID: o.OrderID, Shop: o.Shop, SessionUUID: created.UUID, RedirectURL: created.RedirectURL,
-			ValidUntil: &validUntil, Quote: quote,
-		})
-		o.note(w.now(), "session created")
+		o.SessionUUID, o.RedirectURL, o.ValidUntil, o.SessionAt = created.UUID, created.RedirectURL, &validUntil, &createdAt
+		w.publishSession(o, quote)
 		return nil
-	}
-	// Inbank has the session now: recording it is worth retrying for a
-	// while (a cluster electing a leader), since if the claim runs out
-	// first, the next attempt creates another session.
-	err = retry.Do(ctx, recordBackoff(w.cfg.ClaimTTL), func(ctx context.Context) error {
+	})
+}
+
+// publishSession moves a created, priced session to pending and queues
+// session.created.
+func (w *Workflow) publishSession(o *Order, quote events.Quote) {
+	o.State, o.SessionStatus, o.SessionClaim, o.Quote = StatePending, inbank.SessionPending, nil, &quote
+	o.Placed = dropCustomer(o.Placed)
+	w.enqueue(o, events.TypeSessionCreated, o.SessionUUID, events.SessionCreated{
+		OrderID: o.OrderID, Shop: o.Shop, SessionUUID: o.SessionUUID, RedirectURL: o.RedirectURL,
+		ValidUntil: o.ValidUntil, Quote: quote,
+	})
+	o.note(w.now(), "session created")
+}
+
+// recordSession writes what Inbank's new session changed. Inbank has the
+// session now: recording it is worth retrying for a while (a cluster
+// electing a leader), since if the claim runs out first, the next attempt
+// creates another session.
+func (w *Workflow) recordSession(ctx context.Context, o *Order, sessionUUID string, record func(o *Order) error) error {
+	err := retry.Do(ctx, recordBackoff(w.cfg.ClaimTTL), func(ctx context.Context) error {
 		_, err := w.update(ctx, o.Key(), record)
 		if err != nil && !errors.Is(err, errSkip) && !errors.Is(err, events.ErrNotFound) {
 			return retry.RetryableError(err)
@@ -128,10 +148,63 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 		return nil
 	}
 	if err == nil {
+		w.cfg.Metrics.sessionCreated()
 		w.cfg.Metrics.state(StatePending)
-		w.log.InfoContext(ctx, "session created", "order_id", o.OrderID, "session_uuid", created.UUID)
+		w.log.InfoContext(ctx, "session created", "order_id", o.OrderID, "session_uuid", sessionUUID)
 	}
 	return err
+}
+
+// sessionWithoutPrice handles a session Inbank created while its
+// calculation failed. Refused (4xx): the order fails at the calculation,
+// as it did when the calculation came first, and the session is never
+// published (it expires at Inbank). Transient: the session is recorded,
+// unpublished, and the retried delivery only prices it
+// (priceCreatedSession): no second session.
+func (w *Workflow) sessionWithoutPrice(ctx context.Context, o *Order, attempt string, created inbank.CreatedSession, validUntil time.Time, calcErr error) error {
+	if !inbank.IsTransient(calcErr) {
+		w.log.WarnContext(ctx, "Inbank refused the calculation of a session it created; the order fails and the session expires unpublished",
+			"order_id", o.OrderID, "session_uuid", created.UUID)
+		return w.fail(ctx, o.Key(), StepCalculate, calcErr, 1)
+	}
+	_, err := w.update(ctx, o.Key(), func(o *Order) error {
+		if o.State != StateNew || o.SessionClaim == nil || o.SessionClaim.Owner != attempt {
+			return errSkip
+		}
+		createdAt := w.now()
+		o.SessionUUID, o.RedirectURL, o.ValidUntil, o.SessionAt, o.SessionClaim = created.UUID, created.RedirectURL, &validUntil, &createdAt, nil
+		o.note(createdAt, "session created; not published until Inbank's calculation answers")
+		return nil
+	})
+	if err != nil && !errors.Is(err, errSkip) {
+		return err // the claim runs out; the next attempt may create another session, as after any lost record
+	}
+	return &StepError{Step: StepCalculate, Err: calcErr}
+}
+
+// priceCreatedSession prices a recorded, unpublished session and
+// publishes it.
+func (w *Workflow) priceCreatedSession(ctx context.Context, o *Order, sh *shop, insurance bool) error {
+	var calc inbank.Calculation
+	err := shortRetry(ctx, func(ctx context.Context) error {
+		var err error
+		calc, err = sh.api.Calculate(ctx, o.ProductCode, CalculationRequest(o.Placed, insurance))
+		return err
+	})
+	if err != nil {
+		if inbank.IsTransient(err) {
+			return &StepError{Step: StepCalculate, Err: err}
+		}
+		return w.fail(ctx, o.Key(), StepCalculate, err, 1)
+	}
+	quote, sessionUUID := quoteOf(calc), o.SessionUUID
+	return w.recordSession(ctx, o, sessionUUID, func(o *Order) error {
+		if o.State != StateNew || o.SessionUUID != sessionUUID {
+			return errSkip
+		}
+		w.publishSession(o, quote)
+		return nil
+	})
 }
 
 // recordBackoff retries a record for about half a claim's life.

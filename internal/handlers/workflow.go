@@ -35,6 +35,24 @@
 //     only after ActivationSettle, since activation may take effect
 //     asynchronously. An answer of 429 or 502–504 means Inbank did not act,
 //     so that attempt is repeated after a short delay.
+//
+// # Calculation and session together
+//
+// The session request needs nothing from the calculation's answer (Inbank
+// API 01, 04), so after the claim both calls run at once: the customer
+// waits one Inbank round trip, not two. The price is still checked before
+// the session (eligibility from the cached rental conditions), so what is
+// left to go wrong afterwards is rare, and decided so:
+//
+//   - Calculation refused (4xx) while the session was created: the order
+//     fails at the calculation, as when the calculation came first, and the
+//     session is never published (it expires at Inbank at its validUntil:
+//     the same orphan a crash between call and record leaves).
+//   - Calculation failed transiently: the session is recorded, unpublished,
+//     in the order's state; the retried delivery only prices it and then
+//     publishes session.created. No second session.
+//   - Session creation failed: as before; the calculation's answer is
+//     dropped (it has no side effect).
 package handlers
 
 import (

@@ -445,3 +445,52 @@ func TestRefusedIdentifiersNotRecordedAreRetried(t *testing.T) {
 		t.Fatalf("refused identifiers kept: %v", o.Identifiers)
 	}
 }
+
+// TestCalculationRefusedWhileSessionCreated: the calculation runs beside
+// the session creation; when Inbank refuses it, the order fails at the
+// calculation and the session it created is never published.
+func TestCalculationRefusedWhileSessionCreated(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fake.SetFault(inbank.OpCalculate, inbanktest.Fault{Status: 400})
+	if err := h.deliver(placed("C1", 500)); !events.IsPermanent(err) {
+		t.Fatalf("err = %v, want permanent", err)
+	}
+	failed := h.pub.of("C1", events.TypeOrderFailed)
+	if len(failed) != 1 || failed[0]["step"] != handlers.StepCalculate {
+		t.Fatalf("order.failed = %v", failed)
+	}
+	if n := len(h.pub.of("C1", events.TypeSessionCreated)); n != 0 {
+		t.Fatalf("%d session.created for an order whose calculation was refused", n)
+	}
+	if o := h.store.get(t, "C1"); o.State != handlers.StateFailed {
+		t.Fatalf("state = %s", o.State)
+	}
+}
+
+// TestCalculationFailingAfterSessionCreatedIsRetriedAlone: the session was
+// created but the calculation failed transiently. The session is recorded
+// unpublished; the retry prices it and publishes it, without a second
+// session.
+func TestCalculationFailingAfterSessionCreatedIsRetriedAlone(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fake.SetFault(inbank.OpCalculate, inbanktest.Fault{Status: 503, Remaining: 3}) // outlasts the short in-line retries
+	err := h.deliver(placed("C2", 500))
+	if err == nil || events.IsPermanent(err) {
+		t.Fatalf("err = %v, want a retryable error", err)
+	}
+	o := h.store.get(t, "C2")
+	if o.State != handlers.StateNew || o.SessionUUID == "" || o.SessionClaim != nil {
+		t.Fatalf("state %s, session %q, claim %v: want the session recorded, unpublished, unclaimed", o.State, o.SessionUUID, o.SessionClaim)
+	}
+	if n := len(h.pub.of("C2", events.TypeSessionCreated)); n != 0 {
+		t.Fatalf("session.created published without a price")
+	}
+	h.mustDeliver(placed("C2", 500)) // the redelivery
+	created := h.pub.of("C2", events.TypeSessionCreated)
+	if len(created) != 1 || created[0]["sessionUuid"] != o.SessionUUID || created[0]["quote"] == nil {
+		t.Fatalf("session.created = %v, want one for session %s with its quote", created, o.SessionUUID)
+	}
+	if n := len(h.fake.Sessions("C2")); n != 1 {
+		t.Fatalf("%d sessions at Inbank, want 1", n)
+	}
+}
