@@ -94,8 +94,10 @@ chaos:
 # bench prints each rate as a ratio to its baseline measured in the same
 # run (median of BENCH_COUNT runs): the ingress against raw JetStream sync
 # publishes on one server with sync_interval always; the bridge process
-# against the Little's-law bound C/(k·L), with its latency overhead, memory
-# and start-up time; a reconcile pass with 1,000 open orders among 200,000
+# against the Little's-law bound C/(k·L) at C = 64 and C = 256 (k = 2 calls
+# before session.created, made together since the calculation and the
+# session are concurrent), with its latency overhead, memory and start-up
+# time; a reconcile pass with 1,000 open orders among 200,000
 # finished ones against the 1,000 alone (reconcile-scaling ratio); 3
 # bridges against 1 on a three-node R3 cluster (bridges-3-vs-1 ratio);
 # then the hot paths' Go benchmarks.
@@ -105,6 +107,7 @@ bench:
 	  | tee .bench-ingress.txt \
 	  | $(GO) run ./tools/benchratio -baseline BenchmarkIngress=raw_publish -target BenchmarkIngress/ingress_handler=0.75
 	$(GO) run ./tools/soak bench
+	$(GO) run ./tools/soak bench -c 256 -mem-orders 0
 	$(GO) run ./tools/reconcilebench
 	$(GO) run ./tools/soak scale
 	scripts/bench-peers.sh
