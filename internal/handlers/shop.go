@@ -59,9 +59,9 @@ type GuardOptions struct {
 }
 
 // guard wraps one shop's Inbank client with a concurrency budget and a
-// circuit breaker (sony/gobreaker). A call refused by either answers like
-// Inbank's 503 (it did not reach Inbank), so the input is retried later
-// and the handler is free at once for other shops' orders.
+// circuit breaker (sony/gobreaker). A call refused by either fails with an
+// inbank.NotSentError (transient, certainly not applied), so the input is
+// retried later and the handler is free at once for other shops' orders.
 type guard struct {
 	alias   string
 	api     Inbank
@@ -109,7 +109,7 @@ func Guard(alias string, api Inbank, o GuardOptions) Inbank {
 }
 
 func (g *guard) refuse(op, why string, after time.Duration) error {
-	return &inbank.APIError{Op: op, Status: 503, ErrorCode: "LOCAL_SHOP_GUARD", Message: fmt.Sprintf("shop %s: %s (not sent to Inbank)", g.alias, why), RetryAfter: after}
+	return &inbank.NotSentError{Op: op, Reason: fmt.Sprintf("shop %s: %s", g.alias, why), RetryAfter: after}
 }
 
 func guarded[T any](g *guard, ctx context.Context, op string, f func() (T, error)) (T, error) {

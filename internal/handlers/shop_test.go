@@ -82,8 +82,16 @@ func TestCircuitBreakerHalfOpenProbe(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	}
-	if _, err := g.Session(ctx, "s"); err == nil || !strings.Contains(err.Error(), "circuit open") {
-		t.Fatalf("sixth call: %v, want refused locally", err)
+	_, err = g.Session(ctx, "s")
+	var notSent *inbank.NotSentError
+	if !errors.As(err, &notSent) || !strings.Contains(err.Error(), "circuit open") {
+		t.Fatalf("sixth call: %v, want refused locally (NotSentError)", err)
+	}
+	// Refused here: transient, with a delay, and no Inbank answer to
+	// report (no HTTP status in an order.failed).
+	var api *inbank.APIError
+	if !inbank.IsTransient(err) || inbank.RetryAfter(err) <= 0 || errors.As(err, &api) {
+		t.Fatalf("refusal %v: transient %v, retry after %v, poses as an Inbank answer %v", err, inbank.IsTransient(err), inbank.RetryAfter(err), errors.As(err, &api))
 	}
 	if n := stub.calls.Load(); n != 5 || state() != 2 {
 		t.Fatalf("calls %d, state %v: want 5 and open (2)", n, state())

@@ -561,9 +561,10 @@ func shortRetry(ctx context.Context, fn func(context.Context) error) error {
 	})
 }
 
-// answeredTransient reports an Inbank answer of 429 or 502–504: Inbank
-// did not act on the request.
+// answeredTransient reports that Inbank certainly did not act: it answered
+// 429 or 502–504, or the call was never sent (inbank.NotSentError).
 func answeredTransient(err error) bool {
 	var api *inbank.APIError
-	return errors.As(err, &api) && api.Retryable()
+	var notSent *inbank.NotSentError
+	return errors.As(err, &api) && api.Retryable() || errors.As(err, &notSent)
 }

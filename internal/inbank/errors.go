@@ -90,8 +90,8 @@ func (e *TransportError) Unwrap() error { return e.Err }
 func (e *TransportError) Retryable() bool { return true }
 
 // IsTransient reports whether err is worth retrying: a transport failure or
-// timeout, or an API answer of 429 or 502–504. Validation errors and other
-// API answers are permanent.
+// timeout, an API answer of 429 or 502–504, or a call not sent (a local
+// guard refused it). Validation errors and other API answers are permanent.
 func IsTransient(err error) bool {
 	if err == nil {
 		return false
@@ -99,6 +99,10 @@ func IsTransient(err error) bool {
 	var api *APIError
 	if errors.As(err, &api) {
 		return api.Retryable()
+	}
+	var ns *NotSentError
+	if errors.As(err, &ns) {
+		return true
 	}
 	var tr *TransportError
 	if errors.As(err, &tr) {
@@ -116,6 +120,10 @@ func RetryAfter(err error) time.Duration {
 	var api *APIError
 	if errors.As(err, &api) {
 		return api.RetryAfter
+	}
+	var ns *NotSentError
+	if errors.As(err, &ns) {
+		return ns.RetryAfter
 	}
 	return 0
 }
@@ -159,4 +167,18 @@ func excerpt(body []byte) string {
 		}
 		return r
 	}, s)
+}
+
+// NotSentError is a call refused before it was sent to Inbank (a shop's
+// concurrency budget or circuit breaker). Inbank did not act, so it is
+// transient and certain: repeating it cannot repeat a side effect. It is
+// no answer of Inbank's and carries no HTTP status (it once posed as a
+// 503, and order.failed reported an Inbank status Inbank never sent).
+type NotSentError struct {
+	Op, Reason string
+	RetryAfter time.Duration
+}
+
+func (e *NotSentError) Error() string {
+	return fmt.Sprintf("inbank %s: not sent: %s", e.Op, e.Reason)
 }
