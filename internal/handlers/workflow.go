@@ -299,6 +299,7 @@ func (w *Workflow) Advance(ctx context.Context, orderID string, refresh bool) er
 	// The first look is fresh: deciding that there is nothing to do is
 	// checked by no compare-and-set. Later looks follow our own writes.
 	load := w.cfg.Store.LoadFresh
+	var outcome error // a step's permanent failure, returned once the order is at rest
 	for range maxLoops {
 		o, rev, err := load(ctx, orderID)
 		load = w.cfg.Store.Load
@@ -306,14 +307,16 @@ func (w *Workflow) Advance(ctx context.Context, orderID string, refresh bool) er
 			return err
 		}
 		progressed, err := w.step(ctx, &o, rev, refresh)
-		if errors.Is(err, events.ErrConflict) {
+		var failed *failedError
+		switch {
+		case errors.Is(err, events.ErrConflict):
 			continue // someone else moved the order: look again
-		}
-		if err != nil {
+		case errors.As(err, &failed):
+			outcome = failed.err // publish order.failed, then report the failure
+		case err != nil:
 			return err
-		}
-		if !progressed {
-			return nil
+		case !progressed:
+			return outcome
 		}
 		refresh = false // once per Advance is enough
 	}
@@ -500,11 +503,16 @@ func (w *Workflow) fail(ctx context.Context, orderID, step string, cause error, 
 		return err
 	}
 	w.log.ErrorContext(ctx, "order failed", "order_id", orderID, "step", step, "err", cause)
-	if err := w.Advance(ctx, orderID, false); err != nil {
-		return err
-	}
-	return events.Permanent(&StepError{Step: step, Err: cause})
+	return &failedError{err: events.Permanent(&StepError{Step: step, Err: cause})}
 }
+
+// failedError ends a step whose order was just marked failed: Advance goes
+// on (its next look publishes order.failed from the outbox) and then
+// returns err, instead of the step driving the order itself.
+type failedError struct{ err error }
+
+func (e *failedError) Error() string { return e.err.Error() }
+func (e *failedError) Unwrap() error { return e.err }
 
 func (w *Workflow) markFailed(o *Order, step string, cause error, attempts int) {
 	now := w.now()
