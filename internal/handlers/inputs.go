@@ -101,6 +101,7 @@ func (w *Workflow) orderPlaced(ctx context.Context, p *events.OrderPlaced) error
 		return err
 	default:
 		w.cfg.Metrics.state(o.State)
+		return w.advanceWritten(ctx, key)
 	}
 	return w.Advance(ctx, key, false)
 }

@@ -298,7 +298,17 @@ const maxLoops = 30
 func (w *Workflow) Advance(ctx context.Context, orderID string, refresh bool) error {
 	// The first look is fresh: deciding that there is nothing to do is
 	// checked by no compare-and-set. Later looks follow our own writes.
-	load := w.cfg.Store.LoadFresh
+	return w.advance(ctx, orderID, refresh, w.cfg.Store.LoadFresh)
+}
+
+// advanceWritten is Advance right after this bridge wrote the order: its
+// own write is the latest state (a change since would fail the next
+// compare-and-set), so the first look needs no server read.
+func (w *Workflow) advanceWritten(ctx context.Context, orderID string) error {
+	return w.advance(ctx, orderID, false, w.cfg.Store.Load)
+}
+
+func (w *Workflow) advance(ctx context.Context, orderID string, refresh bool, load func(context.Context, string) (Order, uint64, error)) error {
 	var outcome error // a step's permanent failure, returned once the order is at rest
 	for range maxLoops {
 		o, rev, err := load(ctx, orderID)
