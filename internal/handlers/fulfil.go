@@ -73,10 +73,10 @@ func toInbank(ids []events.AssetIdentifier) inbank.AssetIdentifiersRequest {
 func (w *Workflow) assignIdentifiers(ctx context.Context, sh *shop, o *Order, rev uint64) error {
 	now := w.now()
 	attempt := w.attemptID()
-	if o.IdentifiersClaim.HeldBy(attempt, now) {
-		return wait(o.IdentifiersClaim.Until.Sub(now), "identifier assignment claimed by %s", o.IdentifiersClaim.Owner)
+	if err := heldElsewhere(o.IdentifiersClaim, attempt, now, "identifier assignment"); err != nil {
+		return err
 	}
-	o.IdentifiersClaim = &Claim{Owner: attempt, Until: now.Add(w.cfg.ClaimTTL)}
+	o.IdentifiersClaim = w.claim(attempt, now)
 	if _, err := w.cfg.Store.Save(ctx, o.Key(), *o, rev); err != nil {
 		return err
 	}
@@ -148,8 +148,8 @@ func identifiersKey(ids []events.AssetIdentifier) string {
 func (w *Workflow) activate(ctx context.Context, sh *shop, o *Order, rev uint64) error {
 	now := w.now()
 	attempt := w.attemptID()
-	if o.ActivationClaim.HeldBy(attempt, now) {
-		return wait(o.ActivationClaim.Until.Sub(now), "activation claimed by %s", o.ActivationClaim.Owner)
+	if err := heldElsewhere(o.ActivationClaim, attempt, now, "activation"); err != nil {
+		return err
 	}
 	if o.ActivationAttempts > 0 {
 		// An earlier attempt ended without a record: read the contract first.
@@ -166,7 +166,7 @@ func (w *Workflow) activate(ctx context.Context, sh *shop, o *Order, rev uint64)
 			}
 		}
 	}
-	o.ActivationClaim = &Claim{Owner: attempt, Until: now.Add(w.cfg.ClaimTTL)}
+	o.ActivationClaim = w.claim(attempt, now)
 	o.ActivationAttempts++
 	// Until Inbank answers, this attempt may or may not reach it.
 	o.ActivationUncertain = &now

@@ -17,8 +17,8 @@ import (
 func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) error {
 	now := w.now()
 	attempt := w.attemptID()
-	if o.SessionClaim.HeldBy(attempt, now) {
-		return wait(o.SessionClaim.Until.Sub(now), "session creation claimed by %s", o.SessionClaim.Owner)
+	if err := heldElsewhere(o.SessionClaim, attempt, now, "session creation"); err != nil {
+		return err
 	}
 	p := o.Placed
 	if p == nil {
@@ -63,7 +63,7 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 	// needs nothing from its answer), so the customer waits for one Inbank
 	// round trip, not two; see "Calculation and session together" above.
 	o.IdentifierTypes = cond.AssetIdentifierTypes
-	o.SessionClaim = &Claim{Owner: attempt, Until: now.Add(w.cfg.ClaimTTL)}
+	o.SessionClaim = w.claim(attempt, now)
 	o.SessionAttempts++
 	o.note(now, fmt.Sprintf("creating session (attempt %d)", o.SessionAttempts))
 	if _, err := w.cfg.Store.Save(ctx, o.Key(), *o, rev); err != nil {

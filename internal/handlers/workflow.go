@@ -516,6 +516,11 @@ func (w *Workflow) fail(ctx context.Context, orderID, step string, cause error, 
 	return &failedError{err: events.Permanent(&StepError{Step: step, Err: cause})}
 }
 
+// claim is this attempt's claim on a step, from now for CLAIM_TTL.
+func (w *Workflow) claim(attempt string, now time.Time) *Claim {
+	return &Claim{Owner: attempt, Until: now.Add(w.cfg.ClaimTTL)}
+}
+
 // failedError ends a step whose order was just marked failed: Advance goes
 // on (its next look publishes order.failed from the outbox) and then
 // returns err, instead of the step driving the order itself.
