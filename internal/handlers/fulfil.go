@@ -22,7 +22,7 @@ func (w *Workflow) fulfil(ctx context.Context, o *Order, rev uint64, checkContra
 	}
 	sh, err := w.shopOf(o.Shop)
 	if err != nil {
-		return false, events.Permanent(err)
+		return false, unprocessable(err)
 	}
 	portal := sh.policy == PolicyPortal ||
 		(o.SessionStatus == inbank.SessionCompleted && o.ActivationAttempts == 0 && !o.ActivationCalled)
@@ -118,7 +118,7 @@ func (w *Workflow) assignIdentifiers(ctx context.Context, sh *shop, o *Order, re
 		if !refused {
 			return nil
 		}
-		return events.Permanent(&StepError{Step: StepIdentifiers, Err: err})
+		return &StepError{Step: StepIdentifiers, Err: err}
 	}
 	_, err = w.update(ctx, o.Key(), func(o *Order) error {
 		release(o)
@@ -242,7 +242,7 @@ func (w *Workflow) readContract(ctx context.Context, sh *shop, contractUUID stri
 func (w *Workflow) awaitActivation(ctx context.Context, o *Order, rev uint64, via string, poll time.Duration) (bool, error) {
 	sh, err := w.shopOf(o.Shop)
 	if err != nil {
-		return false, events.Permanent(err)
+		return false, unprocessable(err)
 	}
 	var k inbank.Contract
 	if poll <= 0 {

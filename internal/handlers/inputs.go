@@ -43,7 +43,7 @@ func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Del
 	case *events.CallbackReceived:
 		err = w.callback(ctx, d, data)
 	default:
-		err = events.Permanent(fmt.Errorf("no handler for %s", env.Event.Type()))
+		err = unprocessable(fmt.Errorf("no handler for %s", env.Event.Type()))
 	}
 	return AsConsumerError(err)
 }

@@ -137,7 +137,7 @@ func StoreKey(shop, orderID string) string { return events.StateKey(shop, orderI
 // refused rather than applied to the wrong shop's order.
 func (o *Order) is(shop, orderID string) error {
 	if o.Shop != shop || o.OrderID != orderID {
-		return events.Permanent(fmt.Errorf("state key %s holds another order (shop %q): %w", o.Key(), o.Shop, errForeignState))
+		return unprocessable(fmt.Errorf("state key %s holds another order (shop %q): %w", o.Key(), o.Shop, errForeignState))
 	}
 	return nil
 }

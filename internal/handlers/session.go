@@ -22,7 +22,7 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64) erro
 	}
 	p := o.Placed
 	if p == nil {
-		return events.Permanent(fmt.Errorf("order %s has no order.placed data", o.OrderID))
+		return unprocessable(fmt.Errorf("order %s has no order.placed data", o.OrderID))
 	}
 	sh, err := w.shopOf(o.Shop)
 	if err != nil {
@@ -290,7 +290,7 @@ var sessionRank = map[string]int{
 func (w *Workflow) refreshSession(ctx context.Context, o *Order, rev uint64) (bool, error) {
 	sh, err := w.shopOf(o.Shop)
 	if err != nil {
-		return false, events.Permanent(err)
+		return false, unprocessable(err)
 	}
 	var s inbank.Session
 	err = shortRetry(ctx, func(ctx context.Context) error {

@@ -270,13 +270,18 @@ var ErrAbandoned = errors.New("abandoned by hook")
 
 // AsConsumerError maps a workflow error onto what the consumer does with
 // the message: wait and transient errors are retried later (Inbank's
-// Retry-After honoured), permanent ones dead-lettered.
+// Retry-After honoured), permanent ones dead-lettered. It is the one place
+// that decides: handlers return what happened (a wait, a StepError with
+// Inbank's failure, an unprocessable input), never a disposition.
 func AsConsumerError(err error) error {
 	var w *waitError
 	var se *StepError
+	var u *unprocessableError
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &u):
+		return events.Permanent(err)
 	case errors.As(err, &w):
 		return events.RetryAfter(err, w.after)
 	case errors.Is(err, ErrAbandoned):
@@ -513,8 +518,19 @@ func (w *Workflow) fail(ctx context.Context, orderID, step string, cause error, 
 		return err
 	}
 	w.log.ErrorContext(ctx, "order failed", "order_id", orderID, "step", step, "err", cause)
-	return &failedError{err: events.Permanent(&StepError{Step: step, Err: cause})}
+	return &failedError{err: &StepError{Step: step, Err: cause}}
 }
+
+// unprocessableError is an input or a state this bridge cannot process
+// however often it is tried (an event type without a handler, a shop not
+// configured, a state key holding another order). Handlers say what went
+// wrong; AsConsumerError alone decides what the consumer does with it.
+type unprocessableError struct{ err error }
+
+func unprocessable(err error) error { return &unprocessableError{err} }
+
+func (e *unprocessableError) Error() string { return e.err.Error() }
+func (e *unprocessableError) Unwrap() error { return e.err }
 
 // claim is this attempt's claim on a step, from now for CLAIM_TTL.
 func (w *Workflow) claim(attempt string, now time.Time) *Claim {
