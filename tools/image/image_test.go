@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // TestImage builds the image for this machine's architecture from freshly
@@ -148,6 +154,7 @@ func TestImage(t *testing.T) {
 			t.Errorf("%s --version: %v %q", b, err, out)
 		}
 	}
+	pushAsCraneDoes(t, dir, arch)
 	t.Logf("linux/%s image: compressed layer %.1f MiB, binaries %.1f MiB uncompressed", arch,
 		float64(manifest.Layers[0].Size)/(1<<20), float64(len(raw))/(1<<20))
 }
@@ -218,5 +225,37 @@ func TestDockerfileMatchesImage(t *testing.T) {
 		if !strings.Contains(df, "./cmd/"+bin) {
 			t.Errorf("Dockerfile does not build %s", bin)
 		}
+	}
+}
+
+// pushAsCraneDoes pushes the layout the way the README's
+// `crane push --index dist/image REF` does (crane reads the layout's index
+// and writes it with remote.WriteIndex) to an in-process registry, then
+// pulls the platform's image back: the layout is pushable as it is.
+func pushAsCraneDoes(t *testing.T, dir, arch string) {
+	t.Helper()
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	ref, err := name.ParseReference(strings.TrimPrefix(reg.URL, "http://") + "/smartrent-bridge:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	img, err := remote.Image(ref, remote.WithPlatform(v1.Platform{OS: "linux", Architecture: arch}))
+	if err != nil {
+		t.Fatalf("pull linux/%s: %v", arch, err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Config.User != User || len(cfg.Config.Entrypoint) != 1 || cfg.Config.Entrypoint[0] != BinDir+"/bridge" {
+		t.Fatalf("pulled image: user %q entrypoint %q", cfg.Config.User, cfg.Config.Entrypoint)
 	}
 }
