@@ -182,8 +182,9 @@ func (w *Workflow) activate(ctx context.Context, sh *shop, o *Order, rev uint64)
 	switch {
 	case err == nil:
 		w.cfg.Metrics.activationCalled()
-	case answeredTransient(err):
-		// Inbank answered and did not act: the attempt is certain, retry soon.
+	case certainlyNotApplied(err):
+		// Inbank did not act (it answered 429/502–504, or the call was never
+		// sent): the attempt is certain, retry soon.
 		w.releaseClaim(ctx, o.Key(), StepActivate, func(o *Order) error {
 			o.ActivationClaim, o.ActivationUncertain = nil, nil
 			return nil

@@ -600,9 +600,9 @@ func shortRetry(ctx context.Context, fn func(context.Context) error) error {
 	})
 }
 
-// answeredTransient reports that Inbank certainly did not act: it answered
+// certainlyNotApplied reports that Inbank certainly did not act: it answered
 // 429 or 502–504, or the call was never sent (inbank.NotSentError).
-func answeredTransient(err error) bool {
+func certainlyNotApplied(err error) bool {
 	var api *inbank.APIError
 	var notSent *inbank.NotSentError
 	return errors.As(err, &api) && api.Retryable() || errors.As(err, &notSent)
