@@ -12,6 +12,19 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
 )
 
+// Input is one input as the workflow sees it, whatever carried it.
+type Input struct {
+	ID        string    // the event's id: an order.rejected for it has its id from it
+	Kind      string    // events.InputOrderPlaced, …InputDeviceShipped, …InputDeviceDelivered, "" for a callback
+	Published time.Time // when it was stored: how long an unknown order has been waited for
+	Attempts  int       // deliveries so far, for order.failed
+}
+
+// inputOf is the input a delivery carries.
+func inputOf(id string, d events.Delivery) Input {
+	return Input{ID: id, Kind: inputType(d.Subject), Published: d.Published, Attempts: int(d.NumDelivered)}
+}
+
 // Handle records one input event in its order and advances the order. It
 // implements [events.Handler].
 func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Delivery) error {
@@ -20,12 +33,13 @@ func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Del
 		tp = events.TraceParent(env.Event)
 	}
 	ctx = withTraceParent(ctx, tp)
+	in := inputOf(env.Event.ID(), d)
 	var err error
 	switch data := env.Data.(type) {
 	case *events.OrderPlaced:
 		err = w.orderPlaced(ctx, data)
 	case *events.DeviceShipped:
-		err = w.device(ctx, env, d, ids.ShopAlias(data.Shop), data.OrderID, events.InputDeviceShipped, data.AssetIdentifiers, func(o *Order) {
+		err = w.device(ctx, in, ids.ShopAlias(data.Shop), data.OrderID, data.AssetIdentifiers, func(o *Order) {
 			at := w.now()
 			if data.ShippedAt != nil {
 				at = data.ShippedAt.UTC()
@@ -33,7 +47,7 @@ func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Del
 			o.ShippedAt, o.Carrier, o.Tracking = &at, data.Carrier, data.TrackingNumber
 		})
 	case *events.DeviceDelivered:
-		err = w.device(ctx, env, d, ids.ShopAlias(data.Shop), data.OrderID, events.InputDeviceDelivered, data.AssetIdentifiers, func(o *Order) {
+		err = w.device(ctx, in, ids.ShopAlias(data.Shop), data.OrderID, data.AssetIdentifiers, func(o *Order) {
 			at := w.now()
 			if data.DeliveredAt != nil {
 				at = data.DeliveredAt.UTC()
@@ -41,19 +55,21 @@ func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Del
 			o.DeliveredAt = &at
 		})
 	case *events.CallbackReceived:
-		err = w.callback(ctx, d, data)
+		err = w.callback(ctx, in, data)
 	default:
 		err = unprocessable(fmt.Errorf("no handler for %s", env.Event.Type()))
 	}
 	return AsConsumerError(err)
 }
 
+// orderPlaced makes a new order's first move straight away: its first
+// write creates it (with the session's claim, or rejected), so a new
+// order costs no write of its own.
 func (w *Workflow) orderPlaced(ctx context.Context, p *events.OrderPlaced) error {
 	now := w.now()
 	alias := ids.ShopAlias(p.Shop)
 	product := p.ProductCode
-	sh, shopErr := w.shopOf(alias)
-	if product == "" && sh != nil {
+	if sh, ok := w.shops[alias]; ok && product == "" {
 		product = sh.productCode
 	}
 	o := Order{
@@ -61,65 +77,64 @@ func (w *Workflow) orderPlaced(ctx context.Context, p *events.OrderPlaced) error
 		Placed: p, ProductCode: product, Period: p.Period, TraceParent: traceParentFrom(ctx),
 	}
 	o.note(now, "order placed")
-	switch {
-	case shopErr != nil:
-		w.rejectOrder(&o, reject(events.ReasonInvalidOrder, "%v", shopErr))
-	case product == "":
-		w.rejectOrder(&o, reject(events.ReasonInvalidOrder, "productCode is missing and no default product code is configured"))
-	}
 	key := o.Key()
-	if w.cfg.Open != nil {
-		// Indexed first: a crash before the order exists leaves an entry
-		// that reconciliation retires, never an order it cannot see.
-		if err := w.cfg.Open.Add(ctx, key); err != nil {
-			return err
-		}
+	// The open index gets the order alongside its first write. The input
+	// is acknowledged only after both are written, so an order that is
+	// not final is always in the index or still has its order.placed to
+	// come again (which writes the index entry again).
+	indexed := make(chan error, 1)
+	go func() { indexed <- w.index(ctx, key) }()
+	err := w.advance(ctx, key, false, &o)
+	if ierr := <-indexed; ierr != nil && err == nil {
+		return fmt.Errorf("index order %s: %w", p.OrderID, ierr)
 	}
-	_, err := w.cfg.Store.Create(ctx, key, o)
-	switch {
-	case errors.Is(err, events.ErrExists):
-		// A second order.placed makes no new session. One exception: an
-		// order that failed before it had a session is tried again, which
-		// is what an operator's `dlq replay` of its order.placed means.
-		_, err = w.update(ctx, key, func(o *Order) error {
-			if err := o.is(alias, p.OrderID); err != nil {
-				return err
-			}
-			if o.State != StateFailed || o.SessionUUID != "" {
-				return errSkip
-			}
-			o.State, o.Failure, o.Placed = StateNew, "", p
-			o.note(w.now(), "order placed again after a failure")
-			return nil
-		})
-		if errors.Is(err, errSkip) {
-			w.log.InfoContext(ctx, "order.placed for a known order; no new session", "order_id", p.OrderID)
-		} else if err != nil {
+	if !errors.Is(err, events.ErrExists) {
+		return err
+	}
+	// A second order.placed makes no new session. One exception: an
+	// order that failed before it had a session is tried again, which is
+	// what an operator's `dlq replay` of its order.placed means.
+	_, err = w.update(ctx, key, func(o *Order) error {
+		if err := o.is(alias, p.OrderID); err != nil {
 			return err
 		}
-	case err != nil:
+		if o.State != StateFailed || o.SessionUUID != "" {
+			return errSkip
+		}
+		o.State, o.Failure, o.Placed = StateNew, "", p
+		o.note(w.now(), "order placed again after a failure")
+		return nil
+	})
+	if errors.Is(err, errSkip) {
+		w.log.InfoContext(ctx, "order.placed for a known order; no new session", "order_id", p.OrderID)
+	} else if err != nil {
 		return err
-	default:
-		w.cfg.Metrics.state(o.State)
-		return w.advanceWritten(ctx, key)
 	}
 	return w.Advance(ctx, key, false)
+}
+
+// index adds an order to the open index (none in tests without one).
+func (w *Workflow) index(ctx context.Context, key string) error {
+	if w.cfg.Open == nil {
+		return nil
+	}
+	return w.cfg.Open.Add(ctx, key)
 }
 
 // device records a shipment or delivery. An order that has not arrived
 // yet is waited for; a wrong identifier is rejected without touching the
 // order; a late or repeated event is a no-op.
-func (w *Workflow) device(ctx context.Context, env events.Envelope, d events.Delivery, shop, orderID, input string, ids []events.AssetIdentifier, apply func(*Order)) error {
+func (w *Workflow) device(ctx context.Context, in Input, shop, orderID string, ids []events.AssetIdentifier, apply func(*Order)) error {
 	key := StoreKey(shop, orderID)
 	o, _, err := w.cfg.Store.Load(ctx, key)
 	if err == nil {
 		err = o.is(shop, orderID)
 	}
 	if errors.Is(err, events.ErrNotFound) {
-		if age := w.now().Sub(d.Published); age < w.cfg.UnknownOrderWait {
+		if age := w.now().Sub(in.Published); age < w.cfg.UnknownOrderWait {
 			return wait(min(2*time.Second, w.cfg.UnknownOrderWait-age), "order %s not known yet", orderID)
 		}
-		return w.rejectInput(ctx, env, shop, orderID, input, reject(events.ReasonOrderUnknown, "no order.placed for order %s", orderID))
+		return w.rejectInput(ctx, in, shop, orderID, reject(events.ReasonOrderUnknown, "no order.placed for order %s", orderID))
 	}
 	if err != nil {
 		return err
@@ -128,11 +143,11 @@ func (w *Workflow) device(ctx context.Context, env events.Envelope, d events.Del
 	case o.State == StateActivated:
 		return nil // late or repeated: the order is done
 	case Final(o.State):
-		return w.rejectInput(ctx, env, shop, orderID, input, reject(events.ReasonOrderNotActive, "order %s is %s", orderID, o.State))
+		return w.rejectInput(ctx, in, shop, orderID, reject(events.ReasonOrderNotActive, "order %s is %s", orderID, o.State))
 	}
 	if len(ids) > 0 {
 		if r := CheckIdentifiers(ids, o.IdentifierTypes); r != nil {
-			return w.rejectInput(ctx, env, shop, orderID, input, r)
+			return w.rejectInput(ctx, in, shop, orderID, r)
 		}
 	}
 	_, err = w.update(ctx, key, func(o *Order) error {
@@ -140,12 +155,12 @@ func (w *Workflow) device(ctx context.Context, env events.Envelope, d events.Del
 		if len(ids) > 0 {
 			switch {
 			case len(o.IdentifiersAssigned) > 0 && !slices.Equal(o.IdentifiersAssigned, ids):
-				w.log.WarnContext(ctx, "identifiers differ from those already assigned; keeping the assigned ones", "order_id", orderID, "input", input)
+				w.log.WarnContext(ctx, "identifiers differ from those already assigned; keeping the assigned ones", "order_id", orderID, "input", in.Kind)
 			case len(o.IdentifiersAssigned) == 0:
 				o.Identifiers = slices.Clone(ids)
 			}
 		}
-		o.note(w.now(), input)
+		o.note(w.now(), in.Kind)
 		return nil
 	})
 	if err != nil {
@@ -155,7 +170,7 @@ func (w *Workflow) device(ctx context.Context, env events.Envelope, d events.Del
 }
 
 // callback is a hint: it marks the order for a fresh read of the session.
-func (w *Workflow) callback(ctx context.Context, d events.Delivery, c *events.CallbackReceived) error {
+func (w *Workflow) callback(ctx context.Context, in Input, c *events.CallbackReceived) error {
 	// The callback token named the shop (the ingress put it in the event):
 	// the order is looked up under that shop only.
 	shop := ids.ShopAlias(c.Shop)
@@ -172,7 +187,7 @@ func (w *Workflow) callback(ctx context.Context, d events.Delivery, c *events.Ca
 	})
 	switch {
 	case errors.Is(err, events.ErrNotFound):
-		if age := w.now().Sub(d.Published); age < w.cfg.UnknownOrderWait {
+		if age := w.now().Sub(in.Published); age < w.cfg.UnknownOrderWait {
 			return wait(min(2*time.Second, w.cfg.UnknownOrderWait-age), "order %s not known yet", c.OrderID)
 		}
 		w.log.WarnContext(ctx, "callback for an order this bridge never saw; ignored", "order_id", c.OrderID)
@@ -187,10 +202,10 @@ func (w *Workflow) callback(ctx context.Context, d events.Delivery, c *events.Ca
 // rejectInput publishes order.rejected for one input, leaving the order
 // as it is. Its id follows from the input's, so a redelivery publishes
 // nothing new.
-func (w *Workflow) rejectInput(ctx context.Context, env events.Envelope, shop, orderID, input string, r *Rejection) error {
-	w.log.WarnContext(ctx, "input rejected", "order_id", orderID, "input", input, "reason", r.Reason) // the context names the shop
-	return w.publishNow(ctx, orderID, events.TypeOrderRejected, StoreKey(shop, orderID)+"\x00"+env.Event.ID(), events.OrderRejected{
-		OrderID: orderID, Shop: shop, InputType: input, Reason: r.Reason, Message: r.Message,
+func (w *Workflow) rejectInput(ctx context.Context, in Input, shop, orderID string, r *Rejection) error {
+	w.log.WarnContext(ctx, "input rejected", "order_id", orderID, "input", in.Kind, "reason", r.Reason) // the context names the shop
+	return w.publishNow(ctx, orderID, events.TypeOrderRejected, StoreKey(shop, orderID)+"\x00"+in.ID, events.OrderRejected{
+		OrderID: orderID, Shop: shop, InputType: in.Kind, Reason: r.Reason, Message: r.Message,
 	})
 }
 
@@ -227,7 +242,9 @@ func inputType(subject string) string {
 // INVALID_ORDER); an invalid order.placed ends its order. It implements
 // [events.Handler].
 func (w *Workflow) Invalid(ctx context.Context, d events.Delivery, de *events.DecodeError) error {
-	input := inputType(d.Subject)
+	// An undecodable message has no event id: the stream position names it.
+	in := inputOf(fmt.Sprintf("%s-%d", d.Stream, d.StreamSeq), d)
+	input := in.Kind
 	if de.OrderID == "" || input == "" {
 		return nil // nothing to tell: the dead letter is the record
 	}
@@ -240,7 +257,7 @@ func (w *Workflow) Invalid(ctx context.Context, d events.Delivery, de *events.De
 			return err
 		}
 	}
-	return w.publishNow(ctx, de.OrderID, events.TypeOrderRejected, fmt.Sprintf("%s-%d", d.Stream, d.StreamSeq), events.OrderRejected{
+	return w.publishNow(ctx, de.OrderID, events.TypeOrderRejected, in.ID, events.OrderRejected{
 		OrderID: de.OrderID, Shop: shop, InputType: input, Reason: events.ReasonInvalidOrder, Message: de.Err.Error(),
 	})
 }
@@ -249,20 +266,21 @@ func (w *Workflow) Invalid(ctx context.Context, d events.Delivery, de *events.De
 // deliveries with order.failed (once: the order keeps it in its state).
 // It implements [events.Handler].
 func (w *Workflow) GiveUp(ctx context.Context, env events.Envelope, d events.Delivery, cause error) error {
+	in := inputOf(env.Event.ID(), d)
 	orderID := env.OrderID()
 	shop := shopOfData(env.Data)
 	key := StoreKey(shop, orderID)
-	step := "handle_" + inputType(d.Subject)
+	step := "handle_" + in.Kind
 	var se *StepError
 	if errors.As(cause, &se) {
 		step = se.Step
 	}
-	if env.Event.Type() == events.TypeOrderPlaced {
+	if in.Kind == events.InputOrderPlaced {
 		_, err := w.update(ctx, key, func(o *Order) error {
 			if Final(o.State) {
 				return errSkip
 			}
-			w.markFailed(o, step, cause, int(d.NumDelivered))
+			markFailed(o, step, cause, in.Attempts, w.now())
 			return nil
 		})
 		switch {
@@ -274,8 +292,8 @@ func (w *Workflow) GiveUp(ctx context.Context, env events.Envelope, d events.Del
 			return w.Advance(ctx, key, false)
 		}
 	}
-	return w.publishNow(ctx, orderID, events.TypeOrderFailed, key+"\x00"+env.Event.ID(), events.OrderFailed{
-		OrderID: orderID, Shop: shop, Step: step, Message: cause.Error(), Attempts: int(d.NumDelivered),
+	return w.publishNow(ctx, orderID, events.TypeOrderFailed, key+"\x00"+in.ID, events.OrderFailed{
+		OrderID: orderID, Shop: shop, Step: step, Message: cause.Error(), Attempts: in.Attempts,
 	})
 }
 

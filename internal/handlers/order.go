@@ -160,14 +160,6 @@ func (c *Claim) HeldBy(owner string, now time.Time) bool {
 	return c != nil && c.Owner != owner && now.Before(c.Until)
 }
 
-// heldElsewhere is the wait for a step another attempt has claimed, or nil.
-func heldElsewhere(c *Claim, attempt string, now time.Time, step string) error {
-	if !c.HeldBy(attempt, now) {
-		return nil
-	}
-	return wait(c.Until.Sub(now), "%s claimed by %s", step, c.Owner)
-}
-
 // OutboxEvent is a state event waiting to be published.
 type OutboxEvent struct {
 	ID          string          `json:"id"`

@@ -35,14 +35,6 @@ type shop struct {
 	ttl         time.Duration
 }
 
-func (w *Workflow) shopOf(alias string) (*shop, error) {
-	s, ok := w.shops[alias]
-	if !ok {
-		return nil, fmt.Errorf("shop %q is not configured", alias)
-	}
-	return s, nil
-}
-
 // Breaker settings: after breakerFailures transient failures in a row a
 // shop's calls fail at once for breakerCooldown, then one call probes.
 const (

@@ -3,6 +3,17 @@
 // small interfaces (Inbank, Store, Publisher) so its transitions are tested
 // without NATS.
 //
+// # Decisions and moves
+//
+// [Decide] is the whole workflow as a pure function: from an order's
+// state and the facts at hand (the time, the shop's policy, what this step
+// has read) it chooses the next [Move]. The transitions in transitions.go
+// change an order in memory with the events they imply. The runner
+// (run.go) only carries moves out: reads that add a fact and decide
+// again, writes (each one compare-and-set), and Inbank calls. Every call
+// with a side effect goes through one implementation of claim → call →
+// record ([Workflow.claimed]).
+//
 // # Delivery and crashes
 //
 // Every input is first recorded in the order's state (a KV entry changed
@@ -11,6 +22,12 @@
 // any crash: every step looks at the stored state first. Reconciliation
 // runs it for unfinished orders without any input, so orders complete with
 // no callback at all.
+//
+// A new order's first write is its first move: it is created already
+// holding the session's claim (or already rejected). Its entry in the
+// open-orders index is written alongside, and order.placed is acknowledged
+// only after both: an order that is not final is in the index, or its
+// order.placed comes again and writes the entry again.
 //
 // Events to publish are put in the order's outbox in the same write as the
 // state that implies them, published, then removed. Their ids are derived
@@ -26,7 +43,9 @@
 //     another attempt creates a second session. Only a session that was
 //     recorded is ever published (session.created is in the outbox of the
 //     write that records it); the unrecorded one is never shown to the
-//     shop and expires at Inbank at its validUntil.
+//     shop and expires at Inbank at its validUntil. A bridge that dies
+//     right after creating a new order (with its claim) leaves the order
+//     to the next attempt after the claim expires (CLAIM_TTL).
 //   - Identifier assignment is repeatable: it is simply assigned again.
 //   - Activation: the next attempt reads the contract first. If it is
 //     activated, the activation is recorded without a second call. If not,
@@ -303,24 +322,24 @@ const maxLoops = 30
 func (w *Workflow) Advance(ctx context.Context, orderID string, refresh bool) error {
 	// The first look is fresh: deciding that there is nothing to do is
 	// checked by no compare-and-set. Later looks follow our own writes.
-	return w.advance(ctx, orderID, refresh, w.cfg.Store.LoadFresh)
+	return w.advance(ctx, orderID, refresh, nil)
 }
 
-// advanceWritten is Advance right after this bridge wrote the order: its
-// own write is the latest state (a change since would fail the next
-// compare-and-set), so the first look needs no server read.
-func (w *Workflow) advanceWritten(ctx context.Context, orderID string) error {
-	return w.advance(ctx, orderID, false, w.cfg.Store.Load)
-}
-
-func (w *Workflow) advance(ctx context.Context, orderID string, refresh bool, load func(context.Context, string) (Order, uint64, error)) error {
+// advance drives the order stored under key, or first (not stored yet:
+// its first write creates it) when given.
+func (w *Workflow) advance(ctx context.Context, key string, refresh bool, first *Order) error {
 	var outcome error // a step's permanent failure, returned once the order is at rest
+	load := w.cfg.Store.LoadFresh
 	for range maxLoops {
-		o, rev, err := load(ctx, orderID)
-		load = w.cfg.Store.Load
-		if err != nil {
+		var o Order
+		var rev uint64
+		var err error
+		if first != nil {
+			o, first = *first, nil
+		} else if o, rev, err = load(ctx, key); err != nil {
 			return err
 		}
+		load = w.cfg.Store.Load
 		progressed, err := w.step(ctx, &o, rev, refresh)
 		var failed *failedError
 		switch {
@@ -335,36 +354,7 @@ func (w *Workflow) advance(ctx context.Context, orderID string, refresh bool, lo
 		}
 		refresh = false // once per Advance is enough
 	}
-	return fmt.Errorf("order %s: no rest after %d steps", orderID, maxLoops)
-}
-
-// step makes one move; it reports whether it changed anything.
-func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool) (progressed bool, err error) {
-	ctx, span := w.cfg.Tracer.Start(ctx, "step "+o.State, trace.WithAttributes(attribute.String("smartrent.order_id", o.OrderID)))
-	defer func() {
-		if err != nil {
-			span.SetStatus(codes.Error, err.Error())
-		}
-		span.End()
-	}()
-	if len(o.Outbox) > 0 {
-		return true, w.flush(ctx, o, rev)
-	}
-	switch {
-	case o.State == StateNew:
-		return true, w.createSession(ctx, o, rev)
-	case o.State == StateActivated && (o.RefreshRequested || refresh && o.awaitsSessionEnd(w.now())):
-		// Done, but Inbank still moves the session (to completed after an
-		// API activation): report that change too.
-		return w.refreshSession(ctx, o, rev)
-	case Final(o.State):
-		return false, nil
-	case o.SessionUUID != "" && (refresh || o.RefreshRequested):
-		return w.refreshSession(ctx, o, rev)
-	case o.State == StateGranted:
-		return w.fulfil(ctx, o, rev, refresh)
-	}
-	return false, nil
+	return fmt.Errorf("order %s: no rest after %d steps", key, maxLoops)
 }
 
 // flush publishes the outbox, then removes what was acknowledged.
@@ -413,25 +403,6 @@ func (w *Workflow) publishOutbox(ctx context.Context, o *Order, ev OutboxEvent) 
 	return nil
 }
 
-// enqueue adds an event to the outbox with an id fixed by order, type and
-// discriminator.
-func (w *Workflow) enqueue(o *Order, typ, discriminator string, data any) {
-	b, err := json.Marshal(data)
-	if err != nil {
-		panic(fmt.Sprintf("handlers: marshal %s: %v", typ, err)) // our own types always marshal
-	}
-	o.Outbox = append(o.Outbox, OutboxEvent{ID: eventID(o.Key(), typ, discriminator), Type: typ, Data: b, TraceParent: o.TraceParent})
-}
-
-var eventNamespace = uuid.MustParse("6f1d7c8e-2b7a-4f0e-9a51-3c0d8e6b9f42")
-
-// eventID fixes an event's id by order, type and a discriminator (the
-// session, the status, the input's id…), so the same decision published
-// twice is stored once.
-func eventID(orderID, typ, discriminator string) string {
-	return uuid.NewSHA1(eventNamespace, []byte(orderID+"\x00"+typ+"\x00"+discriminator)).String()
-}
-
 // update loads the order, applies fn and saves, again on conflicts. fn
 // returning errSkip leaves the order as it is.
 func (w *Workflow) update(ctx context.Context, orderID string, fn func(o *Order) error) (Order, error) {
@@ -445,6 +416,7 @@ func (w *Workflow) update(ctx context.Context, orderID string, fn func(o *Order)
 		if err != nil {
 			return o, err
 		}
+		from := o.State
 		if err := fn(&o); err != nil {
 			if errors.Is(err, errSkip) && !fresh {
 				// Skipping is a decision no compare-and-set checks: make
@@ -457,7 +429,7 @@ func (w *Workflow) update(ctx context.Context, orderID string, fn func(o *Order)
 		if tp := traceParentFrom(ctx); tp != "" {
 			o.TraceParent = tp
 		}
-		if _, err := w.cfg.Store.Save(ctx, orderID, o, rev); err != nil {
+		if err := w.write(ctx, &o, rev, from); err != nil {
 			if errors.Is(err, events.ErrConflict) {
 				fresh = true
 				continue
@@ -511,7 +483,7 @@ func (w *Workflow) fail(ctx context.Context, orderID, step string, cause error, 
 		if Final(o.State) {
 			return errSkip
 		}
-		w.markFailed(o, step, cause, attempts)
+		markFailed(o, step, cause, attempts, w.now())
 		return nil
 	})
 	if err != nil && !errors.Is(err, errSkip) {
@@ -532,11 +504,6 @@ func unprocessable(err error) error { return &unprocessableError{err} }
 func (e *unprocessableError) Error() string { return e.err.Error() }
 func (e *unprocessableError) Unwrap() error { return e.err }
 
-// claim is this attempt's claim on a step, from now for CLAIM_TTL.
-func (w *Workflow) claim(attempt string, now time.Time) *Claim {
-	return &Claim{Owner: attempt, Until: now.Add(w.cfg.ClaimTTL)}
-}
-
 // failedError ends a step whose order was just marked failed: Advance goes
 // on (its next look publishes order.failed from the outbox) and then
 // returns err, instead of the step driving the order itself.
@@ -544,41 +511,6 @@ type failedError struct{ err error }
 
 func (e *failedError) Error() string { return e.err.Error() }
 func (e *failedError) Unwrap() error { return e.err }
-
-func (w *Workflow) markFailed(o *Order, step string, cause error, attempts int) {
-	now := w.now()
-	o.State, o.Failure = StateFailed, cause.Error()
-	o.SessionClaim, o.ActivationClaim = nil, nil
-	o.Placed = dropCustomer(o.Placed)
-	data := events.OrderFailed{OrderID: o.OrderID, Shop: o.Shop, Step: step, Message: cause.Error(), Attempts: attempts}
-	var api *inbank.APIError
-	if errors.As(cause, &api) {
-		data.HTTPStatus, data.ErrorCode = api.Status, api.ErrorCode
-	}
-	w.enqueue(o, events.TypeOrderFailed, step, data)
-	o.note(now, "failed at "+step)
-	w.cfg.Metrics.state(StateFailed)
-}
-
-// rejectOrder ends an order whose order.placed was wrong.
-func (w *Workflow) rejectOrder(o *Order, r *Rejection) {
-	o.State = StateRejected
-	o.Placed = dropCustomer(o.Placed)
-	w.enqueue(o, events.TypeOrderRejected, events.InputOrderPlaced, events.OrderRejected{
-		OrderID: o.OrderID, Shop: o.Shop, InputType: events.InputOrderPlaced, Reason: r.Reason, Message: r.Message,
-	})
-	o.note(w.now(), "rejected: "+r.Reason)
-	w.cfg.Metrics.state(StateRejected)
-}
-
-func dropCustomer(p *events.OrderPlaced) *events.OrderPlaced {
-	if p == nil || p.Customer == nil {
-		return p
-	}
-	c := *p
-	c.Customer = nil
-	return &c
-}
 
 // shortRetry retries a repeatable Inbank call for a short burst on
 // transient failures; a Retry-After longer than the burst ends it.

@@ -1,0 +1,277 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sethvargo/go-retry"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/inbank"
+)
+
+// This file carries out the moves [Decide] chooses: reads, writes and
+// Inbank calls. Steps with a side effect at Inbank all go through
+// [Workflow.claimed], the one implementation of claim → call → record.
+
+// facts are what the workflow knows of an order's surroundings now.
+func (w *Workflow) facts(o *Order, refresh bool) Facts {
+	f := Facts{Now: w.now(), Attempt: w.attemptID(), Settle: w.cfg.ActivationSettle, Refresh: refresh}
+	if sh, ok := w.shops[o.Shop]; ok {
+		f.Policy = sh.policy
+	}
+	return f
+}
+
+// step decides the order's next move and makes it; it reports whether it
+// changed anything. Moves that only read (the conditions, a contract, a
+// session with nothing new) add a fact and decide again. rev 0 is an
+// order not stored yet: its first write creates it.
+func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool) (progressed bool, err error) {
+	ctx, span := w.cfg.Tracer.Start(ctx, "step "+o.State, trace.WithAttributes(attribute.String("smartrent.order_id", o.OrderID)))
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
+	f := w.facts(o, refresh)
+	sh := w.shops[o.Shop] // set whenever a move needs it: Decide refuses an unconfigured shop
+	for {
+		m := Decide(o, f)
+		switch m.Kind {
+		case MoveRest:
+			return false, nil
+		case MoveWait:
+			return false, wait(m.After, "%s", m.Why)
+		case MoveUnprocessable:
+			return false, unprocessable(m.Err)
+		case MovePublish:
+			return true, w.flush(ctx, o, rev)
+		case MoveReject:
+			from := o.State
+			rejectOrder(o, m.Rejection, f.Now)
+			return true, w.write(ctx, o, rev, from)
+		case MoveLoadConditions:
+			if err := w.loadConditions(ctx, o, rev, sh, &f); err != nil {
+				return false, err
+			}
+		case MoveCreateSession:
+			return true, w.createSession(ctx, o, rev, f, sh, m.Insurance)
+		case MovePriceSession:
+			return true, w.priceSession(ctx, o, sh, m.Insurance)
+		case MoveReadSession:
+			if progressed, err := w.readSession(ctx, o, rev, sh, f.Now); progressed || err != nil {
+				return progressed, err
+			}
+			f.SessionRead = true
+		case MoveAssignIdentifiers:
+			return true, w.assignIdentifiers(ctx, o, rev, f, sh)
+		case MoveReadContract:
+			k, err := w.readContract(ctx, sh, o.ContractUUID)
+			if err != nil {
+				return false, err
+			}
+			f.Contract = &k
+		case MoveActivate:
+			return true, w.activate(ctx, o, rev, f, sh)
+		case MoveRecordActivated:
+			return true, w.recordActivated(ctx, o.Key(), m.Via, true)
+		case MoveAwaitActivation:
+			return w.awaitActivation(ctx, o, sh, m.Via, 0)
+		default:
+			return false, fmt.Errorf("order %s: %w: %v", o.OrderID, errNoMove, m.Kind)
+		}
+	}
+}
+
+// write stores the order (creating it when rev is 0: it was never
+// stored) and reports the transition once it is stored.
+func (w *Workflow) write(ctx context.Context, o *Order, rev uint64, from string) error {
+	var err error
+	if rev == 0 {
+		_, err = w.cfg.Store.Create(ctx, o.Key(), *o)
+	} else {
+		_, err = w.cfg.Store.Save(ctx, o.Key(), *o, rev)
+	}
+	if err == nil {
+		w.observe(from, o)
+	}
+	return err
+}
+
+// observe counts a stored transition: the metrics follow the states, so
+// no step counts for itself.
+func (w *Workflow) observe(from string, o *Order) {
+	if o.State == from {
+		return
+	}
+	w.cfg.Metrics.state(o.State)
+	switch o.State {
+	case StatePending:
+		w.cfg.Metrics.sessionCreated()
+	case StateActivated:
+		if o.SessionAt != nil && o.ActivatedAt != nil {
+			w.cfg.Metrics.activated(o.ActivatedAt.Sub(*o.SessionAt).Seconds())
+		}
+	}
+}
+
+// sideEffect is a step with a side effect at Inbank, as [Workflow.claimed]
+// runs it.
+type sideEffect struct {
+	step string
+	// claim points at the step's claim in an order.
+	claim func(o *Order) **Claim
+	// begin adds to the claim's write (attempt counters, marks); may be nil.
+	begin func(o *Order, now time.Time)
+	// call makes the Inbank call.
+	call func(ctx context.Context) error
+	// undo adds to the release of the claim after a transient failure;
+	// may be nil.
+	undo func(o *Order, err error)
+	// refused records a permanent failure and reports whether it is to be
+	// reported (a StepError); nil fails the order at the step (or at the
+	// step a *StepError from call names).
+	refused  func(o *Order, now time.Time) bool
+	attempts int // this attempt's number, for order.failed
+	// record writes the result; mine tells whether the claim was still
+	// this attempt's. errSkip writes nothing: the result is dropped.
+	record func(o *Order, mine bool, now time.Time) error
+	// then runs after the record is written; may be nil.
+	then func(ctx context.Context) error
+}
+
+// claimed runs a step with a side effect: the claim is written by
+// compare-and-set (only its winner calls Inbank), then the call, then the
+// result is recorded in the order with the events it implies. What a
+// crash between call and record means for each step is in the package
+// notes.
+func (w *Workflow) claimed(ctx context.Context, o *Order, rev uint64, f Facts, e sideEffect) error {
+	from, key := o.State, o.Key()
+	*e.claim(o) = &Claim{Owner: f.Attempt, Until: f.Now.Add(w.cfg.ClaimTTL)}
+	if e.begin != nil {
+		e.begin(o, f.Now)
+	}
+	if err := w.write(ctx, o, rev, from); err != nil {
+		return err // a conflict: Advance looks again
+	}
+	err := e.call(ctx)
+	if herr := w.cfg.Hooks.AfterInbankCall(e.step, o.OrderID); herr != nil {
+		return fmt.Errorf("%w: %v", ErrAbandoned, herr)
+	}
+	mine := func(o *Order) bool {
+		c := *e.claim(o)
+		return c != nil && c.Owner == f.Attempt
+	}
+	switch {
+	case err != nil && inbank.IsTransient(err):
+		// Release the claim so that the retry need not wait for it.
+		w.releaseClaim(ctx, key, e.step, func(o *Order) error {
+			if !mine(o) {
+				return errSkip
+			}
+			*e.claim(o) = nil
+			if e.undo != nil {
+				e.undo(o, err)
+			}
+			return nil
+		})
+		return &StepError{Step: e.step, Err: err}
+	case err != nil && e.refused != nil:
+		report := false
+		_, uerr := w.update(ctx, key, func(o *Order) error {
+			if mine(o) {
+				*e.claim(o) = nil
+			}
+			report = e.refused(o, w.now())
+			return nil
+		})
+		if uerr != nil {
+			// Not recorded: no dead letter for a refusal the state does
+			// not show; the delivery is retried and decides again. Not a
+			// StepError: those are final unless Inbank's failure is
+			// transient.
+			return fmt.Errorf("%s: record the refusal: %w", e.step, uerr)
+		}
+		if !report {
+			return nil
+		}
+		return &StepError{Step: e.step, Err: err}
+	case err != nil:
+		step, cause, attempts := e.step, err, e.attempts
+		var se *StepError
+		if errors.As(err, &se) {
+			step, cause, attempts = se.Step, se.Err, 1
+		}
+		return w.fail(ctx, key, step, cause, attempts)
+	}
+	err = w.record(ctx, key, func(o *Order) error {
+		m := mine(o)
+		if m {
+			*e.claim(o) = nil
+		}
+		return e.record(o, m, w.now())
+	})
+	if errors.Is(err, errSkip) {
+		w.log.WarnContext(ctx, "the step's claim was taken over before its result was recorded; the result is dropped (a session created so expires unpublished)",
+			"order_id", o.OrderID, "step", e.step)
+		return nil
+	}
+	if err != nil || e.then == nil {
+		return err
+	}
+	return e.then(ctx)
+}
+
+// record writes a result Inbank has now. It is worth retrying for a while
+// (a cluster electing a leader): if the claim runs out first, the next
+// attempt repeats the call.
+func (w *Workflow) record(ctx context.Context, key string, fn func(o *Order) error) error {
+	return retry.Do(ctx, recordBackoff(w.cfg.ClaimTTL), func(ctx context.Context) error {
+		_, err := w.update(ctx, key, fn)
+		if err != nil && !errors.Is(err, errSkip) && !errors.Is(err, events.ErrNotFound) {
+			return retry.RetryableError(err)
+		}
+		return err
+	})
+}
+
+// recordBackoff retries a record for about half a claim's life.
+func recordBackoff(claim time.Duration) retry.Backoff {
+	return retry.WithMaxDuration(claim/2, retry.WithCappedDuration(time.Second, retry.WithJitterPercent(20, retry.NewExponential(50*time.Millisecond))))
+}
+
+// loadConditions reads the model's rental conditions (from the shared
+// cache) into the facts.
+func (w *Workflow) loadConditions(ctx context.Context, o *Order, rev uint64, sh *shop, f *Facts) error {
+	p := o.Placed
+	cond, err := sh.conditions.Get(ctx, o.ProductCode, p.HeroDevice.IdentifierType, p.HeroDevice.Identifier)
+	switch {
+	case errors.Is(err, inbank.ErrNotFound):
+		f.NotRentable = true
+	case err != nil && inbank.IsTransient(err):
+		return &StepError{Step: StepConditions, Err: err}
+	case err != nil:
+		return w.failAt(ctx, o, rev, StepConditions, err)
+	default:
+		f.Conditions = &cond
+	}
+	return nil
+}
+
+// failAt fails an order that is in hand at rev (0: not stored yet).
+func (w *Workflow) failAt(ctx context.Context, o *Order, rev uint64, step string, cause error) error {
+	from := o.State
+	markFailed(o, step, cause, 1, w.now())
+	if err := w.write(ctx, o, rev, from); err != nil {
+		return err
+	}
+	w.log.ErrorContext(ctx, "order failed", "order_id", o.OrderID, "step", step, "err", cause)
+	return &failedError{err: &StepError{Step: step, Err: cause}}
+}
