@@ -283,6 +283,51 @@ func (h *harness) callback(orderID string) {
 	h.mustDeliver(&events.CallbackReceived{OrderID: orderID, ReceivedAt: h.clock(), Body: json.RawMessage(`{}`)})
 }
 
+// crashOnce abandons the first call of step right after Inbank answered,
+// before its result is recorded, as a process killed there would.
+func crashOnce(step string) func(*handlers.Config) {
+	crashed := false
+	return func(c *handlers.Config) {
+		c.Hooks.AfterInbankCall = func(s, _ string) error {
+			if s != step || crashed {
+				return nil
+			}
+			crashed = true
+			return errors.New("killed")
+		}
+	}
+}
+
+// oneSession checks that Inbank made one session for the order and that
+// one session.created told the shop.
+func (h *harness) oneSession(orderID string) {
+	h.t.Helper()
+	if got := h.fake.SessionsCreated(orderID); got != 1 {
+		h.t.Fatalf("%s: sessions at Inbank = %d, want 1", orderID, got)
+	}
+	h.count(orderID, events.TypeSessionCreated, 1)
+}
+
+// signed places an order and has its customer sign: the callback brings
+// the order to granted.
+func (h *harness) signed(orderID string, net float64) {
+	h.t.Helper()
+	h.mustDeliver(placed(orderID, net))
+	if _, err := h.fake.Sign(h.session(orderID)); err != nil {
+		h.t.Fatalf("sign %s: %v", orderID, err)
+	}
+	h.callback(orderID)
+}
+
+// activatedVia checks that the order has one contract.activated, via
+// "api" or "portal".
+func (h *harness) activatedVia(orderID, via string) {
+	h.t.Helper()
+	if act := h.pub.of(orderID, events.TypeContractActivated); len(act) != 1 || act[0]["activatedVia"] != via {
+		h.t.Fatalf("%s: contract.activated = %v, want one via %s", orderID, act, via)
+	}
+}
+
 func (h *harness) session(orderID string) string {
 	h.t.Helper()
 	return h.store.get(h.t, orderID).SessionUUID

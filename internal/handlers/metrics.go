@@ -21,43 +21,22 @@ type Metrics struct {
 // NewMetrics registers the workflow metrics with reg.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
-		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "smartrent_order_transitions_total",
-			Help: "Orders entering each state.",
-		}, []string{"state"}),
-		publishedBy: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "smartrent_events_published_total",
-			Help: "State events published, by type.",
-		}, []string{"type"}),
-		sessions: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "smartrent_sessions_created_total",
-			Help: "Payment sessions created at Inbank.",
-		}),
-		activations: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "smartrent_activations_called_total",
-			Help: "Activation calls Inbank accepted.",
-		}),
-		byState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "smartrent_orders",
-			Help: "Open orders by state, as of the last reconciliation pass; only the bridge holding the reconciler's lease reports it.",
-		}, []string{"state"}),
-		oldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "smartrent_orders_oldest_age_seconds",
-			Help: "Age of the last change of the oldest unfinished order, by state, as of the last reconciliation pass.",
-		}, []string{"state"}),
+		transitions: counterVec("smartrent_order_transitions_total", "Orders entering each state.", "state"),
+		publishedBy: counterVec("smartrent_events_published_total", "State events published, by type.", "type"),
+		sessions:    prometheus.NewCounter(prometheus.CounterOpts{Name: "smartrent_sessions_created_total", Help: "Payment sessions created at Inbank."}),
+		activations: prometheus.NewCounter(prometheus.CounterOpts{Name: "smartrent_activations_called_total", Help: "Activation calls Inbank accepted."}),
+		byState: gaugeVec("smartrent_orders",
+			"Open orders by state, as of the last reconciliation pass; only the bridge holding the reconciler's lease reports it.", "state"),
+		oldest: gaugeVec("smartrent_orders_oldest_age_seconds",
+			"Age of the last change of the oldest unfinished order, by state, as of the last reconciliation pass.", "state"),
 		toActivated: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "smartrent_session_to_activation_seconds",
 			Help:    "Time from session.created to contract.activated.",
 			Buckets: []float64{60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400},
 		}),
-		circuits: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "smartrent_inbank_circuit_state",
-			Help: "State of each shop's Inbank circuit breaker: 0 closed, 1 half-open (probing), 2 open (calls refused locally).",
-		}, []string{"shop"}),
-		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "smartrent_reconciliations_total",
-			Help: "Reconciliation passes by outcome (ok, error), and orders re-read.",
-		}, []string{"outcome"}),
+		circuits: gaugeVec("smartrent_inbank_circuit_state",
+			"State of each shop's Inbank circuit breaker: 0 closed, 1 half-open (probing), 2 open (calls refused locally).", "shop"),
+		reconciles: counterVec("smartrent_reconciliations_total", "Reconciliation passes by outcome (ok, error), and orders re-read.", "outcome"),
 	}
 	for _, c := range []prometheus.Collector{m.transitions, m.publishedBy, m.sessions, m.activations, m.byState, m.oldest, m.reconciles, m.toActivated, m.circuits} {
 		if err := reg.Register(c); err != nil {
@@ -65,6 +44,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+func counterVec(name, help, label string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{label})
+}
+
+func gaugeVec(name, help, label string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, []string{label})
 }
 
 func (m *Metrics) state(s string) {

@@ -76,14 +76,18 @@ type Order struct {
 	// before recording the session is taken over after it expires; the
 	// session that owner may have created is never published and expires
 	// at Inbank.
-	SessionClaim    *Claim     `json:"sessionClaim,omitempty"`
-	SessionAttempts int        `json:"sessionAttempts,omitempty"`
-	SessionUUID     string     `json:"sessionUuid,omitempty"`
-	SessionAt       *time.Time `json:"sessionCreatedAt,omitempty"`
-	RedirectURL     string     `json:"redirectUrl,omitempty"`
-	ValidUntil      *time.Time `json:"validUntil,omitempty"`
-	SessionStatus   string     `json:"sessionStatus,omitempty"`
-	ContractUUID    string     `json:"contractUuid,omitempty"`
+	SessionClaim    *Claim `json:"sessionClaim,omitempty"`
+	SessionAttempts int    `json:"sessionAttempts,omitempty"`
+	SessionUUID     string `json:"sessionUuid,omitempty"`
+	// SessionAt is when the session was recorded: where
+	// smartrent_session_to_activation_seconds starts.
+	SessionAt   *time.Time `json:"sessionCreatedAt,omitempty"`
+	RedirectURL string     `json:"redirectUrl,omitempty"`
+	// ValidUntil is the validUntil sent with the session: a session
+	// created but never recorded expires at Inbank then.
+	ValidUntil    *time.Time `json:"validUntil,omitempty"`
+	SessionStatus string     `json:"sessionStatus,omitempty"`
+	ContractUUID  string     `json:"contractUuid,omitempty"`
 	// RefreshRequested is set by a callback: re-read the session.
 	RefreshRequested bool `json:"refreshRequested,omitempty"`
 
@@ -108,8 +112,10 @@ type Order struct {
 	ActivationAttempts  int        `json:"activationAttempts,omitempty"`
 	ActivationCalled    bool       `json:"activationCalled,omitempty"`
 	ActivationUncertain *time.Time `json:"activationUncertain,omitempty"`
-	ActivatedVia        string     `json:"activatedVia,omitempty"`
-	ActivatedAt         *time.Time `json:"activatedAt,omitempty"`
+
+	// The outcome: how and when the contract came into force.
+	ActivatedVia string     `json:"activatedVia,omitempty"`
+	ActivatedAt  *time.Time `json:"activatedAt,omitempty"`
 
 	// Outbox holds events decided but not yet acknowledged by JetStream.
 	// They are published after the state that implies them is saved, and

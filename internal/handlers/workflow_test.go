@@ -55,9 +55,7 @@ func TestPathAOnDelivery(t *testing.T) {
 
 func TestPathAOnShipment(t *testing.T) {
 	h := newHarness(t, func(c *handlers.Config) { c.Policy = handlers.PolicyOnShipment })
-	h.mustDeliver(placed("S1", 500))
-	h.fake.Sign(h.session("S1"))
-	h.callback("S1")
+	h.signed("S1", 500)
 	h.mustDeliver(&events.DeviceShipped{OrderID: "S1", AssetIdentifiers: imei()})
 	h.count("S1", events.TypeContractActivated, 1)
 }
@@ -75,9 +73,7 @@ func TestShipmentBeforeGrantIsKeptUntilGranted(t *testing.T) {
 
 func TestPathBPortal(t *testing.T) {
 	h := newHarness(t, func(c *handlers.Config) { c.Policy = handlers.PolicyPortal })
-	h.mustDeliver(placed("B1", 500))
-	h.fake.Sign(h.session("B1"))
-	h.callback("B1")
+	h.signed("B1", 500)
 	h.mustDeliver(&events.DeviceShipped{OrderID: "B1", AssetIdentifiers: imei()})
 	h.mustDeliver(&events.DeviceDelivered{OrderID: "B1"})
 	c := h.contract("B1")
@@ -92,10 +88,7 @@ func TestPathBPortal(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.callback("B1")
-	act := h.pub.of("B1", events.TypeContractActivated)
-	if len(act) != 1 || act[0]["activatedVia"] != "portal" {
-		t.Fatalf("contract.activated = %v", act)
-	}
+	h.activatedVia("B1", "portal")
 }
 
 func TestPortalApprovalUnderAPIPolicy(t *testing.T) {
@@ -104,17 +97,12 @@ func TestPortalApprovalUnderAPIPolicy(t *testing.T) {
 	h.fake.Sign(h.session("B2"))
 	h.fake.PortalApprove(h.session("B2"))
 	h.callback("B2")
-	act := h.pub.of("B2", events.TypeContractActivated)
-	if len(act) != 1 || act[0]["activatedVia"] != "portal" {
-		t.Fatalf("contract.activated = %v", act)
-	}
+	h.activatedVia("B2", "portal")
 }
 
 func TestFinalOutcomes(t *testing.T) {
 	h := newHarness(t, nil)
-	h.mustDeliver(placed("D1", 1050)) // the demo decline range
-	h.fake.Sign(h.session("D1"))
-	h.callback("D1")
+	h.signed("D1", 1050) // the demo decline range
 	if o := h.store.get(t, "D1"); o.State != handlers.StateDeclined {
 		t.Fatalf("state = %s", o.State)
 	}
@@ -163,23 +151,11 @@ func TestDuplicateOrderPlacedMakesOneSession(t *testing.T) {
 	h := newHarness(t, nil)
 	h.mustDeliver(placed("P1", 500))
 	h.mustDeliver(placed("P1", 500))
-	if got := h.fake.SessionsCreated("P1"); got != 1 {
-		t.Fatalf("sessions = %d", got)
-	}
-	h.count("P1", events.TypeSessionCreated, 1)
+	h.oneSession("P1")
 }
 
 func TestCrashBetweenSessionCallAndRecord(t *testing.T) {
-	crash := true
-	h := newHarness(t, func(c *handlers.Config) {
-		c.Hooks.AfterInbankCall = func(step, _ string) error {
-			if step == handlers.StepSession && crash {
-				crash = false
-				return errors.New("killed")
-			}
-			return nil
-		}
-	})
+	h := newHarness(t, crashOnce(handlers.StepSession))
 	err := h.deliver(placed("K1", 500))
 	if err == nil {
 		t.Fatal("no error after the crash hook")
@@ -200,19 +176,8 @@ func TestCrashBetweenSessionCallAndRecord(t *testing.T) {
 }
 
 func TestCrashBetweenActivationAndRecord(t *testing.T) {
-	crash := true
-	h := newHarness(t, func(c *handlers.Config) {
-		c.Hooks.AfterInbankCall = func(step, _ string) error {
-			if step == handlers.StepActivate && crash {
-				crash = false
-				return errors.New("killed")
-			}
-			return nil
-		}
-	})
-	h.mustDeliver(placed("K2", 500))
-	h.fake.Sign(h.session("K2"))
-	h.callback("K2")
+	h := newHarness(t, crashOnce(handlers.StepActivate))
+	h.signed("K2", 500)
 	h.mustDeliver(&events.DeviceShipped{OrderID: "K2", AssetIdentifiers: imei()})
 	if err := h.deliver(&events.DeviceDelivered{OrderID: "K2"}); err == nil {
 		t.Fatal("no error after the crash hook")
@@ -222,17 +187,12 @@ func TestCrashBetweenActivationAndRecord(t *testing.T) {
 	if got := h.fake.Activations(h.contract("K2")); got != 1 {
 		t.Fatalf("activation calls = %d, want 1", got)
 	}
-	act := h.pub.of("K2", events.TypeContractActivated)
-	if len(act) != 1 || act[0]["activatedVia"] != "api" {
-		t.Fatalf("contract.activated = %v", act)
-	}
+	h.activatedVia("K2", "api")
 }
 
 func TestUncertainActivationWaitsForTheSettleTime(t *testing.T) {
 	h := newHarness(t, nil)
-	h.mustDeliver(placed("U1", 500))
-	h.fake.Sign(h.session("U1"))
-	h.callback("U1")
+	h.signed("U1", 500)
 	h.mustDeliver(&events.DeviceShipped{OrderID: "U1", AssetIdentifiers: imei()})
 	// The activation times out without an answer and did not take effect.
 	h.fake.SetFault(inbank.OpActivateContract, inbanktest.Fault{Timeout: true, Remaining: 1})
@@ -293,9 +253,7 @@ func TestIneligibleOrdersAreRejectedWithoutSession(t *testing.T) {
 
 func TestInvalidIMEIIsRejectedWithoutPatch(t *testing.T) {
 	h := newHarness(t, nil)
-	h.mustDeliver(placed("I1", 500))
-	h.fake.Sign(h.session("I1"))
-	h.callback("I1")
+	h.signed("I1", 500)
 	bad := []events.AssetIdentifier{{Identifier: "356938035643808", IdentifierType: inbank.AssetIdentifierIMEI}}
 	h.mustDeliver(&events.DeviceShipped{OrderID: "I1", AssetIdentifiers: bad})
 	rej := h.pub.of("I1", events.TypeOrderRejected)
@@ -335,10 +293,7 @@ func TestInbankUnavailableThenRecovers(t *testing.T) {
 	}
 	h.fake.ClearFaults()
 	h.mustDeliver(placed("T1", 500))
-	h.count("T1", events.TypeSessionCreated, 1)
-	if got := h.fake.SessionsCreated("T1"); got != 1 {
-		t.Fatalf("sessions = %d", got)
-	}
+	h.oneSession("T1")
 }
 
 func TestUnknownOrderWaitsThenIsRejected(t *testing.T) {
@@ -367,10 +322,7 @@ func TestPublishFailureKeepsTheOutbox(t *testing.T) {
 	}
 	h.pub.fail = nil
 	h.mustDeliver(placed("O1", 500))
-	h.count("O1", events.TypeSessionCreated, 1)
-	if got := h.fake.SessionsCreated("O1"); got != 1 {
-		t.Fatalf("sessions = %d", got)
-	}
+	h.oneSession("O1")
 }
 
 func TestTraceParentIsCarriedToTheEventsAnInputCauses(t *testing.T) {
@@ -393,9 +345,7 @@ func TestTraceParentIsCarriedToTheEventsAnInputCauses(t *testing.T) {
 
 func TestConcurrentShipmentsAssignOnce(t *testing.T) {
 	h := newHarness(t, func(c *handlers.Config) { c.Policy = handlers.PolicyOnShipment })
-	h.mustDeliver(placed("CS1", 500))
-	h.fake.Sign(h.session("CS1"))
-	h.callback("CS1")
+	h.signed("CS1", 500)
 	h.fake.SetFault(inbank.OpAssignAssetIdentifiers, inbanktest.Fault{Latency: inbanktest.Duration(100 * time.Millisecond)})
 	errs := make(chan error, 4)
 	for range 4 {
@@ -420,9 +370,7 @@ func TestConcurrentShipmentsAssignOnce(t *testing.T) {
 // not show); the next delivery records it and reports it once.
 func TestRefusedIdentifiersNotRecordedAreRetried(t *testing.T) {
 	h := newHarness(t, nil)
-	h.mustDeliver(placed("R1", 500))
-	h.fake.Sign(h.session("R1"))
-	h.callback("R1")
+	h.signed("R1", 500)
 	h.fake.SetFault(inbank.OpAssignAssetIdentifiers, inbanktest.Fault{Status: 400})
 	h.store.mu.Lock()
 	h.store.failSave = 3 // the shipment and the claim are written; recording the refusal fails
