@@ -98,7 +98,32 @@ type ConsumerConfig struct {
 	Logger           *slog.Logger
 	Metrics          *ConsumerMetrics
 	Tracer           trace.Tracer // a span per consumed event; none when nil
+	// Middleware wraps the handler inside the consumer's own (metrics,
+	// disposition, tracing), first outermost: tests hook in here.
+	Middleware []Middleware
 }
+
+// Msg is one decoded message in a consumer's hands, as middleware sees it.
+type Msg struct {
+	Env      Envelope
+	Delivery Delivery
+	Log      *slog.Logger // names the consumer, subject, order, type and shop
+	// Outcome is what the disposition did (ok, retry or dead_letter), and
+	// Err the handler's error it acted on.
+	Outcome string
+	Err     error
+
+	raw jetstream.Msg
+}
+
+// HandlerFunc handles one decoded message. Its error decides what happens
+// to the message: see [Handler.Handle].
+type HandlerFunc func(ctx context.Context, m *Msg) error
+
+// Middleware wraps a HandlerFunc, as Watermill's router middleware does:
+// the consumer's retry and dead-lettering, tracing and metrics are
+// middleware around the handler, not steps inside it.
+type Middleware func(HandlerFunc) HandlerFunc
 
 // Consumer runs a durable pull consumer.
 type Consumer struct {
@@ -108,6 +133,7 @@ type Consumer struct {
 	codec *Codec
 	pub   *Publisher
 	h     Handler
+	chain HandlerFunc // the handler inside its middleware
 
 	wg      sync.WaitGroup
 	sem     chan struct{}
@@ -140,6 +166,7 @@ func Consume(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, codec *
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	c := &Consumer{cfg: cfg, js: js, nc: nc, codec: codec, pub: NewPublisher(js, codec), h: h, sem: make(chan struct{}, cfg.Concurrency)}
+	c.chain = c.handler()
 	cfg.Metrics.init(cfg.Consumer)
 	cons, err := js.Consumer(ctx, cfg.Stream, cfg.Consumer)
 	if err != nil {
@@ -197,67 +224,115 @@ func delivery(m jetstream.Msg, maxDeliver int) Delivery {
 	return d
 }
 
-func (c *Consumer) handle(m jetstream.Msg) {
+// handler is the Handler inside the consumer's middleware: metrics
+// outermost (they see the disposition's outcome and the whole time), then
+// tracing (the span covers the dead letter and order.failed too), then the
+// disposition (ack, retry or dead letter), then the configured middleware.
+func (c *Consumer) handler() HandlerFunc {
+	h := HandlerFunc(func(ctx context.Context, m *Msg) error { return c.h.Handle(ctx, m.Env, m.Delivery) })
+	for i := len(c.cfg.Middleware) - 1; i >= 0; i-- {
+		h = c.cfg.Middleware[i](h)
+	}
+	return c.measured(c.traced(c.disposed(h)))
+}
+
+func (c *Consumer) handle(raw jetstream.Msg) {
 	start := time.Now()
-	d := delivery(m, c.cfg.MaxDeliver)
+	d := delivery(raw, c.cfg.MaxDeliver)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go c.heartbeat(ctx, m)
+	go c.heartbeat(ctx, raw)
 	log := c.cfg.Logger.With("consumer", c.cfg.Consumer, "subject", d.Subject, "stream_seq", d.StreamSeq, "delivery", d.NumDelivered)
 
-	env, err := c.codec.Decode(m.Headers(), m.Data())
+	env, err := c.codec.Decode(raw.Headers(), raw.Data())
 	var de *DecodeError
 	if errors.As(err, &de) {
-		log = log.With("order_id", de.OrderID)
-		if herr := c.h.Invalid(ctx, d, de); herr != nil {
-			log.Error("could not report an invalid message; will retry", "err", herr)
-			c.retry(m, d, herr, log)
-			c.cfg.Metrics.observe(c.cfg.Consumer, "", "retry", start)
-			return
-		}
-		c.deadLetter(ctx, m, d, "invalid message: "+de.Error(), log)
-		c.cfg.Metrics.observe(c.cfg.Consumer, de.Type, "invalid", start)
+		c.invalid(ctx, raw, d, de, log.With("order_id", de.OrderID), start)
 		return
 	}
-	// Join the trace the event carries: the span's context flows into the
-	// Inbank calls and the events this one causes.
-	ctx, span := c.cfg.Tracer.Start(telemetry.ContextWithTraceParent(ctx, TraceParent(env.Event)), "consume "+env.Event.Type(),
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", d.Subject),
-			attribute.String("smartrent.order_id", env.OrderID()), attribute.Int64("messaging.nats.stream_sequence", int64(d.StreamSeq))))
-	defer span.End()
 	shop := ids.ShopName(ShopOf(env.Data))
 	ctx = telemetry.WithLogAttrs(ctx, slog.String("shop", shop))
 	log = log.With("order_id", env.OrderID(), "type", env.Event.Type(), "shop", shop)
-	if sc := span.SpanContext(); sc.IsValid() {
-		log = log.With("trace_id", sc.TraceID().String())
+	_ = c.chain(ctx, &Msg{Env: env, Delivery: d, Log: log, raw: raw})
+}
+
+// invalid reports an undecodable message to the handler, then
+// dead-letters it.
+func (c *Consumer) invalid(ctx context.Context, raw jetstream.Msg, d Delivery, de *DecodeError, log *slog.Logger, start time.Time) {
+	if herr := c.h.Invalid(ctx, d, de); herr != nil {
+		log.Error("could not report an invalid message; will retry", "err", herr)
+		c.retry(raw, d, herr, log)
+		c.cfg.Metrics.observe(c.cfg.Consumer, "", "retry", start)
+		return
 	}
-	err = c.h.Handle(ctx, env, d)
-	if err != nil {
-		span.SetStatus(codes.Error, err.Error())
+	c.deadLetter(ctx, raw, d, "invalid message: "+de.Error(), log)
+	c.cfg.Metrics.observe(c.cfg.Consumer, de.Type, "invalid", start)
+}
+
+// measured counts each message by type and outcome, with its handling time.
+func (c *Consumer) measured(next HandlerFunc) HandlerFunc {
+	return func(ctx context.Context, m *Msg) error {
+		start := time.Now()
+		err := next(ctx, m)
+		c.cfg.Metrics.observe(c.cfg.Consumer, m.Env.Event.Type(), m.Outcome, start)
+		return err
 	}
-	switch {
-	case err == nil:
-		if aerr := m.Ack(); aerr != nil {
-			log.Warn("ack failed; the message will come again and is handled idempotently", "err", aerr)
+}
+
+// disposed answers the server for the handler: ack on nil; dead letter
+// (after the handler's GiveUp) on a permanent error or the last delivery;
+// otherwise a NAK with the retry schedule's delay.
+func (c *Consumer) disposed(next HandlerFunc) HandlerFunc {
+	return func(ctx context.Context, m *Msg) error {
+		err := next(ctx, m)
+		m.Err = err
+		d, log := m.Delivery, m.Log
+		switch {
+		case err == nil:
+			m.Outcome = "ok"
+			if aerr := m.raw.Ack(); aerr != nil {
+				log.Warn("ack failed; the message will come again and is handled idempotently", "err", aerr)
+			}
+		case IsPermanent(err) || d.Last():
+			reason := err.Error()
+			if !IsPermanent(err) {
+				reason = fmt.Sprintf("gave up after %d deliveries: %s", d.NumDelivered, reason)
+			}
+			if herr := c.h.GiveUp(ctx, m.Env, d, err); herr != nil {
+				log.Error("could not report a failed message; will retry", "err", herr, "cause", err)
+				m.Outcome = "retry"
+				_ = m.raw.NakWithDelay(c.cfg.RetryBase)
+				return nil
+			}
+			m.Outcome = "dead_letter"
+			c.deadLetter(ctx, m.raw, d, reason, log)
+		default:
+			m.Outcome = "retry"
+			c.retry(m.raw, d, err, log)
 		}
-		c.cfg.Metrics.observe(c.cfg.Consumer, env.Event.Type(), "ok", start)
-	case IsPermanent(err) || d.Last():
-		reason := err.Error()
-		if !IsPermanent(err) {
-			reason = fmt.Sprintf("gave up after %d deliveries: %s", d.NumDelivered, reason)
+		return nil
+	}
+}
+
+// traced runs the rest in a consumer span joined to the trace the event
+// carries: the span's context flows into the Inbank calls and the events
+// this one causes. The span fails when the handler did.
+func (c *Consumer) traced(next HandlerFunc) HandlerFunc {
+	return func(ctx context.Context, m *Msg) error {
+		d := m.Delivery
+		ctx, span := c.cfg.Tracer.Start(telemetry.ContextWithTraceParent(ctx, TraceParent(m.Env.Event)), "consume "+m.Env.Event.Type(),
+			trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", d.Subject),
+				attribute.String("smartrent.order_id", m.Env.OrderID()), attribute.Int64("messaging.nats.stream_sequence", int64(d.StreamSeq))))
+		defer span.End()
+		if sc := span.SpanContext(); sc.IsValid() {
+			m.Log = m.Log.With("trace_id", sc.TraceID().String())
 		}
-		if herr := c.h.GiveUp(ctx, env, d, err); herr != nil {
-			log.Error("could not report a failed message; will retry", "err", herr, "cause", err)
-			_ = m.NakWithDelay(c.cfg.RetryBase)
-			c.cfg.Metrics.observe(c.cfg.Consumer, env.Event.Type(), "retry", start)
-			return
+		err := next(ctx, m)
+		if m.Err != nil {
+			span.SetStatus(codes.Error, m.Err.Error())
 		}
-		c.deadLetter(ctx, m, d, reason, log)
-		c.cfg.Metrics.observe(c.cfg.Consumer, env.Event.Type(), "dead_letter", start)
-	default:
-		c.retry(m, d, err, log)
-		c.cfg.Metrics.observe(c.cfg.Consumer, env.Event.Type(), "retry", start)
+		return err
 	}
 }
 
