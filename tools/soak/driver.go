@@ -113,3 +113,40 @@ func (d *orderDriver) closedLoop(ctx context.Context, inFlight int, warmup, meas
 	wg.Wait()
 	return lat, elapsed
 }
+
+// completion is one order of a counted run: when its session.created
+// arrived and how long after its order.placed.
+type completion struct {
+	at   time.Time
+	took time.Duration
+}
+
+// countedLoop places total orders, inFlight at a time, and returns their
+// completions in the order they completed: the method, where the
+// steady state starts after the first 2·C.
+func (d *orderDriver) countedLoop(ctx context.Context, inFlight, total int) ([]completion, error) {
+	var mu sync.Mutex
+	done := make([]completion, 0, total)
+	var next atomic.Int64
+	var failed atomic.Pointer[error]
+	var wg sync.WaitGroup
+	for range inFlight {
+		wg.Go(func() {
+			for next.Add(1) <= int64(total) && ctx.Err() == nil {
+				took, err := d.place(ctx)
+				if err != nil {
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+				mu.Lock()
+				done = append(done, completion{at: time.Now(), took: took})
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		return done, *err
+	}
+	return done, ctx.Err()
+}
