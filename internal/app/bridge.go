@@ -165,10 +165,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	if err != nil {
 		return err
 	}
-	var o BridgeOptions
-	if len(opts) > 0 {
-		o = opts[0]
-	}
+	o := firstOption(opts)
 	tokens, err := callbacktoken.New(callbacktoken.Parse(c.secret))
 	if err != nil {
 		return fmt.Errorf("CALLBACK_SECRET: %w", err)
@@ -195,15 +192,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	if err := p.connect(c.nats); err != nil {
 		return err
 	}
-	var kv jetstream.KeyValue
-	err = p.setUp(c.nats, func(ctx context.Context) (err error) {
-		if c.nats.Provision {
-			kv, err = events.ProvisionBridge(ctx, p.js, c.nats.Topology)
-		} else {
-			kv, err = events.VerifyBridge(ctx, p.js, c.nats.Topology)
-		}
-		return err
-	})
+	kv, err := setUpBridgeStreams(p, c)
 	if err != nil {
 		return err
 	}
@@ -230,10 +219,8 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	if err != nil {
 		return err
 	}
-	reconcileCtx, stopReconcile := context.WithCancel(context.Background())
-	defer stopReconcile()
-	reconcileDone := make(chan struct{})
-	go func() { wf.RunReconciler(reconcileCtx, openIndex, c.reconcile); close(reconcileDone) }()
+	reconciler := startReconciler(wf, openIndex, c.reconcile)
+	defer reconciler.stop()
 	// SIGHUP re-reads key and secret files, so keys rotate without a restart.
 	defer onReload(ctx, o.Reload, func() { reloadKeys(getenv, clients, tokens, log) })()
 	p.ready(events.StreamIn)
@@ -241,18 +228,57 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	if started != nil {
 		started <- BridgeStarted{Ops: p.opsAddr}
 	}
-
 	<-p.ctx.Done()
+	return stopBridge(p, quoteService, consumers, reconciler)
+}
+
+// setUpBridgeStreams creates (PROVISION) or checks the streams, consumers
+// and buckets, waiting while JetStream cannot yet; it returns the orders'
+// bucket.
+func setUpBridgeStreams(p *process, c *bridgeConfig) (jetstream.KeyValue, error) {
+	var kv jetstream.KeyValue
+	err := p.setUp(c.nats, func(ctx context.Context) (err error) {
+		if c.nats.Provision {
+			kv, err = events.ProvisionBridge(ctx, p.js, c.nats.Topology)
+		} else {
+			kv, err = events.VerifyBridge(ctx, p.js, c.nats.Topology)
+		}
+		return err
+	})
+	return kv, err
+}
+
+// reconciler is the reconciliation loop running in the background.
+type reconciler struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startReconciler(wf *handlers.Workflow, open *events.OpenIndex, interval time.Duration) *reconciler {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &reconciler{cancel: cancel, done: make(chan struct{})}
+	go func() { wf.RunReconciler(ctx, open, interval); close(r.done) }()
+	return r
+}
+
+// stop ends the loop and waits for its pass in progress; it may be
+// called again.
+func (r *reconciler) stop() { r.cancel(); <-r.done }
+
+// stopBridge turns readiness off, waits SHUTDOWN_DELAY, then stops the
+// quote service, the consumers (their messages in flight finish) and the
+// reconciler within SHUTDOWN_TIMEOUT, and drains NATS.
+func stopBridge(p *process, quotes micro.Service, consumers []*events.Consumer, r *reconciler) error {
 	stopCtx, cancelStop := p.shutdown()
 	defer cancelStop()
-	stopReconcile()
-	if err := quoteService.Stop(); err != nil {
-		log.Warn("quote service stop", "err", err)
+	r.cancel() // no new pass; the one in progress ends with the consumers
+	if err := quotes.Stop(); err != nil {
+		p.log.Warn("quote service stop", "err", err)
 	}
 	for _, c := range consumers {
 		c.Stop(stopCtx)
 	}
-	<-reconcileDone
+	<-r.done
 	return p.finish(stopCtx)
 }
 

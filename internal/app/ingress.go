@@ -42,39 +42,16 @@ type IngressOptions struct {
 // SHUTDOWN_TIMEOUT.
 
 func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io.Writer, started chan<- IngressStarted, opts ...IngressOptions) error {
-	fs := cli.New("webhook-ingress", getenv)
-	natsSettings := natsconn.Bind(fs)
-	procSettings := bindProcess(fs, ":9091")
-	secret := fs.String("callback-secret", "CALLBACK_SECRET", "", "token secret(s), comma-separated: the first signs, all verify (required)")
-	listen := fs.String("listen-addr", "LISTEN_ADDR", ":8080", "callback listener")
-	sigMode := fs.String("inbank-callback-signature", "INBANK_CALLBACK_SIGNATURE", ingress.SignatureOptional, "Inbank's callback signature: off, optional (verify when present) or required")
-	sigTolerance := fs.Duration("inbank-callback-signature-tolerance", "INBANK_CALLBACK_SIGNATURE_TOLERANCE", 5*time.Minute, "maximum age of a signed callback timestamp")
-	apiKey := fs.String("inbank-api-key", "INBANK_API_KEY", "", "Inbank API key(s), comma-separated, to verify callback signatures (never logged)")
-	publishTimeout := fs.Duration("publish-timeout", "PUBLISH_TIMEOUT", 5*time.Second, "how long to wait for JetStream before answering 503")
-	if err := fs.Parse(args); err != nil {
+	c, err := parseIngressConfig(args, getenv)
+	if err != nil {
 		return err
 	}
-	if err := cli.Require([2]string{"CALLBACK_SECRET", *secret}); err != nil {
-		return err
-	}
-	switch *sigMode {
-	case ingress.SignatureOff, ingress.SignatureOptional, ingress.SignatureRequired:
-	default:
-		return fmt.Errorf("INBANK_CALLBACK_SIGNATURE: %q: want off, optional or required", *sigMode)
-	}
-	tokens, err := callbacktoken.New(callbacktoken.Parse(*secret))
+	tokens, err := callbacktoken.New(callbacktoken.Parse(c.secret))
 	if err != nil {
 		return fmt.Errorf("CALLBACK_SECRET: %w", err)
 	}
-	schemaSet, err := schemas.Load()
-	if err != nil {
-		return err
-	}
-	var o IngressOptions
-	if len(opts) > 0 {
-		o = opts[0]
-	}
-	p, err := startProcess(ctx, "webhook-ingress", procSettings, logOut)
+	o := firstOption(opts)
+	p, err := startProcess(ctx, "webhook-ingress", c.process, logOut)
 	if err != nil {
 		return err
 	}
@@ -84,63 +61,111 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 		return err
 	}
 	defer flushTraces()
-	if err := p.connect(natsSettings); err != nil {
+	if err := p.connect(c.nats); err != nil {
 		return err
 	}
-	err = p.setUp(natsSettings, func(ctx context.Context) error {
-		if natsSettings.Provision {
-			return events.ProvisionStreams(ctx, p.js, natsSettings.Topology)
+	err = p.setUp(c.nats, func(ctx context.Context) error {
+		if c.nats.Provision {
+			return events.ProvisionStreams(ctx, p.js, c.nats.Topology)
 		}
-		return events.VerifyStreams(ctx, p.js, natsSettings.Topology, events.StreamIn) // it only publishes there
+		return events.VerifyStreams(ctx, p.js, c.nats.Topology, events.StreamIn) // it only publishes there
 	})
 	if err != nil {
 		return err
 	}
-
-	metrics, err := ingress.NewMetrics(p.reg)
+	srv, err := newCallbackServer(p, c, tokens, tp)
 	if err != nil {
 		return err
 	}
-	codec := events.NewCodec(schemaSet)
-	handler, err := ingress.New(ingress.Config{
-		Tokens: tokens, Publisher: events.NewPublisher(p.js, codec), Codec: codec,
-		Signature: *sigMode, SignatureKeys: splitKeys(*apiKey), SignatureTolerance: *sigTolerance,
-		PublishTimeout: *publishTimeout, Metrics: metrics, Logger: p.log,
-	})
+	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("callback listener on %s: %w", *listen, err)
-	}
-	srv := &http.Server{
-		Handler:           traceCallbacks(tp, handler),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      *publishTimeout + 10*time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+		return fmt.Errorf("callback listener on %s: %w", c.listen, err)
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	// SIGHUP re-reads CALLBACK_SECRET_FILE, so the secret rotates without a restart.
 	defer onReload(ctx, nil, func() { reloadCallbackSecret(getenv, tokens, p.log) })()
 	p.ready(events.StreamIn)
-	p.log.Info("webhook ingress ready", "listen", ln.Addr().String(), "metrics", p.opsAddr.String(), "signature", *sigMode)
+	p.log.Info("webhook ingress ready", "listen", ln.Addr().String(), "metrics", p.opsAddr.String(), "signature", c.sigMode)
 	if started != nil {
 		started <- IngressStarted{Callbacks: ln.Addr(), Ops: p.opsAddr}
 	}
+	return serveUntilStopped(p, srv, serveErr)
+}
 
+// ingressConfig is the ingress's settings from flags and environment.
+type ingressConfig struct {
+	nats                         *natsconn.Settings
+	process                      *processSettings
+	secret, listen, sigMode      string
+	apiKey                       string
+	sigTolerance, publishTimeout time.Duration
+}
+
+func parseIngressConfig(args []string, getenv cli.Getenv) (*ingressConfig, error) {
+	fs := cli.New("webhook-ingress", getenv)
+	c := &ingressConfig{nats: natsconn.Bind(fs), process: bindProcess(fs, ":9091")}
+	fs.StringVar(&c.secret, "callback-secret", "CALLBACK_SECRET", "", "token secret(s), comma-separated: the first signs, all verify (required)")
+	fs.StringVar(&c.listen, "listen-addr", "LISTEN_ADDR", ":8080", "callback listener")
+	fs.StringVar(&c.sigMode, "inbank-callback-signature", "INBANK_CALLBACK_SIGNATURE", ingress.SignatureOptional, "Inbank's callback signature: off, optional (verify when present) or required")
+	fs.DurationVar(&c.sigTolerance, "inbank-callback-signature-tolerance", "INBANK_CALLBACK_SIGNATURE_TOLERANCE", 5*time.Minute, "maximum age of a signed callback timestamp")
+	fs.StringVar(&c.apiKey, "inbank-api-key", "INBANK_API_KEY", "", "Inbank API key(s), comma-separated, to verify callback signatures (never logged)")
+	fs.DurationVar(&c.publishTimeout, "publish-timeout", "PUBLISH_TIMEOUT", 5*time.Second, "how long to wait for JetStream before answering 503")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := cli.Require([2]string{"CALLBACK_SECRET", c.secret}); err != nil {
+		return nil, err
+	}
+	switch c.sigMode {
+	case ingress.SignatureOff, ingress.SignatureOptional, ingress.SignatureRequired:
+	default:
+		return nil, fmt.Errorf("INBANK_CALLBACK_SIGNATURE: %q: want off, optional or required", c.sigMode)
+	}
+	return c, nil
+}
+
+// newCallbackServer is the HTTP server of the callback handler, with
+// limits on every phase of a request.
+func newCallbackServer(p *process, c *ingressConfig, tokens *callbacktoken.Signer, tp trace.TracerProvider) (*http.Server, error) {
+	schemaSet, err := schemas.Load()
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := ingress.NewMetrics(p.reg)
+	if err != nil {
+		return nil, err
+	}
+	codec := events.NewCodec(schemaSet)
+	handler, err := ingress.New(ingress.Config{
+		Tokens: tokens, Publisher: events.NewPublisher(p.js, codec), Codec: codec,
+		Signature: c.sigMode, SignatureKeys: splitKeys(c.apiKey), SignatureTolerance: c.sigTolerance,
+		PublishTimeout: c.publishTimeout, Metrics: metrics, Logger: p.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &http.Server{
+		Handler:           traceCallbacks(tp, handler),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      c.publishTimeout + 10*time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+	}, nil
+}
+
+// serveUntilStopped waits for SIGTERM (or the listener's failure), then
+// shuts the server down. Shutdown closes the listener, then waits for each
+// request in flight: each answers only after its PubAck (or its 503), so
+// no callback is answered 200 without being stored.
+func serveUntilStopped(p *process, srv *http.Server, serveErr <-chan error) error {
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("callback listener: %w", err)
 	case <-p.ctx.Done():
 	}
-	// Shutdown closes the listener, then waits for each request in
-	// flight: each answers only after its PubAck (or its 503), so no
-	// callback is answered 200 without being stored.
 	stopCtx, cancel := p.shutdown()
 	defer cancel()
 	if err := srv.Shutdown(stopCtx); err != nil {

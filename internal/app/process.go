@@ -191,3 +191,13 @@ func (p *process) close() {
 	p.stopOps = nil
 	p.lost(nil)
 }
+
+// firstOption is the options a Run function was given, or none: the
+// variadic parameter lets main pass nothing.
+func firstOption[T any](opts []T) T {
+	var o T
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	return o
+}
