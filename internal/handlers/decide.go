@@ -92,15 +92,24 @@ func Decide(o *Order, f Facts) Move {
 	case o.State == StateActivated && readSession && (o.RefreshRequested || o.awaitsSessionEnd(f.Now)):
 		// Done, but Inbank still moves the session (to completed after an
 		// API activation): report that change too.
-		return Move{Kind: MoveReadSession}
+		return readSessionOf(o, f)
 	case Final(o.State):
 		return Move{Kind: MoveRest}
 	case readSession:
-		return Move{Kind: MoveReadSession}
+		return readSessionOf(o, f)
 	case o.State == StateGranted:
 		return decideGranted(o, f)
 	}
 	return Move{Kind: MoveRest} // pending: the customer is in Inbank's dialog
+}
+
+// readSessionOf reads the session at the order's shop's Inbank, which
+// must still be configured.
+func readSessionOf(o *Order, f Facts) Move {
+	if f.Policy == "" {
+		return Move{Kind: MoveUnprocessable, Err: fmt.Errorf("shop %q is not configured", o.Shop)}
+	}
+	return Move{Kind: MoveReadSession}
 }
 
 // decideNew checks a new order and chooses how its session is made.

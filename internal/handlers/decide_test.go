@@ -103,6 +103,11 @@ func TestDecide(t *testing.T) {
 			handlers.Move{Kind: handlers.MoveReadSession}},
 		{"pending: a callback reads the session", granted(func(o *handlers.Order) { o.State, o.RefreshRequested = handlers.StatePending, true }), api,
 			handlers.Move{Kind: handlers.MoveReadSession}},
+		{"pending: shop no longer configured", granted(func(o *handlers.Order) { o.State, o.RefreshRequested = handlers.StatePending, true }),
+			with(func(f *handlers.Facts) { f.Policy = "" }), handlers.Move{Kind: handlers.MoveUnprocessable}},
+		{"activated: shop no longer configured", granted(func(o *handlers.Order) {
+			o.State, o.ActivatedAt, o.RefreshRequested = handlers.StateActivated, at(-time.Hour), true
+		}), with(func(f *handlers.Facts) { f.Policy = "" }), handlers.Move{Kind: handlers.MoveUnprocessable}},
 		{"pending: read, nothing new", granted(func(o *handlers.Order) { o.State = handlers.StatePending }),
 			with(func(f *handlers.Facts) { f.Refresh, f.SessionRead = true, true }), handlers.Move{Kind: handlers.MoveRest}},
 

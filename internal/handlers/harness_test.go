@@ -30,6 +30,8 @@ type memStore struct {
 	revs map[string]uint64
 	seq  uint64
 	open map[string]bool // the open-order index (handlers.OpenOrders)
+	// addFail, when set, fails every write to the index.
+	addFail error
 	// failSave, when > 0, counts successful saves down; the save that
 	// finds it at 1 fails (as a NATS outage would), once.
 	failSave int
@@ -42,6 +44,9 @@ func newMemStore() *memStore {
 func (s *memStore) Add(_ context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.addFail != nil {
+		return s.addFail
+	}
 	s.open[key] = true
 	return nil
 }

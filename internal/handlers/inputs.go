@@ -85,7 +85,9 @@ func (w *Workflow) orderPlaced(ctx context.Context, p *events.OrderPlaced) error
 	indexed := make(chan error, 1)
 	go func() { indexed <- w.index(ctx, key) }()
 	err := w.advance(ctx, key, false, &o)
-	if ierr := <-indexed; ierr != nil && err == nil {
+	if ierr := <-indexed; ierr != nil {
+		// Whatever the order did, it is not acknowledged unindexed: the
+		// order.placed comes again and writes the entry.
 		return fmt.Errorf("index order %s: %w", p.OrderID, ierr)
 	}
 	if !errors.Is(err, events.ErrExists) {

@@ -442,3 +442,30 @@ func TestCalculationFailingAfterSessionCreatedIsRetriedAlone(t *testing.T) {
 		t.Fatalf("%d sessions at Inbank, want 1", n)
 	}
 }
+
+// TestOrderNotAcknowledgedUnindexed: the index entry is written alongside
+// the order's first write; when it fails, order.placed is not acknowledged,
+// also when it comes again for an order that exists, and the next delivery
+// indexes the order without a second session.
+func TestOrderNotAcknowledgedUnindexed(t *testing.T) {
+	h := newHarness(t, nil)
+	h.store.mu.Lock()
+	h.store.addFail = errors.New("index unavailable")
+	h.store.mu.Unlock()
+	for range 2 { // a new order, then a known one
+		if err := h.deliver(placed("IX1", 500)); err == nil || events.IsPermanent(err) {
+			t.Fatalf("err = %v, want a transient error while the index fails", err)
+		}
+	}
+	h.store.mu.Lock()
+	h.store.addFail = nil
+	h.store.mu.Unlock()
+	h.mustDeliver(placed("IX1", 500))
+	h.store.mu.Lock()
+	indexed := h.store.open[handlers.StoreKey("", "IX1")]
+	h.store.mu.Unlock()
+	if !indexed {
+		t.Fatal("the order is not in the open index")
+	}
+	h.oneSession("IX1")
+}
