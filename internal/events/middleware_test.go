@@ -16,8 +16,8 @@ import (
 // TestMiddlewareWrapsTheHandler runs a consumer with a test middleware
 // against a real nats-server: the middleware sees every message before the
 // handler, its error is disposed of as the handler's would be (a permanent
-// one is given up and dead-lettered without reaching the handler), and
-// what the disposition did is on the message afterwards.
+// one is given up and dead-lettered without reaching the handler), and it
+// runs inside the disposition (no outcome is decided when it returns).
 func TestMiddlewareWrapsTheHandler(t *testing.T) {
 	srv := natstest.Run(t, natstest.Options{})
 	nc, js := natstest.Connect(t, srv.ClientURL())
