@@ -104,14 +104,14 @@ type Order struct {
 	IdentifiersAssigned []events.AssetIdentifier `json:"identifiersAssigned,omitempty"`
 	IdentifiersClaim    *Claim                   `json:"identifiersClaim,omitempty"`
 
-	// Activation: a claim before the call; ActivationCalled once Inbank
-	// answered 2xx. ActivationUncertain is when an attempt may or may not
-	// have reached Inbank: the contract is read, and the call repeated only
-	// after ActivationSettle.
+	// Activation: a claim before the call. ActivationUncertain is when an
+	// attempt may or may not have reached Inbank: the contract is read, and
+	// the call repeated only after ActivationSettle. ActivationCalled once
+	// Inbank answered 2xx.
 	ActivationClaim     *Claim     `json:"activationClaim,omitempty"`
 	ActivationAttempts  int        `json:"activationAttempts,omitempty"`
-	ActivationCalled    bool       `json:"activationCalled,omitempty"`
 	ActivationUncertain *time.Time `json:"activationUncertain,omitempty"`
+	ActivationCalled    bool       `json:"activationCalled,omitempty"`
 
 	// The outcome: how and when the contract came into force.
 	ActivatedVia string     `json:"activatedVia,omitempty"`
