@@ -46,9 +46,9 @@ func TestStoreRefusesKeysBeforeSending(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := events.NewStateStore[map[string]any](kv)
+	store := events.NewStateStore[doc](kv)
 	for _, key := range []string{strings.Repeat("k", 5000), "a b", "a*", ""} {
-		if _, err := store.Create(context.Background(), key, map[string]any{}); !errors.Is(err, ids.ErrInvalidID) {
+		if _, err := store.Create(context.Background(), key, doc{}); !errors.Is(err, ids.ErrInvalidID) {
 			t.Errorf("Create(%.20q…): %v", key, err)
 		}
 		if _, _, err := store.Load(context.Background(), key); !errors.Is(err, ids.ErrInvalidID) {

@@ -24,13 +24,15 @@ var (
 // only by compare-and-set. Keys are [StateKey]s, used as given and
 // checked before anything is sent.
 //
-// It remembers what it last read or wrote for each key, so the many loads
-// of one order's workflow do not each go to the server. A remembered value
+// It remembers what it last read or wrote for each key, decoded, so the
+// many loads of one order's workflow neither go to the server nor decode
+// JSON again: a load hands out a deep copy ([Copier]), which the caller
+// may change freely. A remembered value
 // may be stale when another bridge changed the order since: the next Save
 // then fails with ErrConflict (compare-and-set), the entry is forgotten and
 // the caller loads the fresh value. Nothing is decided on a stale value
 // that is not checked by a compare-and-set before it has an effect.
-type StateStore[T any] struct {
+type StateStore[T Copier[T]] struct {
 	kv    jetstream.KeyValue
 	limit int
 
@@ -40,18 +42,18 @@ type StateStore[T any] struct {
 	prepare func(*T) time.Duration
 
 	mu   sync.Mutex
-	seen map[string]seenEntry
+	seen map[string]seenEntry[T]
 }
 
-type seenEntry struct {
+type seenEntry[T any] struct {
 	rev uint64
-	val []byte
+	val T // never changed once remembered; handed out as deep copies only
 }
 
 // NewStateStore wraps a KV bucket, remembering up to 1,024 orders: enough
 // for the orders being worked on, small next to the memory target.
-func NewStateStore[T any](kv jetstream.KeyValue) *StateStore[T] {
-	return &StateStore[T]{kv: kv, limit: 1024, seen: map[string]seenEntry{}}
+func NewStateStore[T Copier[T]](kv jetstream.KeyValue) *StateStore[T] {
+	return &StateStore[T]{kv: kv, limit: 1024, seen: map[string]seenEntry[T]{}}
 }
 
 // ExpireWith makes every write of a value pass through prepare first; a
@@ -64,20 +66,22 @@ func (s *StateStore[T]) ExpireWith(js jetstream.JetStream, prepare func(*T) time
 	s.js, s.prepare = js, prepare
 }
 
-// encode prepares and marshals v, returning its time to live (0: none).
-func (s *StateStore[T]) encode(key string, v T) ([]byte, time.Duration, error) {
+// encode prepares and marshals v, returning the value as written and its
+// time to live (0: none). The value shares memory with the caller's.
+func (s *StateStore[T]) encode(key string, v T) ([]byte, T, time.Duration, error) {
 	var ttl time.Duration
 	if s.prepare != nil {
 		ttl = s.prepare(&v)
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, 0, fmt.Errorf("encode order %s: %w", key, err)
+		return nil, v, 0, fmt.Errorf("encode order %s: %w", key, err)
 	}
-	return b, ttl, nil
+	return b, v, ttl, nil
 }
 
-func (s *StateStore[T]) remember(key string, rev uint64, val []byte) {
+// remember keeps val, which the caller must not change afterwards.
+func (s *StateStore[T]) remember(key string, rev uint64, val T) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.seen[key]
@@ -90,7 +94,7 @@ func (s *StateStore[T]) remember(key string, rev uint64, val []byte) {
 			break
 		}
 	}
-	s.seen[key] = seenEntry{rev: rev, val: val}
+	s.seen[key] = seenEntry[T]{rev: rev, val: val}
 }
 
 func (s *StateStore[T]) forget(key string) {
@@ -117,24 +121,26 @@ func (s *StateStore[T]) load(ctx context.Context, key string, fresh bool) (T, ui
 		return v, 0, err
 	}
 	orderID := key
-	s.mu.Lock()
-	e, ok := s.seen[key]
-	s.mu.Unlock()
-	if !ok || fresh {
-		entry, err := s.kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return v, 0, fmt.Errorf("order %s: %w", orderID, ErrNotFound)
+	if !fresh {
+		s.mu.Lock()
+		e, ok := s.seen[key]
+		s.mu.Unlock()
+		if ok {
+			return e.val.DeepCopy(), e.rev, nil
 		}
-		if err != nil {
-			return v, 0, fmt.Errorf("load order %s: %w", orderID, err)
-		}
-		e = seenEntry{rev: entry.Revision(), val: entry.Value()}
-		s.remember(key, e.rev, e.val)
 	}
-	if err := json.Unmarshal(e.val, &v); err != nil {
+	entry, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return v, 0, fmt.Errorf("order %s: %w", orderID, ErrNotFound)
+	}
+	if err != nil {
+		return v, 0, fmt.Errorf("load order %s: %w", orderID, err)
+	}
+	if err := json.Unmarshal(entry.Value(), &v); err != nil {
 		return v, 0, fmt.Errorf("decode order %s: %w", orderID, err)
 	}
-	return v, e.rev, nil
+	s.remember(key, entry.Revision(), v.DeepCopy())
+	return v, entry.Revision(), nil
 }
 
 // Create stores the first state of an order, or returns ErrExists.
@@ -143,7 +149,7 @@ func (s *StateStore[T]) Create(ctx context.Context, key string, v T) (uint64, er
 		return 0, err
 	}
 	orderID := key
-	b, ttl, err := s.encode(key, v)
+	b, written, ttl, err := s.encode(key, v)
 	if err != nil {
 		return 0, err
 	}
@@ -159,7 +165,7 @@ func (s *StateStore[T]) Create(ctx context.Context, key string, v T) (uint64, er
 	if err != nil {
 		return 0, fmt.Errorf("create order %s: %w", orderID, err)
 	}
-	s.remember(key, rev, b)
+	s.remember(key, rev, written.DeepCopy())
 	return rev, nil
 }
 
@@ -171,7 +177,7 @@ func (s *StateStore[T]) Save(ctx context.Context, key string, v T, rev uint64) (
 		return 0, err
 	}
 	orderID := key
-	b, ttl, err := s.encode(key, v)
+	b, written, ttl, err := s.encode(key, v)
 	if err != nil {
 		return 0, err
 	}
@@ -192,7 +198,7 @@ func (s *StateStore[T]) Save(ctx context.Context, key string, v T, rev uint64) (
 	if err != nil {
 		return 0, fmt.Errorf("save order %s: %w", orderID, err)
 	}
-	s.remember(key, n, b)
+	s.remember(key, n, written.DeepCopy())
 	return n, nil
 }
 

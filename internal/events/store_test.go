@@ -1,9 +1,14 @@
 package events_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
 )
@@ -11,6 +16,8 @@ import (
 type doc struct {
 	State string `json:"state"`
 }
+
+func (d doc) DeepCopy() doc { return d }
 
 // TestStateStoreRemembersButNeverDecidesOnStaleValues: a second bridge's
 // change makes the first one's remembered value stale; its Save then
@@ -68,4 +75,87 @@ func mustRev(t *testing.T, s *events.StateStore[doc], id string) uint64 {
 		t.Fatal(err)
 	}
 	return rev
+}
+
+// nested has every kind of field an order has that could share memory:
+// pointers, slices of structs, raw JSON, nested maps of any.
+type nested struct {
+	At     *time.Time      `json:"at,omitempty"`
+	Items  []doc           `json:"items,omitempty"`
+	Raw    json.RawMessage `json:"raw,omitempty"`
+	Extra  map[string]any  `json:"extra,omitempty"`
+	Parent *doc            `json:"parent,omitempty"`
+}
+
+func (n nested) DeepCopy() nested {
+	c := n
+	c.At = events.CopyPtr(n.At)
+	c.Items = slices.Clone(n.Items)
+	c.Raw = bytes.Clone(n.Raw)
+	c.Extra = map[string]any{
+		"list": slices.Clone(n.Extra["list"].([]any)),
+		"map":  maps.Clone(n.Extra["map"].(map[string]any)),
+	}
+	c.Parent = events.CopyPtr(n.Parent)
+	return c
+}
+
+func (n *nested) scribble() {
+	*n.At = n.At.Add(time.Hour)
+	n.Items[0].State = "scribbled"
+	n.Items = append(n.Items, doc{"appended"})
+	n.Raw[2] = 'X'
+	n.Extra["list"].([]any)[0] = "scribbled"
+	n.Extra["map"].(map[string]any)["k"] = "scribbled"
+	n.Parent.State = "scribbled"
+}
+
+// TestStateStoreHandsOutCopies: the store remembers decoded values, so a
+// caller changing what it saved or loaded, however deep, must not change
+// what the next Load returns (the store copies with the value's
+// DeepCopy on every save and load); and a remembered value must read
+// exactly as the server's bytes decode.
+func TestStateStoreHandsOutCopies(t *testing.T) {
+	_, kv := provisioned(t)
+	ctx := context.Background()
+	s := events.NewStateStore[nested](kv)
+	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	v := nested{
+		At: &at, Items: []doc{{"a"}, {"b"}}, Raw: json.RawMessage(`{"x":1}`),
+		Extra:  map[string]any{"list": []any{"one", 2.0}, "map": map[string]any{"k": "v"}},
+		Parent: &doc{"p"},
+	}
+	want, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, "O/1", v); err != nil {
+		t.Fatal(err)
+	}
+	v.scribble() // the caller's value after saving it
+	loadedJSON := func() []byte {
+		t.Helper()
+		got, _, err := s.Load(ctx, "O/1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.scribble() // the caller's value after loading it
+		return b
+	}
+	for i := range 2 {
+		if got := loadedJSON(); string(got) != string(want) {
+			t.Fatalf("load %d = %s\nwant %s", i+1, got, want)
+		}
+	}
+	fresh, _, err := s.LoadFresh(ctx, "O/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := json.Marshal(fresh); string(b) != string(want) {
+		t.Fatalf("from the server: %s\nwant %s", b, want)
+	}
 }
