@@ -111,11 +111,16 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 	}
 	var lat []time.Duration
 	var elapsed, coldP99 time.Duration
+	// CPU per order, of the bridge and of the rest (this process: NATS, the
+	// fake Inbank and the driver), says how many cores a rate needs.
+	var cpu cpuPerOrder
 	if *orders > 0 {
 		// The method: a fixed number of orders; the steady state
 		// starts once the first 2·C have completed.
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		cpu.start(bridge)
 		done, err := driver.countedLoop(pctx, *inFlight, *orders)
+		cpu.stop(bridge, len(done))
 		cancel()
 		if err != nil {
 			return fmt.Errorf("placing %d orders: %w", *orders, err)
@@ -133,6 +138,7 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 		coldP99 = all[min(len(all)-1, int(0.99*float64(len(all))))]
 	} else {
 		lat, elapsed = driver.closedLoop(ctx, *inFlight, 2*time.Second, *measure, func() {
+			cpu.start(bridge)
 			if *profile == "" {
 				return
 			}
@@ -150,6 +156,7 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 				io.Copy(f, resp.Body)
 			}()
 		}, func() {})
+		cpu.stop(bridge, len(lat))
 	}
 	rate := float64(len(lat)) / elapsed.Seconds()
 	const k = 2 // calculation and session creation; conditions are cached
@@ -202,6 +209,8 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(tw, "latency above one Inbank round trip (p50, p99)\t%s, %s\tL\t\t\n", (pct(0.50) + *latency).Round(100*time.Microsecond), (pct(0.99) + *latency).Round(100*time.Microsecond))
 	fmt.Fprintf(tw, "  of which: order.placed handler, mean\t%s\t\t\t\n", handlerMean.Round(100*time.Microsecond))
 	fmt.Fprintf(tw, "  of which: one create_session call as the bridge sees it, mean\t%s\tL\t\t\n", inbankMean.Round(100*time.Microsecond))
+	fmt.Fprintf(tw, "CPU per order: bridge; NATS, fake Inbank and driver\t%.2f ms; %.2f ms\t\t\t\n", cpu.bridgeMs, cpu.restMs)
+	fmt.Fprintf(tw, "cores the bound C/(k·L) needs at that CPU per order\t%.1f\t%d cores here\t\t\n", bound*(cpu.bridgeMs+cpu.restMs)/1000, numCPU())
 	if rss != "" {
 		fmt.Fprintf(tw, "bridge RSS with %d orders in flight\t%s\t\t\t≤ 64 MiB\n", *memOrders, rss)
 	}
@@ -209,15 +218,28 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 	return tw.Flush()
 }
 
+// cpuPerOrder is the CPU the bridge and this process spent between start
+// and stop, per order completed.
+type cpuPerOrder struct {
+	bridge0, rest0   float64
+	bridgeMs, restMs float64
+}
+
+func (c *cpuPerOrder) start(bridge *proc) {
+	c.bridge0, c.rest0 = cpuSeconds(bridge.pid()), cpuSeconds(os.Getpid())
+}
+
+func (c *cpuPerOrder) stop(bridge *proc, orders int) {
+	if orders == 0 {
+		return
+	}
+	c.bridgeMs = 1000 * (cpuSeconds(bridge.pid()) - c.bridge0) / float64(orders)
+	c.restMs = 1000 * (cpuSeconds(os.Getpid()) - c.rest0) / float64(orders)
+}
+
 // readRSS reads VmRSS of a child process from /proc.
 func readRSS(p *proc) string {
-	p.mu.Lock()
-	pid := 0
-	if p.cmd != nil && p.cmd.Process != nil {
-		pid = p.cmd.Process.Pid
-	}
-	p.mu.Unlock()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid()))
 	if err != nil {
 		return "unknown"
 	}

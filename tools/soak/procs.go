@@ -160,3 +160,13 @@ func waitTCP(ctx context.Context, addr string, timeout time.Duration) error {
 		time.Sleep(25 * time.Millisecond)
 	}
 }
+
+// pid is the running process's id (0 before it started).
+func (p *proc) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}

@@ -88,24 +88,24 @@ func scaleRun(ctx context.Context, bins *binaries, dir string, bridges, inFlight
 func cpuTimes(ps []*proc) []float64 {
 	out := make([]float64, len(ps))
 	for i, p := range ps {
-		p.mu.Lock()
-		pid := 0
-		if p.cmd != nil && p.cmd.Process != nil {
-			pid = p.cmd.Process.Pid
-		}
-		p.mu.Unlock()
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		// Fields after the command name (which may hold spaces): utime is
-		// the 14th field of the line, stime the 15th.
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-		ut, _ := strconv.ParseFloat(f[11], 64)
-		st, _ := strconv.ParseFloat(f[12], 64)
-		out[i] = (ut + st) / 100 // clock ticks (USER_HZ = 100 on Linux)
+		out[i] = cpuSeconds(p.pid())
 	}
 	return out
+}
+
+// cpuSeconds reads a process's user+system CPU seconds from /proc (0 when
+// it cannot).
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces): utime is
+	// the 14th field of the line, stime the 15th.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // clock ticks (USER_HZ = 100 on Linux)
 }
 
 func numCPU() int {
