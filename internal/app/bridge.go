@@ -166,11 +166,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 		return err
 	}
 	o := firstOption(opts)
-	tokens, err := callbacktoken.New(callbacktoken.Parse(c.secret))
-	if err != nil {
-		return fmt.Errorf("CALLBACK_SECRET: %w", err)
-	}
-	schemaSet, err := schemas.Load()
+	tokens, schemaSet, err := loadBridgeKeys(c)
 	if err != nil {
 		return err
 	}
@@ -179,7 +175,6 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 		return err
 	}
 	defer p.close()
-	log := p.log
 	tp, flushTraces, err := tracerProvider(ctx, o.TracerProvider, "smartrent-bridge", getenv)
 	if err != nil {
 		return err
@@ -222,14 +217,31 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	reconciler := startReconciler(wf, openIndex, c.reconcile)
 	defer reconciler.stop()
 	// SIGHUP re-reads key and secret files, so keys rotate without a restart.
-	defer onReload(ctx, o.Reload, func() { reloadKeys(getenv, clients, tokens, log) })()
+	defer onReload(ctx, o.Reload, func() { reloadKeys(getenv, clients, tokens, p.log) })()
+	announceBridge(p, c, len(clients.list)+1, started)
+	<-p.ctx.Done()
+	return stopBridge(p, quoteService, consumers, reconciler)
+}
+
+// loadBridgeKeys reads the callback secret and the event schemas: both
+// are checked before anything starts.
+func loadBridgeKeys(c *bridgeConfig) (*callbacktoken.Signer, *schemas.Set, error) {
+	tokens, err := callbacktoken.New(callbacktoken.Parse(c.secret))
+	if err != nil {
+		return nil, nil, fmt.Errorf("CALLBACK_SECRET: %w", err)
+	}
+	schemaSet, err := schemas.Load()
+	return tokens, schemaSet, err
+}
+
+// announceBridge marks the bridge ready (/readyz), logs it and tells a
+// test harness where its ops endpoint is.
+func announceBridge(p *process, c *bridgeConfig, shops int, started chan<- BridgeStarted) {
 	p.ready(events.StreamIn)
-	log.Info("bridge ready", "shops", len(clients.list)+1, "metrics", p.opsAddr.String(), "activation_policy", c.policy, "inbank", c.baseURL)
+	p.log.Info("bridge ready", "shops", shops, "metrics", p.opsAddr.String(), "activation_policy", c.policy, "inbank", c.baseURL)
 	if started != nil {
 		started <- BridgeStarted{Ops: p.opsAddr}
 	}
-	<-p.ctx.Done()
-	return stopBridge(p, quoteService, consumers, reconciler)
 }
 
 // setUpBridgeStreams creates (PROVISION) or checks the streams, consumers
