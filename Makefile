@@ -115,7 +115,8 @@ bench:
 
 # bench-peers runs only the side-by-side comparison of the ingress with a
 # bare handler, Watermill and Benthos (../shared/bench/peers, ~4 min) and
-# prints ingress-vs-bare, ingress-vs-benthos and ingress-cpu-vs-bare.
+# prints ingress-vs-bare, ingress-vs-benthos and ingress-cpu-vs-bare, for the
+# rows as shipped, ours first, and their mean (PEERS_ORDER=shipped: one pass).
 bench-peers:
 	scripts/bench-peers.sh
 
