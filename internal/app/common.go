@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/smartrent-bridge/bridge/internal/cli"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
@@ -37,6 +38,13 @@ func tracerProvider(ctx context.Context, given trace.TracerProvider, service str
 		return nil, nil, err
 	}
 	return tp, func() { _ = shutdown(context.Background()) }, nil
+}
+
+// tracingOff reports a no-op tracer provider (telemetry.Setup's answer when
+// the environment asks for no traces): instrumentation then only costs.
+func tracingOff(tp trace.TracerProvider) bool {
+	_, off := tp.(noop.TracerProvider)
+	return off
 }
 
 // onReload calls reload on every SIGHUP (or signal on extra) until ctx

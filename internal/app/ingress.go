@@ -15,7 +15,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/cli"
@@ -207,7 +206,7 @@ func reloadCallbackSecret(getenv cli.Getenv, tokens *callbacktoken.Signer, log *
 // the callback token, which an otelhttp span recorded as url.path. With
 // tracing off it adds nothing to the hot path.
 func traceCallbacks(tp trace.TracerProvider, next http.Handler) http.Handler {
-	if _, off := tp.(noop.TracerProvider); off {
+	if tracingOff(tp) {
 		return next
 	}
 	tracer := tp.Tracer("github.com/smartrent-bridge/bridge/internal/ingress")
