@@ -159,10 +159,12 @@ func (c *Codec) Decode(h nats.Header, body []byte) (Envelope, error) {
 		}
 	}
 	if err != nil {
-		return env, &DecodeError{Kind: KindMalformed, OrderID: orderIDOf(body), Shop: shopOf(body), Err: err}
+		n := probeData(body)
+		return env, &DecodeError{Kind: KindMalformed, OrderID: n.orderID(), Shop: n.shop(), Err: err}
 	}
 	e := &env.Event
-	orderID, shop := orderIDOf(e.Data()), shopOf(e.Data())
+	names := probeData(e.Data()) // once: data is parsed again only to validate and decode it
+	orderID, shop := names.orderID(), names.shop()
 	if ct := e.DataContentType(); ct != "" && !strings.HasPrefix(ct, ContentTypeJSON) {
 		return env, &DecodeError{Kind: KindMalformed, Type: e.Type(), OrderID: orderID, Shop: shop, Err: fmt.Errorf("datacontenttype %q is not JSON", ct)}
 	}
@@ -176,10 +178,10 @@ func (c *Codec) Decode(h nats.Header, body []byte) (Envelope, error) {
 	if err := c.schemas.Validate(e.Type(), e.Data()); err != nil {
 		return env, &DecodeError{Kind: KindInvalidData, Type: e.Type(), OrderID: orderID, Shop: shop, Err: err}
 	}
-	if rawID := rawOrderIDOf(e.Data()); ids.CheckOrderID(rawID) != nil {
+	if err := ids.CheckOrderID(names.OrderID); err != nil {
 		// The schemas say the same; this guards the keys and subjects
 		// should a schema ever be looser.
-		return env, &DecodeError{Kind: KindInvalidData, Type: e.Type(), Err: ids.CheckOrderID(rawID)}
+		return env, &DecodeError{Kind: KindInvalidData, Type: e.Type(), Err: err}
 	}
 	if e.Subject() == "" {
 		e.SetSubject(orderID)
@@ -267,33 +269,27 @@ func headerGet(h nats.Header, key string) string {
 	return ""
 }
 
-// orderIDOf reads data.orderId (or, for a structured body, the event's
-// data.orderId) without trusting anything else in it. An id outside the
-// limit is not an order the bridge can name: "" then.
-func orderIDOf(raw []byte) string {
-	id := probeData(raw).OrderID
-	if ids.CheckOrderID(id) != nil {
-		return ""
-	}
-	return id
-}
-
-// shopOf reads data.shop like orderIDOf; "" for none or an invalid alias.
-func shopOf(raw []byte) string {
-	shop := probeData(raw).Shop
-	if ids.CheckShopAlias(shop) != nil {
-		return ""
-	}
-	return shop
-}
-
-// rawOrderIDOf is orderIDOf without the limit.
-func rawOrderIDOf(raw []byte) string { return probeData(raw).OrderID }
-
-// dataNames are the fields that name an order.
+// dataNames are the fields that name an order, as read (see probeData).
 type dataNames struct {
 	OrderID string `json:"orderId"`
 	Shop    string `json:"shop"`
+}
+
+// orderID is data.orderId if it is within the limit: an id outside it is
+// not an order the bridge can name, "" then.
+func (n dataNames) orderID() string {
+	if ids.CheckOrderID(n.OrderID) != nil {
+		return ""
+	}
+	return n.OrderID
+}
+
+// shop is data.shop; "" for none or an invalid alias.
+func (n dataNames) shop() string {
+	if ids.CheckShopAlias(n.Shop) != nil {
+		return ""
+	}
+	return n.Shop
 }
 
 // probeData reads the names from data itself, or from the "data" of a
