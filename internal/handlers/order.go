@@ -1,11 +1,9 @@
 package handlers
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
@@ -134,35 +132,6 @@ type Order struct {
 	// TraceParent is the W3C trace context of the last input, carried to
 	// the events it causes.
 	TraceParent string `json:"traceparent,omitempty"`
-}
-
-// DeepCopy returns a copy of o that shares no memory with it: the store
-// remembers orders decoded and hands each load its own copy
-// ([events.Copier]). TestOrderDeepCopySharesNothing fails when a field
-// added here is shared.
-func (o Order) DeepCopy() Order {
-	c := o
-	c.Placed = o.Placed.DeepCopy()
-	c.IdentifierTypes = slices.Clone(o.IdentifierTypes)
-	c.Quote = o.Quote.DeepCopy()
-	c.SessionClaim = events.CopyPtr(o.SessionClaim)
-	c.SessionAt = events.CopyPtr(o.SessionAt)
-	c.ValidUntil = events.CopyPtr(o.ValidUntil)
-	c.Identifiers = slices.Clone(o.Identifiers)
-	c.ShippedAt = events.CopyPtr(o.ShippedAt)
-	c.DeliveredAt = events.CopyPtr(o.DeliveredAt)
-	c.IdentifiersAssigned = slices.Clone(o.IdentifiersAssigned)
-	c.IdentifiersClaim = events.CopyPtr(o.IdentifiersClaim)
-	c.ActivationClaim = events.CopyPtr(o.ActivationClaim)
-	c.ActivationUncertain = events.CopyPtr(o.ActivationUncertain)
-	c.ActivatedAt = events.CopyPtr(o.ActivatedAt)
-	c.Outbox = slices.Clone(o.Outbox)
-	for i := range c.Outbox {
-		c.Outbox[i].Data = bytes.Clone(o.Outbox[i].Data)
-	}
-	c.ReconcileClaim = events.CopyPtr(o.ReconcileClaim)
-	c.History = slices.Clone(o.History)
-	return c
 }
 
 // StoreKey is an order's key in the store, injective in (shop, order id):
