@@ -27,11 +27,11 @@ var (
 // It remembers what it last read or wrote for each key, decoded, so the
 // many loads of one order's workflow neither go to the server nor decode
 // JSON again: a load hands out a deep copy ([Copier]), which the caller
-// may change freely. A remembered value
-// may be stale when another bridge changed the order since: the next Save
-// then fails with ErrConflict (compare-and-set), the entry is forgotten and
-// the caller loads the fresh value. Nothing is decided on a stale value
-// that is not checked by a compare-and-set before it has an effect.
+// may change freely. A remembered value may be stale when another bridge
+// changed the order since: the next Save then fails with ErrConflict
+// (compare-and-set), the entry is forgotten and the caller loads the
+// fresh value. Nothing is decided on a stale value that is not checked by
+// a compare-and-set before it has an effect.
 type StateStore[T Copier[T]] struct {
 	kv    jetstream.KeyValue
 	limit int
