@@ -120,7 +120,8 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		cpu.start(bridge)
 		done, err := driver.countedLoop(pctx, *inFlight, *orders)
-		cpu.stop(bridge, len(done))
+		cpu.end(bridge)
+		cpu.per(len(done))
 		cancel()
 		if err != nil {
 			return fmt.Errorf("placing %d orders: %w", *orders, err)
@@ -155,8 +156,8 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 				defer f.Close()
 				io.Copy(f, resp.Body)
 			}()
-		}, func() {})
-		cpu.stop(bridge, len(lat))
+		}, func() { cpu.end(bridge) }) // before the orders in flight drain
+		cpu.per(len(lat))
 	}
 	rate := float64(len(lat)) / elapsed.Seconds()
 	const k = 2 // calculation and session creation; conditions are cached
@@ -219,22 +220,28 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 }
 
 // cpuPerOrder is the CPU the bridge and this process spent between start
-// and stop, per order completed.
+// and end, per order completed in that window.
 type cpuPerOrder struct {
 	bridge0, rest0   float64
-	bridgeMs, restMs float64
+	bridgeMs, restMs float64 // after end: the window's CPU, until per divides it
 }
 
 func (c *cpuPerOrder) start(bridge *proc) {
 	c.bridge0, c.rest0 = cpuSeconds(bridge.pid()), cpuSeconds(os.Getpid())
 }
 
-func (c *cpuPerOrder) stop(bridge *proc, orders int) {
+func (c *cpuPerOrder) end(bridge *proc) {
+	c.bridgeMs = 1000 * (cpuSeconds(bridge.pid()) - c.bridge0)
+	c.restMs = 1000 * (cpuSeconds(os.Getpid()) - c.rest0)
+}
+
+func (c *cpuPerOrder) per(orders int) {
 	if orders == 0 {
+		c.bridgeMs, c.restMs = 0, 0
 		return
 	}
-	c.bridgeMs = 1000 * (cpuSeconds(bridge.pid()) - c.bridge0) / float64(orders)
-	c.restMs = 1000 * (cpuSeconds(os.Getpid()) - c.rest0) / float64(orders)
+	c.bridgeMs /= float64(orders)
+	c.restMs /= float64(orders)
 }
 
 // readRSS reads VmRSS of a child process from /proc.
