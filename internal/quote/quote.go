@@ -386,7 +386,7 @@ func (s *Service) Register(nc *nats.Conn, version string) (micro.Service, error)
 		}},
 	}
 	for _, ep := range endpoints {
-		handler := s.handler(ep.name, ep.h)
+		handler := s.handler(nc, ep.name, ep.h)
 		if err := svc.AddEndpoint(ep.name, handler, micro.WithEndpointSubject(ep.subject)); err != nil {
 			svc.Stop()
 			return nil, fmt.Errorf("endpoint %s: %w", ep.subject, err)
@@ -397,26 +397,53 @@ func (s *Service) Register(nc *nats.Conn, version string) (micro.Service, error)
 
 // handler answers each request in its own goroutine (micro calls an
 // endpoint's handler serially), at most Concurrency at once.
-func (s *Service) handler(name string, h func(ctx context.Context, body []byte) (any, *Error)) micro.Handler {
+//
+// The answer is published on the connection to the request's reply
+// subject, never through req: micro reads req's error state for its stats
+// as soon as the handler returns, so a req answered from another goroutine
+// is a data race. The headers are micro's own (Nats-Service-Error and
+// Nats-Service-Error-Code), so clients see the same reply; micro's stats
+// count the request but not its error (our smartrent_quote_requests_total
+// has the code).
+func (s *Service) handler(nc *nats.Conn, name string, h func(ctx context.Context, body []byte) (any, *Error)) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
+		reply, body := req.Reply(), req.Data()
 		s.sem <- struct{}{}
 		go func() {
 			defer func() { <-s.sem }()
 			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
 			defer cancel()
-			out, e := h(ctx, req.Data())
+			out, e := h(ctx, body)
+			code := 200
 			if e != nil {
-				body, _ := json.Marshal(e)
-				s.requests.WithLabelValues(name, strconv.Itoa(e.Code)).Inc()
-				if err := req.Error(strconv.Itoa(e.Code), e.Message, body); err != nil {
-					s.cfg.Logger.Warn("quote: reply failed", "endpoint", name, "err", err)
-				}
-				return
+				code = e.Code
 			}
-			s.requests.WithLabelValues(name, "200").Inc()
-			if err := req.RespondJSON(out); err != nil {
+			s.requests.WithLabelValues(name, strconv.Itoa(code)).Inc()
+			if reply == "" {
+				return // a publish, not a request: nobody waits for an answer
+			}
+			if err := nc.PublishMsg(answer(reply, out, e)); err != nil {
 				s.cfg.Logger.Warn("quote: reply failed", "endpoint", name, "err", err)
 			}
 		}()
 	})
+}
+
+// answer is the reply message micro's Respond or Error would have sent.
+func answer(reply string, out any, e *Error) *nats.Msg {
+	m := &nats.Msg{Subject: reply}
+	if e == nil {
+		b, err := json.Marshal(out)
+		if err == nil {
+			m.Data = b
+			return m
+		}
+		e = &Error{Code: 500, Reason: "INTERNAL", Message: "the answer could not be encoded"}
+	}
+	m.Data, _ = json.Marshal(e)
+	m.Header = nats.Header{
+		micro.ErrorHeader:     []string{e.Message},
+		micro.ErrorCodeHeader: []string{strconv.Itoa(e.Code)},
+	}
+	return m
 }
