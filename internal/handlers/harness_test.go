@@ -18,6 +18,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/telemetry"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -352,4 +353,26 @@ func (h *harness) count(orderID, typ string, want int) {
 	if got := len(h.pub.of(orderID, typ)); got != want {
 		h.t.Fatalf("%s: %d × %s, want %d", orderID, got, typ, want)
 	}
+}
+
+// deliverWithTrace hands an input to the workflow inside the trace tp, as
+// the consumer does when tracing is on.
+func (h *harness) deliverWithTrace(data any, tp string) error {
+	h.t.Helper()
+	var typ, orderID string
+	switch d := data.(type) {
+	case *events.OrderPlaced:
+		typ, orderID = events.TypeOrderPlaced, d.OrderID
+	case *events.CallbackReceived:
+		typ, orderID = events.TypeCallbackReceived, d.OrderID
+	default:
+		h.t.Fatalf("deliverWithTrace: %T", data)
+	}
+	e, err := h.codec.New("urn:test", typ, orderID, data)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	subject, _ := events.SubjectOf(typ)
+	ctx := telemetry.ContextWithTraceParent(context.Background(), tp)
+	return h.wf.Handle(ctx, events.Envelope{Event: e, Data: data}, events.Delivery{Subject: subject, Published: h.clock(), NumDelivered: 1})
 }

@@ -184,7 +184,7 @@ func (w *Workflow) callback(ctx context.Context, in Input, c *events.CallbackRec
 		if (Final(o.State) && o.State != StateActivated) || o.RefreshRequested {
 			return errSkip
 		}
-		o.RefreshRequested = true
+		o.RefreshRequested, o.RefreshTraceParent = true, traceParentFrom(ctx)
 		return nil
 	})
 	switch {

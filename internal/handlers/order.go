@@ -90,6 +90,11 @@ type Order struct {
 	ContractUUID  string     `json:"contractUuid,omitempty"`
 	// RefreshRequested is set by a callback: re-read the session.
 	RefreshRequested bool `json:"refreshRequested,omitempty"`
+	// RefreshTraceParent is the trace context of the callback that asked
+	// for the refresh. Whichever Advance serves the request (often one
+	// still running for an earlier input), the read and the events it
+	// causes belong to the callback's trace.
+	RefreshTraceParent string `json:"refreshTraceparent,omitempty"`
 
 	// Shipment and delivery as the shop's systems reported them.
 	Identifiers []events.AssetIdentifier `json:"identifiers,omitempty"`

@@ -13,6 +13,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/telemetry"
 )
 
 // This file carries out the moves [Decide] chooses: reads, writes and
@@ -66,7 +67,7 @@ func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool)
 		case MovePriceSession:
 			return true, w.priceSession(ctx, o, sh, m.Insurance)
 		case MoveReadSession:
-			if progressed, err := w.readSession(ctx, o, rev, sh, f.Now); progressed || err != nil {
+			if progressed, err := w.readSession(forRefresh(ctx, o), o, rev, sh, f.Now); progressed || err != nil {
 				return progressed, err
 			}
 			f.SessionRead = true
@@ -88,6 +89,17 @@ func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool)
 			return false, fmt.Errorf("order %s: %w: %v", o.OrderID, errNoMove, m.Kind)
 		}
 	}
+}
+
+// forRefresh is the context of a session read that serves a callback's
+// refresh request: in the callback's trace, with its trace context for
+// what the read writes, even when another input's Advance makes the read.
+func forRefresh(ctx context.Context, o *Order) context.Context {
+	tp := o.RefreshTraceParent
+	if !o.RefreshRequested || tp == "" || tp == traceParentFrom(ctx) {
+		return ctx
+	}
+	return withTraceParent(telemetry.ContextWithTraceParent(ctx, tp), tp)
 }
 
 // write stores the order (creating it when rev is 0: it was never

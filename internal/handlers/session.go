@@ -195,6 +195,9 @@ func (w *Workflow) readSession(ctx context.Context, o *Order, rev uint64, sh *sh
 		w.log.InfoContext(ctx, "session status would move backwards; ignored", "order_id", o.OrderID, "stored", o.SessionStatus, "read", s.Status)
 	}
 	from, prev := o.State, o.SessionStatus
+	if tp := traceParentFrom(ctx); tp != "" {
+		o.TraceParent = tp // the events the read causes join the trace that asked for it
+	}
 	if !applySession(o, s, now) {
 		return false, nil
 	}

@@ -1,15 +1,22 @@
 package handlers_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/telemetry"
 )
 
 func TestPathAOnDelivery(t *testing.T) {
@@ -468,4 +475,73 @@ func TestOrderNotAcknowledgedUnindexed(t *testing.T) {
 		t.Fatal("the order is not in the open index")
 	}
 	h.oneSession("IX1")
+}
+
+// TestRefreshServedByAnotherInputKeepsTheCallbacksTrace: a callback that
+// lands while order.placed's Advance is still running has its session read
+// made by that Advance. The read, its log line and the status event it
+// causes belong to the callback's trace all the same (on a busy machine
+// this interleaving is common; the e2e trace test lost its span to it).
+func TestRefreshServedByAnotherInputKeepsTheCallbacksTrace(t *testing.T) {
+	const (
+		placedTP   = "00-11111111111111111111111111111111-1111111111111111-01"
+		callbackTP = "00-22222222222222222222222222222222-2222222222222222-01"
+		callbackID = "22222222222222222222222222222222"
+	)
+	var logs bytes.Buffer
+	var h *harness
+	delivered := false
+	h = newHarness(t, func(c *handlers.Config) {
+		c.Logger = slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(&logs, nil)))
+		c.Hooks.AfterInbankCall = func(step, orderID string) error {
+			if step != handlers.StepSession || delivered {
+				return nil
+			}
+			delivered = true
+			// The customer signs and Inbank calls back before the created
+			// session is recorded: the callback's own Advance finds the
+			// step claimed and waits.
+			s := h.fake.Sessions(orderID)
+			if _, err := h.fake.Sign(s[0].UUID); err != nil {
+				t.Error(err)
+			}
+			cb := &events.CallbackReceived{OrderID: orderID, ReceivedAt: h.clock(), Body: json.RawMessage(`{}`)}
+			if err := h.deliverWithTrace(cb, callbackTP); err == nil {
+				t.Error("the callback's own Advance went on while the session step was claimed")
+			}
+			return nil
+		}
+	})
+	if err := h.deliverWithTrace(placed("TR1", 500), placedTP); err != nil {
+		t.Fatal(err)
+	}
+	h.pub.mu.Lock()
+	var status []event.Event
+	for _, e := range h.pub.events {
+		if e.Type() == events.TypeSessionStatusChange {
+			status = append(status, e)
+		}
+	}
+	h.pub.mu.Unlock()
+	if len(status) != 1 {
+		t.Fatalf("%d session.status_changed, want 1 (order.placed's Advance serves the refresh)", len(status))
+	}
+	if got := events.TraceParent(status[0]); got != callbackTP {
+		t.Errorf("session.status_changed traceparent = %q, want the callback's %q", got, callbackTP)
+	}
+	found := false
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, `"msg":"session status changed"`) {
+			found = true
+			if !strings.Contains(line, `"trace_id":"`+callbackID+`"`) {
+				t.Errorf("the status change is logged outside the callback's trace: %s", line)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no status change logged:\n%s", logs.String())
+	}
+	if o := h.store.get(t, "TR1"); o.RefreshRequested || o.RefreshTraceParent != "" {
+		t.Errorf("refresh request left after it was served: %v %q", o.RefreshRequested, o.RefreshTraceParent)
+	}
 }
