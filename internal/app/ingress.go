@@ -104,12 +104,15 @@ type ingressConfig struct {
 func parseIngressConfig(args []string, getenv cli.Getenv) (*ingressConfig, error) {
 	fs := cli.New("webhook-ingress", getenv)
 	c := &ingressConfig{nats: natsconn.Bind(fs), process: bindProcess(fs, ":9091")}
+	// A 503 promises the callback is not stored: nothing may wait in a
+	// reconnect buffer to be stored after we answered.
+	c.nats.NoReconnectBuffer = true
 	fs.StringVar(&c.secret, "callback-secret", "CALLBACK_SECRET", "", "token secret(s), comma-separated: the first signs, all verify (required)")
 	fs.StringVar(&c.listen, "listen-addr", "LISTEN_ADDR", ":8080", "callback listener")
 	fs.StringVar(&c.sigMode, "inbank-callback-signature", "INBANK_CALLBACK_SIGNATURE", ingress.SignatureOptional, "Inbank's callback signature: off, optional (verify when present) or required")
 	fs.DurationVar(&c.sigTolerance, "inbank-callback-signature-tolerance", "INBANK_CALLBACK_SIGNATURE_TOLERANCE", 5*time.Minute, "maximum age of a signed callback timestamp")
 	fs.StringVar(&c.apiKey, "inbank-api-key", "INBANK_API_KEY", "", "Inbank API key(s), comma-separated, to verify callback signatures (never logged)")
-	fs.DurationVar(&c.publishTimeout, "publish-timeout", "PUBLISH_TIMEOUT", 5*time.Second, "how long to wait for JetStream before answering 503")
+	fs.DurationVar(&c.publishTimeout, "publish-timeout", "PUBLISH_TIMEOUT", 5*time.Second, "how long to wait for JetStream's acknowledgement before answering 504 (stored or not is then unknown)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
+	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
 )
 
@@ -101,5 +102,84 @@ func TestIngressStartupErrors(t *testing.T) {
 	}
 	if err := RunIngress(context.Background(), []string{"--help"}, func(string) string { return "" }, io.Discard, nil); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("--help: %v", err)
+	}
+}
+
+// TestIngressStoresNothingItAnswered503: with NATS down the ingress answers
+// 503; NATS comes back on the same store, the sender posts the same
+// callback again and gets 200, and the stream holds it once. Before, the
+// first POST waited in nats.go's reconnect buffer and was stored on
+// reconnect as well: a 503 that was stored anyway (issue 26).
+func TestIngressStoresNothingItAnswered503(t *testing.T) {
+	srv := natstest.Run(t, natstest.Options{})
+	env := map[string]string{
+		"NATS_URL": srv.ClientURL(), "CALLBACK_SECRET": ingressSecret,
+		"LISTEN_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", "PUBLISH_TIMEOUT": "2s",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan IngressStarted, 1)
+	done := make(chan error, 1)
+	go func() { done <- RunIngress(ctx, nil, func(k string) string { return env[k] }, io.Discard, started) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	var addrs IngressStarted
+	select {
+	case addrs = <-started:
+	case err := <-done:
+		t.Fatalf("ingress did not start: %v", err)
+	}
+	tokens, _ := callbacktoken.New([]string{ingressSecret})
+	post := func() (int, string) {
+		t.Helper()
+		resp, err := http.Post("http://"+addrs.Callbacks.String()+callbacktoken.PathPrefix+tokens.Token("ORD-503"), "application/json", strings.NewReader(`{"uuid":"5f0c"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	readyz := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, err := http.Get("http://" + addrs.Ops.String() + "/readyz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/readyz still %d, want %d", resp.StatusCode, want)
+			}
+			time.Sleep(20 * time.Millisecond) // polling the ingress's own readiness
+		}
+	}
+
+	srv.Stop()
+	readyz(503) // the ingress has seen the connection go
+	if code, retry := post(); code != 503 || retry == "" {
+		t.Fatalf("NATS down: %d (Retry-After %q), want 503 with Retry-After", code, retry)
+	}
+	srv = natstest.Run(t, srv.Opts) // the same port and store
+	readyz(200)
+	if code, _ := post(); code != 200 {
+		t.Fatalf("the retry after NATS came back: %d, want 200", code)
+	}
+	// No wait is needed: nats.go writes a reconnect buffer to the new
+	// connection before it reports itself connected (and /readyz 200), and
+	// the server stores one connection's messages in order, so anything
+	// held from the 503 was stored before the retry was acknowledged.
+	_, js := natstest.Connect(t, srv.ClientURL())
+	s, err := js.Stream(context.Background(), events.StreamIn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 1 {
+		t.Fatalf("SMARTRENT_IN holds %d callbacks, want 1: a callback answered 503 was stored", n)
 	}
 }

@@ -4,8 +4,13 @@
 // It is the only part of the product on the internet, so it is strict: a
 // request whose path token is not ours gets 404 and publishes nothing; a
 // body that is too large or not a JSON object is refused; 200 "OK" is
-// answered only after JetStream acknowledged the event, and 503 with
-// Retry-After when it did not, so Inbank retries.
+// answered only after JetStream acknowledged the event. Otherwise the
+// answer says what is known, with Retry-After so that Inbank retries: 503
+// when the event was certainly not stored and never will be (NATS
+// unreachable: the connection keeps no reconnect buffer, see
+// natsconn.Settings.NoReconnectBuffer; no stream; JetStream refused it),
+// 504 when it was sent and no acknowledgement came in time, so it may
+// have been stored and the retry may be stored as a second event.
 //
 // Every authenticated POST becomes its own event: Inbank's callbacks are
 // minimal triggers, so two different transitions (contract granted, then
@@ -36,6 +41,7 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
@@ -68,7 +74,8 @@ const (
 	OutcomeTooLarge     = "too_large"
 	OutcomeBadBody      = "bad_body"
 	OutcomeBadMethod    = "bad_method"
-	OutcomeUnavailable  = "unavailable"
+	OutcomeUnavailable  = "unavailable" // 503: not stored, and never will be
+	OutcomeUnconfirmed  = "unconfirmed" // 504: sent, not acknowledged in time: may be stored
 )
 
 // Publisher stores an event and returns once JetStream acknowledged it.
@@ -164,7 +171,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch outcome {
 	case OutcomeForged:
 		level = slog.LevelDebug // scanners: counted, not worth a log line each
-	case OutcomeUnavailable:
+	case OutcomeUnavailable, OutcomeUnconfirmed:
 		level = slog.LevelError
 	case OutcomeBadSignature, OutcomeTooLarge, OutcomeBadBody, OutcomeBadMethod:
 		level = slog.LevelWarn
@@ -245,7 +252,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (outcome, orderI
 	ack, err := h.cfg.Publisher.PublishMsg(ctx, e)
 	h.cfg.Metrics.observePublish(h.cfg.Now().Sub(start))
 	if err != nil {
-		h.cfg.Logger.Error("store callback", "order_id", orderID, "err", err)
+		if mayBeStored(err) {
+			h.cfg.Logger.Error("callback sent to JetStream but not acknowledged in time; it may be stored, and the sender's retry may be stored again", "order_id", orderID, "err", err)
+			h.unconfirmed(w)
+			return OutcomeUnconfirmed, orderID
+		}
+		h.cfg.Logger.Error("cannot store callback", "order_id", orderID, "err", err)
 		h.unavailable(w)
 		return OutcomeUnavailable, orderID
 	}
@@ -270,6 +282,36 @@ var (
 func (h *Handler) unavailable(w http.ResponseWriter) {
 	w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Round(time.Second)/time.Second)))
 	plain(w, http.StatusServiceUnavailable, "cannot store the callback now; retry later\n")
+}
+
+// unconfirmed answers a publish whose fate is unknown: 504, so that the
+// sender retries, and a body that does not claim the callback was lost.
+func (h *Handler) unconfirmed(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Round(time.Second)/time.Second)))
+	plain(w, http.StatusGatewayTimeout, "the callback was not confirmed stored in time; it may have been stored; retry later\n")
+}
+
+// mayBeStored tells a failed publish that may still be stored from one
+// that certainly was not. Certainly not: the message never left this
+// process (no connection, and no reconnect buffer to hold it), nobody
+// listened on the subject (no stream), JetStream answered with an error,
+// or it was refused before sending. Anything else (a timeout waiting for
+// the PubAck, a connection lost after the send) may have reached the
+// stream.
+func mayBeStored(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, nats.ErrReconnectBufExceeded),
+		errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrConnectionDraining),
+		errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, nats.ErrMaxPayload),
+		errors.Is(err, nats.ErrBadSubject),
+		errors.As(err, &apiErr):
+		return false
+	}
+	return true
 }
 
 // checkSignature verifies Inbank's HMAC-SHA512 over "<timestamp>.<body>"
@@ -442,7 +484,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 	}
 	m.byOutcome = map[string]prometheus.Counter{}
-	for _, o := range []string{OutcomeAccepted, OutcomeDuplicate, OutcomeForged, OutcomeBadSignature, OutcomeTooLarge, OutcomeBadBody, OutcomeBadMethod, OutcomeUnavailable} {
+	for _, o := range []string{OutcomeAccepted, OutcomeDuplicate, OutcomeForged, OutcomeBadSignature, OutcomeTooLarge, OutcomeBadBody, OutcomeBadMethod, OutcomeUnavailable, OutcomeUnconfirmed} {
 		m.byOutcome[o] = m.callbacks.WithLabelValues(o) // also exports zeros, so alerts see the series
 	}
 	for _, c := range []prometheus.Collector{m.callbacks, m.publish} {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -287,10 +288,24 @@ func TestSignatures(t *testing.T) {
 // TestNATSDownAnswers503ThenRetryIsStored: the sender's retry after an
 // outage is stored exactly once.
 func TestNATSDownAnswers503ThenRetryIsStored(t *testing.T) {
-	e := setup(t, func(c *ingress.Config) { c.PublishTimeout = 200 * time.Millisecond })
+	e := setup(t, nil)
+	// Connected as the binary connects (natsconn.Settings.NoReconnectBuffer):
+	// nothing is held while NATS is down.
+	nc, js := connectUnbuffered(t, e.srv.ClientURL())
+	h, err := ingress.New(ingress.Config{
+		Tokens: e.tokens, Publisher: events.NewPublisher(js, e.codec), Codec: e.codec,
+		SignatureKeys: []string{apiKey}, PublishTimeout: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.handler = h
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	signed := map[string]string{ingress.HeaderTimestamp: ts, ingress.HeaderSignature: sign(ts, body)}
 	e.srv.Stop()
+	for nc.IsConnected() {
+		time.Sleep(5 * time.Millisecond) // until the client has seen the server go
+	}
 	rec := e.post(http.MethodPost, e.path("ORD-1"), body, signed)
 	if rec.Code != 503 || rec.Header().Get("Retry-After") == "" {
 		t.Fatalf("NATS down: %d Retry-After %q, want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
@@ -310,6 +325,48 @@ func TestNATSDownAnswers503ThenRetryIsStored(t *testing.T) {
 	e.post(http.MethodPost, e.path("ORD-1"), body, signed)
 	if n := len(e.stored(t)); n != 1 {
 		t.Fatalf("%d stored, want 1", n)
+	}
+}
+
+// connectUnbuffered opens a connection to the test's server without a
+// reconnect buffer, as the ingress binary does.
+func connectUnbuffered(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// stalledPublisher sends and never hears back: JetStream connected but
+// too slow to acknowledge within the publish timeout.
+type stalledPublisher struct{}
+
+func (stalledPublisher) PublishMsg(ctx context.Context, _ *nats.Msg) (events.PubAck, error) {
+	<-ctx.Done()
+	return events.PubAck{}, fmt.Errorf("publish: %w", ctx.Err())
+}
+
+// TestUnacknowledgedPublishAnswers504: a PubAck that does not come in
+// time leaves it unknown whether the callback is stored. The answer is
+// 504 with Retry-After, never the 503 that promises it is not stored.
+func TestUnacknowledgedPublishAnswers504(t *testing.T) {
+	e := setup(t, func(c *ingress.Config) {
+		c.PublishTimeout = 50 * time.Millisecond
+		c.Publisher = stalledPublisher{}
+	})
+	rec := e.post(http.MethodPost, e.path("ORD-1"), body, nil)
+	if rec.Code != http.StatusGatewayTimeout || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("PubAck timeout: %d Retry-After %q, want 504 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if got := outcomes(t, e.reg, ingress.OutcomeUnconfirmed); got != 1 {
+		t.Fatalf("unconfirmed outcomes counted: %v, want 1", got)
 	}
 }
 

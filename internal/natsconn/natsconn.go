@@ -38,6 +38,12 @@ type Settings struct {
 	// start-up; false only checks that they exist as defined (for a NATS
 	// user without JetStream admin rights).
 	Provision bool
+	// NoReconnectBuffer makes a publish while the connection is down fail
+	// at once instead of waiting in nats.go's reconnect buffer. A caller
+	// that answers someone (the ingress's 503) must not have its message
+	// stored after it said it was not: a buffered message is sent when the
+	// connection comes back, whatever the caller answered meanwhile.
+	NoReconnectBuffer bool
 }
 
 // Bind defines the NATS flags on fs and returns the settings they fill.
@@ -103,6 +109,9 @@ func Connect(ctx context.Context, s *Settings, name string, log *slog.Logger, lo
 			}
 			log.Error("nats async error", "subject", subj, "err", err)
 		}),
+	}
+	if s.NoReconnectBuffer {
+		opts = append(opts, nats.ReconnectBufSize(-1))
 	}
 	if s.Creds != "" {
 		opts = append(opts, nats.UserCredentials(s.Creds))
