@@ -31,10 +31,11 @@ const (
 	MoveActivate                          // claim; activate the contract
 	MoveRecordActivated                   // the contract is active: record it (Move.Via)
 	MoveAwaitActivation                   // read the contract until it is active (Move.Via)
+	MoveGiveUp                            // the step ran out of attempts: fail the order at Move.Step (Move.Err)
 )
 
 var moveNames = [...]string{"rest", "wait", "unprocessable", "publish", "reject", "load_conditions", "create_session",
-	"price_session", "read_session", "assign_identifiers", "read_contract", "activate", "record_activated", "await_activation"}
+	"price_session", "read_session", "assign_identifiers", "read_contract", "activate", "record_activated", "await_activation", "give_up"}
 
 func (k MoveKind) String() string {
 	if int(k) < len(moveNames) {
@@ -49,7 +50,8 @@ type Move struct {
 	After     time.Duration // MoveWait: how long
 	Why       string        // MoveWait: why
 	Rejection *Rejection    // MoveReject
-	Err       error         // MoveUnprocessable
+	Err       error         // MoveUnprocessable, MoveGiveUp
+	Step      string        // MoveGiveUp: the step that ran out of attempts
 	Insurance bool          // MoveCreateSession, MovePriceSession: insurance as the conditions decided
 	Via       string        // MoveRecordActivated, MoveAwaitActivation: events.ActivatedViaAPI or …Portal
 }
@@ -76,6 +78,10 @@ type Facts struct {
 	NotRentable bool
 	// Contract is the contract once read in this step.
 	Contract *inbank.Contract
+	// MaxAttempts bounds an order's session creation attempts (MAX_DELIVER;
+	// 0: no bound): past it the order waits for its input's last delivery
+	// to give up.
+	MaxAttempts int
 }
 
 // Decide chooses an order's next move from its state and the facts, with
@@ -116,6 +122,11 @@ func readSessionOf(o *Order, f Facts) Move {
 func decideNew(o *Order, f Facts) Move {
 	if m, held := claimedElsewhere(o.SessionClaim, f, "session creation"); held {
 		return m
+	}
+	if f.MaxAttempts > 0 && o.SessionAttempts >= f.MaxAttempts {
+		// Whichever path made them (the input's deliveries, reconciliation,
+		// other inputs of the order), the order has had its attempts.
+		return Move{Kind: MoveGiveUp, Step: StepSession, Err: fmt.Errorf("%w: %d session creation attempts failed", ErrAttemptsExhausted, o.SessionAttempts)}
 	}
 	p := o.Placed
 	switch {
@@ -220,15 +231,24 @@ func activationDue(o *Order, policy string) bool {
 	return false
 }
 
-// claimedElsewhere is the wait for a step another attempt has claimed.
+// claimedElsewhere is the wait for a step another attempt has claimed,
+// or that is held until its retry is due ([RetryHold]).
 func claimedElsewhere(c *Claim, f Facts, step string) (Move, bool) {
 	if !c.HeldBy(f.Attempt, f.Now) {
 		return Move{}, false
 	}
-	return Move{Kind: MoveWait, After: c.Until.Sub(f.Now), Why: step + " claimed by " + c.Owner}, true
+	why := step + " claimed by " + c.Owner
+	if c.Owner == RetryHold {
+		why = step + " failed transiently; retried at " + c.Until.Format(time.RFC3339Nano)
+	}
+	return Move{Kind: MoveWait, After: c.Until.Sub(f.Now), Why: why}, true
 }
 
 func rejectMove(r *Rejection) Move { return Move{Kind: MoveReject, Rejection: r} }
+
+// ErrAttemptsExhausted ends an order whose step failed transiently
+// MaxAttempts times: no path calls Inbank for it again.
+var ErrAttemptsExhausted = errors.New("gave up")
 
 // errNoMove is a move the runner does not know; Decide never returns one.
 var errNoMove = errors.New("no such move")

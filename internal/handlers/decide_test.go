@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -72,6 +73,14 @@ func TestDecide(t *testing.T) {
 		{"new: own claim is no wait", newOrder(func(o *handlers.Order) { o.SessionClaim = claimBy("me", 30*time.Second) }), api,
 			handlers.Move{Kind: handlers.MoveLoadConditions}},
 		{"new: expired claim is taken over", newOrder(func(o *handlers.Order) { o.SessionClaim = claimBy("other", -time.Second) }), api,
+			handlers.Move{Kind: handlers.MoveLoadConditions}},
+		{"new: held until its retry is due", newOrder(func(o *handlers.Order) { o.SessionClaim = claimBy(handlers.RetryHold, 4*time.Second) }), api,
+			handlers.Move{Kind: handlers.MoveWait, After: 4 * time.Second, Why: "session creation failed transiently; retried at 2026-12-02T12:00:04Z"}},
+		{"new: a hold past its time is no wait", newOrder(func(o *handlers.Order) { o.SessionClaim = claimBy(handlers.RetryHold, -time.Millisecond) }), api,
+			handlers.Move{Kind: handlers.MoveLoadConditions}},
+		{"new: attempts exhausted", newOrder(func(o *handlers.Order) { o.SessionAttempts = 20 }), with(func(f *handlers.Facts) { f.MaxAttempts = 20 }),
+			handlers.Move{Kind: handlers.MoveGiveUp}},
+		{"new: attempts left", newOrder(func(o *handlers.Order) { o.SessionAttempts = 19 }), with(func(f *handlers.Facts) { f.MaxAttempts = 20 }),
 			handlers.Move{Kind: handlers.MoveLoadConditions}},
 		{"new: no order.placed data", newOrder(func(o *handlers.Order) { o.Placed = nil }), api,
 			handlers.Move{Kind: handlers.MoveUnprocessable}},
@@ -192,6 +201,8 @@ func TestDecide(t *testing.T) {
 				t.Fatalf("rejection %v, want reason %s", got.Rejection, tt.want.Rejection.Reason)
 			case got.Kind == handlers.MoveUnprocessable && got.Err == nil:
 				t.Fatal("unprocessable without a reason")
+			case got.Kind == handlers.MoveGiveUp && (got.Step != handlers.StepSession || !errors.Is(got.Err, handlers.ErrAttemptsExhausted)):
+				t.Fatalf("give up at %q (%v), want %s with ErrAttemptsExhausted", got.Step, got.Err, handlers.StepSession)
 			}
 		})
 	}

@@ -37,7 +37,7 @@ func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Del
 	var err error
 	switch data := env.Data.(type) {
 	case *events.OrderPlaced:
-		err = w.orderPlaced(ctx, data)
+		err = w.orderPlaced(ctx, in, data)
 	case *events.DeviceShipped:
 		err = w.device(ctx, in, ids.ShopAlias(data.Shop), data.OrderID, data.AssetIdentifiers, func(o *Order) {
 			at := w.now()
@@ -65,7 +65,7 @@ func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Del
 // orderPlaced makes a new order's first move straight away: its first
 // write creates it (with the session's claim, or rejected), so a new
 // order costs no write of its own.
-func (w *Workflow) orderPlaced(ctx context.Context, p *events.OrderPlaced) error {
+func (w *Workflow) orderPlaced(ctx context.Context, in Input, p *events.OrderPlaced) error {
 	now := w.now()
 	alias := ids.ShopAlias(p.Shop)
 	product := p.ProductCode
@@ -103,7 +103,14 @@ func (w *Workflow) orderPlaced(ctx context.Context, p *events.OrderPlaced) error
 		if o.State != StateFailed || o.SessionUUID != "" {
 			return errSkip
 		}
-		o.State, o.Failure, o.Placed = StateNew, "", p
+		if in.Attempts > 1 {
+			// This very message is being redelivered and its order failed
+			// meanwhile (its attempts ran out on another path): it is
+			// dead-lettered, so `dlq replay` can try it again.
+			return unprocessable(fmt.Errorf("order %s failed: %s", p.OrderID, o.Failure))
+		}
+		// An operator's replay is a new run of attempts (MAX_DELIVER again).
+		o.State, o.Failure, o.Placed, o.SessionAttempts = StateNew, "", p, 0
 		o.note(w.now(), "order placed again after a failure")
 		return nil
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/sethvargo/go-retry"
@@ -22,7 +23,7 @@ import (
 
 // facts are what the workflow knows of an order's surroundings now.
 func (w *Workflow) facts(o *Order, refresh bool) Facts {
-	f := Facts{Now: w.now(), Attempt: w.attemptID(), Settle: w.cfg.ActivationSettle, Refresh: refresh}
+	f := Facts{Now: w.now(), Attempt: w.attemptID(), Settle: w.cfg.ActivationSettle, Refresh: refresh, MaxAttempts: w.cfg.MaxAttempts}
 	if sh, ok := w.shops[o.Shop]; ok {
 		f.Policy = sh.policy
 	}
@@ -85,6 +86,8 @@ func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool)
 			return true, w.recordActivated(ctx, o.Key(), m.Via, true)
 		case MoveAwaitActivation:
 			return w.awaitActivation(ctx, o, sh, m.Via, 0)
+		case MoveGiveUp:
+			return true, w.failAt(ctx, o, rev, m.Step, m.Err)
 		default:
 			return false, fmt.Errorf("order %s: %w: %v", o.OrderID, errNoMove, m.Kind)
 		}
@@ -183,18 +186,22 @@ func (w *Workflow) claimed(ctx context.Context, o *Order, rev uint64, f Facts, e
 	}
 	switch {
 	case err != nil && inbank.IsTransient(err):
-		// Release the claim so that the retry need not wait for it.
+		// The claim becomes a hold that nobody owns, until the retry is
+		// due: whichever path comes first (the input's redelivery, the
+		// reconciler, another input of the order, another bridge) calls
+		// Inbank no sooner than the schedule says.
+		after := w.retryDelay(err, e.attempts)
 		w.releaseClaim(ctx, key, e.step, func(o *Order) error {
 			if !mine(o) {
 				return errSkip
 			}
-			*e.claim(o) = nil
+			*e.claim(o) = &Claim{Owner: RetryHold, Until: w.now().Add(after)}
 			if e.undo != nil {
 				e.undo(o, err)
 			}
 			return nil
 		})
-		return &StepError{Step: e.step, Err: err}
+		return &StepError{Step: e.step, Err: err, After: after}
 	case err != nil && e.refused != nil:
 		report := false
 		_, uerr := w.update(ctx, key, func(o *Order) error {
@@ -239,6 +246,22 @@ func (w *Workflow) claimed(ctx context.Context, o *Order, rev uint64, f Facts, e
 		return err
 	}
 	return e.then(ctx)
+}
+
+// RetryHold owns the claim of a step that failed transiently until its
+// retry is due: no attempt holds it, and every attempt waits for it.
+const RetryHold = "retry-hold"
+
+// retryDelay is how long a step is held after its attempt n failed
+// transiently: Inbank's Retry-After (at most events.MaxRetryAfter, up to
+// 10 % later), or the consumers' schedule RetryBase·2^(n−1), capped at
+// RetryMax, ±10 %.
+func (w *Workflow) retryDelay(err error, attempt int) time.Duration {
+	if ra := inbank.RetryAfter(err); ra > 0 {
+		ra = min(ra, events.MaxRetryAfter)
+		return ra + rand.N(ra/10+1)
+	}
+	return events.RetryDelay(uint64(max(attempt, 1)), w.cfg.RetryBase, w.cfg.RetryMax)
 }
 
 // record writes a result Inbank has now. It is worth retrying for a while

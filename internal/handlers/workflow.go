@@ -36,7 +36,15 @@
 //
 // Inbank calls with a side effect are claimed first: a claim (owner and
 // expiry, longer than a request's timeout) is written by compare-and-set
-// before the call, and the result is recorded after it. What happens when
+// before the call, and the result is recorded after it. A call that fails
+// transiently turns its claim into a hold owned by nobody ([RetryHold])
+// until the retry is due (Inbank's Retry-After, or the consumers'
+// schedule after attempt n), and the input is redelivered then: every
+// path that could try the step again (the redelivery, reconciliation,
+// another input of the order, another bridge) finds the hold and waits,
+// so Inbank is never called sooner than the schedule. An order has at
+// most MaxAttempts session creation attempts, whichever path made them;
+// then it fails at the step and its order.placed is dead-lettered. What happens when
 // the process dies between the call and the record:
 //
 //   - Session creation (no idempotency key at Inbank): the claim expires,
@@ -168,6 +176,14 @@ type Config struct {
 	ActivationSettle   time.Duration // wait before repeating an activation that may have reached Inbank (2m)
 	ActivationPoll     time.Duration // how long a handler polls the contract after activation (10s)
 	UnknownOrderWait   time.Duration // how long a shipment or callback waits for its order.placed (10s)
+	// RetryBase and RetryMax are the consumers' retry schedule (1s, 1m):
+	// after a transient failure, a step with a side effect is held for
+	// RetryBase·2^(n−1) (capped at RetryMax, ±10 %) after its attempt n, or
+	// Inbank's Retry-After, whichever path would try it next.
+	RetryBase, RetryMax time.Duration
+	// MaxAttempts bounds the session creation attempts of one order
+	// (MAX_DELIVER); 0: no bound.
+	MaxAttempts int
 
 	// Shops are further Inbank shops by alias (INBANK_SHOPS_FILE).
 	Shops map[string]ShopConfig
@@ -213,6 +229,8 @@ func New(cfg Config) (*Workflow, error) {
 	def(&cfg.ActivationSettle, 2*time.Minute)
 	def(&cfg.ActivationPoll, 10*time.Second)
 	def(&cfg.UnknownOrderWait, 10*time.Second)
+	def(&cfg.RetryBase, time.Second)
+	def(&cfg.RetryMax, time.Minute)
 	if cfg.Conditions == nil {
 		cfg.Conditions = NewConditions(cfg.Inbank, nil)
 	}
@@ -275,10 +293,13 @@ func wait(after time.Duration, format string, args ...any) error {
 	return &waitError{why: fmt.Sprintf(format, args...), after: max(after, 100*time.Millisecond)}
 }
 
-// StepError is an Inbank call that failed.
+// StepError is an Inbank call that failed. After, when set, is how long
+// the step is held before it may be tried again (see [Workflow.claimed]):
+// the input comes back then, not on the consumer's own schedule.
 type StepError struct {
-	Step string
-	Err  error
+	Step  string
+	Err   error
+	After time.Duration
 }
 
 func (e *StepError) Error() string { return e.Step + ": " + e.Err.Error() }
@@ -307,6 +328,8 @@ func AsConsumerError(err error) error {
 		return events.RetryAfter(err, time.Second)
 	case errors.As(err, &se) && !inbank.IsTransient(se.Err):
 		return events.Permanent(err)
+	case errors.As(err, &se) && se.After > 0:
+		return events.RetryAfter(err, se.After)
 	case inbank.IsTransient(err):
 		return events.RetryAfter(err, inbank.RetryAfter(err))
 	}

@@ -545,3 +545,77 @@ func TestRefreshServedByAnotherInputKeepsTheCallbacksTrace(t *testing.T) {
 		t.Errorf("refresh request left after it was served: %v %q", o.RefreshRequested, o.RefreshTraceParent)
 	}
 }
+
+// TestFailedSessionCreationIsHeldForEveryPath: after a transient failure
+// the session step is held until its retry is due, and no path calls
+// Inbank sooner: not another input of the order, not reconciliation. The
+// consumer is told to come back when the hold ends.
+func TestFailedSessionCreationIsHeldForEveryPath(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fake.SetFault(inbank.OpCreateSession, inbanktest.Fault{Status: 503, RetryAfterSeconds: 5})
+	err := h.deliver(placed("H1", 500))
+	if err == nil || events.IsPermanent(err) {
+		t.Fatalf("err = %v, want a retry", err)
+	}
+	if !strings.Contains(err.Error(), "create_session") {
+		t.Fatalf("err = %v, want the session step's failure", err)
+	}
+	o := h.store.get(t, "H1")
+	if o.SessionClaim == nil || o.SessionClaim.Owner != handlers.RetryHold {
+		t.Fatalf("session claim after a 503 = %+v, want a retry hold", o.SessionClaim)
+	}
+	if hold := o.SessionClaim.Until.Sub(h.clock()); hold < 5*time.Second || hold > 5500*time.Millisecond {
+		t.Fatalf("held for %v, want Retry-After 5 s, up to 10 %% more", hold)
+	}
+	calls := h.fake.Calls(inbank.OpCreateSession)
+	h.fake.ClearFaults()
+	// Early: a duplicate order.placed, the reconciler, an operator's reconcile.
+	if err := h.deliver(placed("H1", 500)); err == nil {
+		t.Fatal("a second order.placed during the hold did not wait")
+	}
+	h.advanceClock(3 * time.Second)
+	if _, err := h.wf.Reconcile(context.Background(), h.store, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.wf.ReconcileNow(context.Background(), "H1"); err == nil {
+		t.Fatal("reconcile during the hold did not wait")
+	}
+	if got := h.fake.Calls(inbank.OpCreateSession); got != calls {
+		t.Fatalf("session creation called %d times during the hold", got-calls)
+	}
+	h.advanceClock(3 * time.Second)
+	h.mustDeliver(placed("H1", 500))
+	h.oneSession("H1")
+}
+
+// TestSessionCreationAttemptsAreBounded: the order has MaxAttempts
+// attempts in all, whichever path makes them; then it fails at the step
+// and the input is dead-lettered.
+func TestSessionCreationAttemptsAreBounded(t *testing.T) {
+	h := newHarness(t, func(c *handlers.Config) { c.MaxAttempts = 3 })
+	h.fake.SetFault(inbank.OpCreateSession, inbanktest.Fault{Status: 503})
+	if err := h.deliver(placed("B1", 500)); err == nil {
+		t.Fatal("no retry after a 503")
+	}
+	for range 2 { // two more attempts, by reconciliation
+		h.advanceClock(5 * time.Second)
+		if _, err := h.wf.ReconcileNow(context.Background(), "B1"); err == nil {
+			t.Fatal("reconcile during a 503 did not fail")
+		}
+	}
+	if got := h.fake.Calls(inbank.OpCreateSession); got != 3 {
+		t.Fatalf("%d session creation calls, want 3", got)
+	}
+	h.advanceClock(5 * time.Second)
+	err := h.deliver(placed("B1", 500)) // the input's next delivery
+	if !events.IsPermanent(err) || !errors.Is(err, handlers.ErrAttemptsExhausted) {
+		t.Fatalf("err = %v, want the input dead-lettered: attempts exhausted", err)
+	}
+	if got := h.fake.Calls(inbank.OpCreateSession); got != 3 {
+		t.Fatalf("%d session creation calls, want 3", got)
+	}
+	failed := h.pub.of("B1", events.TypeOrderFailed)
+	if len(failed) != 1 || failed[0]["step"] != handlers.StepSession {
+		t.Fatalf("order.failed = %v, want one at %s", failed, handlers.StepSession)
+	}
+}
