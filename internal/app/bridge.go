@@ -427,8 +427,8 @@ func newWorkflow(p *process, c *bridgeConfig, g *guardedShops, kv jetstream.KeyV
 		Inbank: g.defaultAPI, Store: store, Open: openIndex, Publisher: events.NewPublisher(p.js, codec), Codec: codec, Tokens: tokens, Conditions: g.conditions, Shops: g.workflow,
 		CallbackBaseURL: c.callbackBase, DefaultProductCode: c.productCode, Policy: c.policy,
 		SessionTTL: c.sessionTTL, ClaimTTL: c.claimTTL, ActivationSettle: c.settle,
-		MaxAttempts: c.nats.Topology.MaxDeliver, // the consumers' RetryBase and RetryMax are the defaults of both
-		Logger:      log, Metrics: g.metrics, Hooks: hooks, Tracer: tp.Tracer("github.com/smartrent-bridge/bridge"),
+		// The consumers' RetryBase and RetryMax are the defaults of both.
+		MaxAttempts: c.nats.Topology.MaxDeliver, Logger: log, Metrics: g.metrics, Hooks: hooks, Tracer: tp.Tracer("github.com/smartrent-bridge/bridge"),
 	})
 	if err != nil {
 		return nil, nil, err
