@@ -23,16 +23,7 @@ func TestIngressBinary(t *testing.T) {
 		"NATS_URL": srv.ClientURL(), "CALLBACK_SECRET": ingressSecret,
 		"LISTEN_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan IngressStarted, 1)
-	done := make(chan error, 1)
-	go func() { done <- RunIngress(ctx, nil, func(k string) string { return env[k] }, io.Discard, started) }()
-	var addrs IngressStarted
-	select {
-	case addrs = <-started:
-	case err := <-done:
-		t.Fatalf("ingress did not start: %v", err)
-	}
+	addrs, cancel, done := startIngress(t, env)
 	tokens, _ := callbacktoken.New([]string{ingressSecret})
 	resp, err := http.Post("http://"+addrs.Callbacks.String()+callbacktoken.PathPrefix+tokens.Token("ORD-1"), "application/json", strings.NewReader(`{"status":"granted"}`))
 	if err != nil {
@@ -71,6 +62,23 @@ func TestIngressBinary(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("ingress did not shut down")
+	}
+}
+
+// startIngress runs the ingress with env until cancel; done has its result.
+func startIngress(t *testing.T, env map[string]string) (IngressStarted, context.CancelFunc, <-chan error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan IngressStarted, 1)
+	done := make(chan error, 1)
+	go func() { done <- RunIngress(ctx, nil, func(k string) string { return env[k] }, io.Discard, started) }()
+	select {
+	case addrs := <-started:
+		return addrs, cancel, done
+	case err := <-done:
+		cancel()
+		t.Fatalf("ingress did not start: %v", err)
+		return IngressStarted{}, nil, nil
 	}
 }
 
@@ -116,20 +124,11 @@ func TestIngressStoresNothingItAnswered503(t *testing.T) {
 		"NATS_URL": srv.ClientURL(), "CALLBACK_SECRET": ingressSecret,
 		"LISTEN_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", "PUBLISH_TIMEOUT": "2s",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan IngressStarted, 1)
-	done := make(chan error, 1)
-	go func() { done <- RunIngress(ctx, nil, func(k string) string { return env[k] }, io.Discard, started) }()
+	addrs, cancel, done := startIngress(t, env)
 	defer func() {
 		cancel()
 		<-done
 	}()
-	var addrs IngressStarted
-	select {
-	case addrs = <-started:
-	case err := <-done:
-		t.Fatalf("ingress did not start: %v", err)
-	}
 	tokens, _ := callbacktoken.New([]string{ingressSecret})
 	post := func() (int, string) {
 		t.Helper()

@@ -254,6 +254,13 @@ func placed(orderID string, net float64) *events.OrderPlaced {
 // deliver hands an input event to the workflow as the consumer would.
 func (h *harness) deliver(data any) error {
 	h.t.Helper()
+	return h.deliverWithTrace(data, "")
+}
+
+// deliverWithTrace hands an input to the workflow inside the trace tp
+// (none when ""), as the consumer does when tracing is on.
+func (h *harness) deliverWithTrace(data any, tp string) error {
+	h.t.Helper()
 	var typ, orderID string
 	switch d := data.(type) {
 	case *events.OrderPlaced:
@@ -274,7 +281,7 @@ func (h *harness) deliver(data any) error {
 	if published.IsZero() {
 		published = h.clock()
 	}
-	return h.wf.Handle(context.Background(), events.Envelope{Event: e, Data: data}, events.Delivery{Subject: subject, Published: published, NumDelivered: 1})
+	return h.wf.Handle(telemetry.ContextWithTraceParent(context.Background(), tp), events.Envelope{Event: e, Data: data}, events.Delivery{Subject: subject, Published: published, NumDelivered: 1})
 }
 
 func (h *harness) mustDeliver(data any) {
@@ -353,26 +360,4 @@ func (h *harness) count(orderID, typ string, want int) {
 	if got := len(h.pub.of(orderID, typ)); got != want {
 		h.t.Fatalf("%s: %d × %s, want %d", orderID, got, typ, want)
 	}
-}
-
-// deliverWithTrace hands an input to the workflow inside the trace tp, as
-// the consumer does when tracing is on.
-func (h *harness) deliverWithTrace(data any, tp string) error {
-	h.t.Helper()
-	var typ, orderID string
-	switch d := data.(type) {
-	case *events.OrderPlaced:
-		typ, orderID = events.TypeOrderPlaced, d.OrderID
-	case *events.CallbackReceived:
-		typ, orderID = events.TypeCallbackReceived, d.OrderID
-	default:
-		h.t.Fatalf("deliverWithTrace: %T", data)
-	}
-	e, err := h.codec.New("urn:test", typ, orderID, data)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	subject, _ := events.SubjectOf(typ)
-	ctx := telemetry.ContextWithTraceParent(context.Background(), tp)
-	return h.wf.Handle(ctx, events.Envelope{Event: e, Data: data}, events.Delivery{Subject: subject, Published: h.clock(), NumDelivered: 1})
 }
