@@ -34,12 +34,17 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("analytics", flag.ContinueOnError)
 	url := fs.String("nats-url", nats.DefaultURL, "NATS server")
+	// Replies (JetStream acks, consumer fetches) come on subjects under
+	// this prefix: with deploy/nats/nats-server-secure.conf the analytics user
+	// may subscribe there only, never to the shared _INBOX.> where every
+	// other user's replies would be.
+	inbox := fs.String("nats-inbox-prefix", "_INBOX_analytics", "prefix of the subjects replies come on")
 	durable := fs.String("durable", "analytics-activations", "durable consumer name")
 	limit := fs.Int("max", 0, "stop after this many activations (0: run until interrupted)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	nc, err := nats.Connect(*url)
+	nc, err := nats.Connect(*url, nats.CustomInboxPrefix(*inbox))
 	if err != nil {
 		return err
 	}

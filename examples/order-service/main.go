@@ -36,6 +36,11 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("order-service", flag.ContinueOnError)
 	url := fs.String("nats-url", nats.DefaultURL, "NATS server")
+	// Replies (JetStream acks, consumer fetches) come on subjects under
+	// this prefix: with deploy/nats/nats-server-secure.conf the orders user
+	// may subscribe there only, never to the shared _INBOX.> where every
+	// other user's replies would be.
+	inbox := fs.String("nats-inbox-prefix", "_INBOX_orders", "prefix of the subjects replies come on")
 	orderID := fs.String("order", "ORD-"+time.Now().Format("150405"), "order id")
 	price := fs.Float64("price", 799, "net price of the phone")
 	period := fs.Int("period", 24, "months")
@@ -43,7 +48,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	nc, err := nats.Connect(*url)
+	nc, err := nats.Connect(*url, nats.CustomInboxPrefix(*inbox))
 	if err != nil {
 		return err
 	}

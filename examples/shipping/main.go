@@ -35,6 +35,11 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("shipping", flag.ContinueOnError)
 	url := fs.String("nats-url", nats.DefaultURL, "NATS server")
+	// Replies (JetStream acks, consumer fetches) come on subjects under
+	// this prefix: with deploy/nats/nats-server-secure.conf the shipping user
+	// may subscribe there only, never to the shared _INBOX.> where every
+	// other user's replies would be.
+	inbox := fs.String("nats-inbox-prefix", "_INBOX_shipping", "prefix of the subjects replies come on")
 	orderID := fs.String("order", "", "order id (required)")
 	kind := fs.String("event", "shipped", "shipped or delivered")
 	imei := fs.String("imei", "", "the device's IMEI (or use --serial)")
@@ -72,7 +77,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("--event must be shipped or delivered")
 	}
 
-	nc, err := nats.Connect(*url)
+	nc, err := nats.Connect(*url, nats.CustomInboxPrefix(*inbox))
 	if err != nil {
 		return err
 	}

@@ -67,7 +67,7 @@ type bridgeConfig struct {
 
 func parseBridgeConfig(args []string, getenv cli.Getenv) (*bridgeConfig, error) {
 	fs := cli.New("bridge", getenv)
-	c := &bridgeConfig{nats: natsconn.Bind(fs), process: bindProcess(fs, ":9090")}
+	c := &bridgeConfig{nats: natsconn.Bind(fs, natsconn.InboxBridge), process: bindProcess(fs, ":9090")}
 	fs.StringVar(&c.baseURL, "inbank-base-url", "INBANK_BASE_URL", "", "Inbank API base URL: scheme and host, without /partner/v3 (required)")
 	fs.StringVar(&c.apiKey, "inbank-api-key", "INBANK_API_KEY", "", "Inbank partner API key (required; never logged)")
 	fs.StringVar(&c.shopUUID, "inbank-shop-uuid", "INBANK_SHOP_UUID", "", "Inbank shop uuid (required)")

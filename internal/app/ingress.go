@@ -103,7 +103,7 @@ type ingressConfig struct {
 
 func parseIngressConfig(args []string, getenv cli.Getenv) (*ingressConfig, error) {
 	fs := cli.New("webhook-ingress", getenv)
-	c := &ingressConfig{nats: natsconn.Bind(fs), process: bindProcess(fs, ":9091")}
+	c := &ingressConfig{nats: natsconn.Bind(fs, natsconn.InboxIngress), process: bindProcess(fs, ":9091")}
 	// A 503 promises the callback is not stored: nothing may wait in a
 	// reconnect buffer to be stored after we answered.
 	c.nats.NoReconnectBuffer = true

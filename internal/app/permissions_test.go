@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -76,7 +77,7 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	connect := func(user string) (*nats.Conn, jetstream.JetStream) {
 		t.Helper()
-		nc, err := nats.Connect(url, nats.UserInfo(user, password(user)), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		nc, err := nats.Connect(url, nats.UserInfo(user, password(user)), nats.CustomInboxPrefix(inboxOf(user)), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 		if err != nil {
 			t.Fatalf("%s: %v", user, err)
 		}
@@ -88,6 +89,14 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	_, adminJS := connect("admin")
 	if _, err := events.ProvisionBridge(ctx, adminJS, events.DefaultTopology()); err != nil {
 		t.Fatalf("admin provisions: %v", err)
+	}
+
+	// Users that must never see customer data listen on everything they
+	// may subscribe to, through the whole flow.
+	spies := map[string]*inboxSpy{}
+	for _, user := range []string{"ingress", "shipping", "analytics"} {
+		nc, _ := connect(user)
+		spies[user] = spy(t, nc, inboxOf(user)+".>")
 	}
 
 	fake, inbankSrv := inbanktest.NewServer(t, inbanktest.Config{})
@@ -220,6 +229,97 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	if n := len(out.Of("PERM-1", events.TypeOrderFailed)); n != 0 {
 		t.Fatalf("%d order.failed", n)
 	}
+
+	for user, s := range spies {
+		if n, leak := s.holding(customerData...); leak != "" {
+			t.Errorf("%s received customer data (%q) among %d messages on its inbox", user, leak, n)
+		}
+	}
+	// No user reads another's replies: the shared inbox and every other
+	// user's prefix are refused by the server.
+	for _, user := range permUsers[1:] {
+		for _, other := range append([]string{"_INBOX"}, inboxesBut(user)...) {
+			if !subscriptionRefused(t, url, user, other+".>") {
+				t.Errorf("%s may subscribe to %s.>", user, other)
+			}
+		}
+	}
+}
+
+// customerData is what order() puts in order.placed about the customer.
+var customerData = []string{"49403136515", "Maasikas", "mari@example.ee", "+37255555555"}
+
+// inboxOf is the inbox prefix nats-server-secure.conf gives user.
+func inboxOf(user string) string { return "_INBOX_" + user }
+
+func inboxesBut(user string) []string {
+	var out []string
+	for _, u := range permUsers[1:] {
+		if u != user {
+			out = append(out, inboxOf(u))
+		}
+	}
+	return out
+}
+
+// subscriptionRefused subscribes to subject as user and reports whether
+// the server refused it (a permissions violation on the connection).
+func subscriptionRefused(t *testing.T, url, user, subject string) bool {
+	t.Helper()
+	errs := make(chan error, 4)
+	nc, err := nats.Connect(url, nats.UserInfo(user, password(user)), nats.CustomInboxPrefix(inboxOf(user)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		t.Fatalf("%s: %v", user, err)
+	}
+	defer nc.Close()
+	if _, err := nc.SubscribeSync(subject); err != nil {
+		return true
+	}
+	nc.Flush() // the server answers the SUB (with -ERR if refused) before the PONG
+	select {
+	case err := <-errs:
+		return errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(strings.ToLower(err.Error()), "permissions violation")
+	case <-time.After(5 * time.Second):
+		return false
+	}
+}
+
+// inboxSpy keeps what a subscription received.
+type inboxSpy struct {
+	mu   sync.Mutex
+	msgs [][]byte
+}
+
+func spy(t *testing.T, nc *nats.Conn, subject string) *inboxSpy {
+	t.Helper()
+	s := &inboxSpy{}
+	if _, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.msgs = append(s.msgs, append([]byte(nil), m.Data...))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// holding reports how many messages the spy saw and the first of needles
+// one of them contains.
+func (s *inboxSpy) holding(needles ...string) (int, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.msgs {
+		for _, n := range needles {
+			if strings.Contains(string(m), n) {
+				return len(s.msgs), n
+			}
+		}
+	}
+	return len(s.msgs), ""
 }
 
 func replyData(m *nats.Msg) string {

@@ -4,6 +4,7 @@
 package ctl
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/ids"
+	"github.com/smartrent-bridge/bridge/internal/natsconn"
 	"github.com/smartrent-bridge/bridge/internal/version"
 )
 
@@ -69,6 +71,7 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer, getenv func(
 	}
 	fs.StringVar(&url, "nats-url", url, "NATS server(s) (env NATS_URL)")
 	creds := fs.String("nats-creds", getenv("NATS_CREDS"), "credentials file (env NATS_CREDS)")
+	inbox := fs.String("nats-inbox-prefix", cmp.Or(getenv("NATS_INBOX_PREFIX"), natsconn.InboxOperator), "prefix of the subjects replies come on; the operator user may subscribe to <prefix>.> only (env NATS_INBOX_PREFIX)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	shop := fs.String("shop", "", "the order's shop alias (default: the default shop)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -87,7 +90,7 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer, getenv func(
 		fmt.Fprint(errOut, usage)
 		return ExitUsage
 	}
-	opts := []nats.Option{nats.Name("smartrentctl"), nats.Timeout(5 * time.Second)}
+	opts := []nats.Option{nats.Name("smartrentctl"), nats.Timeout(5 * time.Second), nats.CustomInboxPrefix(*inbox)}
 	if *creds != "" {
 		opts = append(opts, nats.UserCredentials(*creds))
 	}

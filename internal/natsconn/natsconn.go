@@ -44,16 +44,24 @@ type Settings struct {
 	// stored after it said it was not: a buffered message is sent when the
 	// connection comes back, whatever the caller answered meanwhile.
 	NoReconnectBuffer bool
+	// InboxPrefix replaces nats.go's _INBOX for every reply this binary
+	// receives (JetStream acknowledgements, KV gets, consumer fetches).
+	// Each component has its own, so a NATS user may be allowed to
+	// subscribe to its own replies only: under the shared _INBOX.> every
+	// user could read every other one's, customer data included.
+	InboxPrefix string
 }
 
-// Bind defines the NATS flags on fs and returns the settings they fill.
-func Bind(fs *cli.Flags) *Settings {
+// Bind defines the NATS flags on fs and returns the settings they fill;
+// inbox is the binary's default inbox prefix (e.g. _INBOX_bridge).
+func Bind(fs *cli.Flags, inbox string) *Settings {
 	s := &Settings{Topology: events.DefaultTopology()}
 	d := s.Topology
 	fs.StringVar(&s.URL, "nats-url", "NATS_URL", nats.DefaultURL, "NATS server(s), comma-separated")
 	fs.StringVar(&s.Creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file (optional)")
 	fs.StringVar(&s.User, "nats-user", "NATS_USER", "", "NATS user (optional; with NATS_PASSWORD)")
 	fs.StringVar(&s.Password, "nats-password", "NATS_PASSWORD", "", "NATS password (optional; NATS_PASSWORD_FILE reads it from a file; never logged)")
+	fs.StringVar(&s.InboxPrefix, "nats-inbox-prefix", "NATS_INBOX_PREFIX", inbox, "prefix of the subjects this binary receives replies on; the NATS user needs subscribe permission on <prefix>.> only")
 	fs.BoolVar(&s.Provision, "provision", "PROVISION", true, "create or update streams, bucket and consumers at start-up; false: only check them (least-privilege NATS users)")
 	fs.DurationVar(&s.ConnectTimeout, "nats-connect-timeout", "NATS_CONNECT_TIMEOUT", 10*time.Second, "give up start-up when NATS cannot be reached within this time")
 	fs.DurationVar(&s.SetupTimeout, "nats-setup-timeout", "NATS_SETUP_TIMEOUT", 0, "give up start-up when streams, buckets and consumers cannot be set up within this time; 0: wait, not ready, until they can (a new cluster elects leaders first)")
@@ -65,6 +73,14 @@ func Bind(fs *cli.Flags) *Settings {
 	fs.DurationVar(&s.Topology.DuplicateWindow, "duplicate-window", "DUPLICATE_WINDOW", d.DuplicateWindow, "de-duplication window of Nats-Msg-Id (at least 2m)")
 	return s
 }
+
+// Inbox prefixes of the product's own connections, as
+// deploy/nats/nats-server-secure.conf allows each user to subscribe to.
+const (
+	InboxBridge   = "_INBOX_bridge"
+	InboxIngress  = "_INBOX_ingress"
+	InboxOperator = "_INBOX_operator" // smartrentctl
+)
 
 // ErrConnectionLost is a connection NATS closed for good: the client
 // reconnects after disconnections, but the server can end a connection in
@@ -109,6 +125,9 @@ func Connect(ctx context.Context, s *Settings, name string, log *slog.Logger, lo
 			}
 			log.Error("nats async error", "subject", subj, "err", err)
 		}),
+	}
+	if s.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(s.InboxPrefix))
 	}
 	if s.NoReconnectBuffer {
 		opts = append(opts, nats.ReconnectBufSize(-1))
