@@ -110,7 +110,7 @@ func parseIngressConfig(args []string, getenv cli.Getenv) (*ingressConfig, error
 	fs.StringVar(&c.secret, "callback-secret", "CALLBACK_SECRET", "", "token secret(s), comma-separated: the first signs, all verify (required)")
 	fs.StringVar(&c.listen, "listen-addr", "LISTEN_ADDR", ":8080", "callback listener")
 	fs.StringVar(&c.sigMode, "inbank-callback-signature", "INBANK_CALLBACK_SIGNATURE", ingress.SignatureOptional, "Inbank's callback signature: off, optional (verify when present) or required")
-	fs.DurationVar(&c.sigTolerance, "inbank-callback-signature-tolerance", "INBANK_CALLBACK_SIGNATURE_TOLERANCE", 5*time.Minute, "maximum age of a signed callback timestamp")
+	fs.DurationVar(&c.sigTolerance, "inbank-callback-signature-tolerance", "INBANK_CALLBACK_SIGNATURE_TOLERANCE", 0, "how far a signed callback's timestamp may be from now; at most half of DUPLICATE_WINDOW, so that a replay of a signed delivery is always within the window and stored once (0: half of DUPLICATE_WINDOW)")
 	fs.StringVar(&c.apiKey, "inbank-api-key", "INBANK_API_KEY", "", "Inbank API key(s), comma-separated, to verify callback signatures (never logged)")
 	fs.DurationVar(&c.publishTimeout, "publish-timeout", "PUBLISH_TIMEOUT", 5*time.Second, "how long to wait for JetStream's acknowledgement before answering 504 (stored or not is then unknown)")
 	if err := fs.Parse(args); err != nil {
@@ -123,6 +123,16 @@ func parseIngressConfig(args []string, getenv cli.Getenv) (*ingressConfig, error
 	case ingress.SignatureOff, ingress.SignatureOptional, ingress.SignatureRequired:
 	default:
 		return nil, fmt.Errorf("INBANK_CALLBACK_SIGNATURE: %q: want off, optional or required", c.sigMode)
+	}
+	// A signed delivery is accepted from tolerance before its timestamp to
+	// tolerance after: its first and its last copy are at most 2·tolerance
+	// apart, and JetStream stores the second once only within its window.
+	window := c.nats.Topology.DuplicateWindow
+	switch {
+	case c.sigTolerance <= 0:
+		c.sigTolerance = window / 2
+	case 2*c.sigTolerance > window:
+		return nil, fmt.Errorf("INBANK_CALLBACK_SIGNATURE_TOLERANCE %s is more than half of DUPLICATE_WINDOW %s: a signed delivery replayed late would be stored again; raise DUPLICATE_WINDOW to %s or lower the tolerance", c.sigTolerance, window, 2*c.sigTolerance)
 	}
 	return c, nil
 }

@@ -91,6 +91,7 @@ func TestIngressStartupErrors(t *testing.T) {
 		{"no ingressSecret", map[string]string{}, "CALLBACK_SECRET is required"},
 		{"weak ingressSecret", map[string]string{"CALLBACK_SECRET": "short"}, "at least 16"},
 		{"no NATS", map[string]string{"CALLBACK_SECRET": ingressSecret, "NATS_URL": "nats://127.0.0.1:1", "NATS_CONNECT_TIMEOUT": "300ms"}, "cannot reach NATS"},
+		{"tolerance beyond the duplicate window", map[string]string{"CALLBACK_SECRET": ingressSecret, "INBANK_CALLBACK_SIGNATURE_TOLERANCE": "5m", "NATS_URL": "nats://127.0.0.1:1", "NATS_CONNECT_TIMEOUT": "300ms"}, "more than half of DUPLICATE_WINDOW"},
 		{"bad signature mode", map[string]string{"CALLBACK_SECRET": ingressSecret, "INBANK_CALLBACK_SIGNATURE": "maybe", "NATS_CONNECT_TIMEOUT": "300ms", "NATS_URL": "nats://127.0.0.1:1"}, "want off, optional or required"},
 	}
 	for _, tt := range tests {

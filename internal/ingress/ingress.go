@@ -93,7 +93,10 @@ type Config struct {
 	// SignatureKeys verify Inbank's signatures (the API keys); required
 	// unless Signature is off.
 	SignatureKeys []string
-	// SignatureTolerance bounds the age of a signed timestamp (5 minutes).
+	// SignatureTolerance bounds how far a signed timestamp may be from now
+	// (1 minute). Keep it at most half of SMARTRENT_IN's duplicate window:
+	// the first and the last accepted copy of a delivery are then within
+	// the window, and the last is stored as a duplicate.
 	SignatureTolerance time.Duration
 	// PublishTimeout bounds the wait for the PubAck (5 s).
 	PublishTimeout time.Duration
@@ -144,7 +147,7 @@ func New(cfg Config) (*Handler, error) {
 		return nil, errors.New("ingress: INBANK_CALLBACK_SIGNATURE=required needs the Inbank API key to verify signatures")
 	}
 	if cfg.SignatureTolerance <= 0 {
-		cfg.SignatureTolerance = 5 * time.Minute
+		cfg.SignatureTolerance = time.Minute
 	}
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = 5 * time.Second
@@ -229,14 +232,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (outcome, orderI
 		plain(w, http.StatusBadRequest, "body must be a JSON object\n")
 		return OutcomeBadBody, orderID
 	}
-	timestamp, err := h.checkSignature(r.Header, body)
+	timestamp, signature, err := h.checkSignature(r.Header, body)
 	if err != nil {
 		plain(w, http.StatusUnauthorized, "bad signature: "+err.Error()+"\n")
 		return OutcomeBadSignature, orderID
 	}
 	id := events.NewID()
 	if timestamp != "" { // verified: the same delivery again has the same id
-		id = deliveryID(token, timestamp, r.Header.Get(HeaderSignature))
+		id = deliveryID(timestamp, signature)
 	}
 	eventBuf := h.buffer()
 	defer h.release(eventBuf)
@@ -315,27 +318,28 @@ func mayBeStored(err error) bool {
 }
 
 // checkSignature verifies Inbank's HMAC-SHA512 over "<timestamp>.<body>"
-// as the mode demands, and returns the signed timestamp ("" if none).
-func (h *Handler) checkSignature(hdr http.Header, body []byte) (string, error) {
+// as the mode demands, and returns the signed timestamp and the signature
+// as bytes (none if unsigned).
+func (h *Handler) checkSignature(hdr http.Header, body []byte) (string, []byte, error) {
 	ts, sig := hdr.Get(HeaderTimestamp), hdr.Get(HeaderSignature)
 	switch {
 	case h.cfg.Signature == SignatureOff:
-		return "", nil
+		return "", nil, nil
 	case sig == "" && h.cfg.Signature == SignatureRequired:
-		return "", errors.New("missing")
+		return "", nil, errors.New("missing")
 	case sig == "" || len(h.cfg.SignatureKeys) == 0:
-		return "", nil
+		return "", nil, nil
 	}
 	secs, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return "", errors.New("timestamp missing or not Unix seconds")
+		return "", nil, errors.New("timestamp missing or not Unix seconds")
 	}
 	if age := h.cfg.Now().Sub(time.Unix(secs, 0)); age > h.cfg.SignatureTolerance || age < -h.cfg.SignatureTolerance {
-		return "", errors.New("timestamp outside the tolerance")
+		return "", nil, errors.New("timestamp outside the tolerance")
 	}
 	got, err := hex.DecodeString(sig)
 	if err != nil {
-		return "", errors.New("not hex")
+		return "", nil, errors.New("not hex")
 	}
 	for _, key := range h.cfg.SignatureKeys {
 		m := hmac.New(sha512.New, []byte(key))
@@ -343,10 +347,10 @@ func (h *Handler) checkSignature(hdr http.Header, body []byte) (string, error) {
 		m.Write([]byte("."))
 		m.Write(body)
 		if hmac.Equal(got, m.Sum(nil)) {
-			return ts, nil
+			return ts, got, nil
 		}
 	}
-	return "", errors.New("does not match")
+	return "", nil, errors.New("does not match")
 }
 
 // callbackFields are the parts of a callback body the event names. Inbank
@@ -431,13 +435,15 @@ func (s *bodyScanner) scan(body []byte) (callbackFields, bool) {
 	return f, true
 }
 
-// deliveryID names one signed delivery: token, signed timestamp and
-// signature (which covers the body).
-func deliveryID(token, timestamp, signature string) string {
+// deliveryID names one signed delivery by its signed timestamp and its
+// signature's bytes (which cover the body). Not by the header's text: hex
+// in another case is the same signature. Not by the token either: the
+// signature does not cover the URL, so the same delivery posted to
+// another order's URL is the same event, stored once.
+func deliveryID(timestamp string, signature []byte) string {
 	sum := sha256.New()
-	for _, part := range []string{token, timestamp, signature} {
-		fmt.Fprintf(sum, "%d:%s", len(part), part)
-	}
+	fmt.Fprintf(sum, "%d:%s", len(timestamp), timestamp)
+	sum.Write(signature)
 	return hex.EncodeToString(sum.Sum(nil)[:16])
 }
 

@@ -131,6 +131,53 @@ func TestSignedDeliveryStoredOnce(t *testing.T) {
 	}
 }
 
+// TestSignedDeliveryReplayedInAnotherFormIsStoredOnce: the same signed
+// delivery with its signature's hex upper-cased, or posted to another
+// order's callback URL (the signature does not cover the URL), is the same
+// event: stored once.
+func TestSignedDeliveryReplayedInAnotherFormIsStoredOnce(t *testing.T) {
+	e := setup(t, nil)
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	sig := sign(ts, body)
+	for _, try := range []struct {
+		order, sig string
+	}{{"ORD-1", sig}, {"ORD-1", strings.ToUpper(sig)}, {"ORD-2", sig}, {"ORD-2", strings.ToUpper(sig)}} {
+		rec := e.post(http.MethodPost, e.path(try.order), body, map[string]string{ingress.HeaderTimestamp: ts, ingress.HeaderSignature: try.sig})
+		if rec.Code != 200 {
+			t.Fatalf("%s: %d %s", try.order, rec.Code, rec.Body.String())
+		}
+	}
+	got := e.stored(t)
+	if len(got) != 1 || got[0].OrderID() != "ORD-1" {
+		t.Fatalf("%d events stored, want 1 (for ORD-1, the first)", len(got))
+	}
+}
+
+// TestSignedDeliveryOutsideTheToleranceIsRefused: a signed delivery is
+// accepted only within the tolerance of its timestamp (the binary keeps it
+// at most half of the duplicate window), so a replay that JetStream would
+// no longer recognise as a duplicate is refused.
+func TestSignedDeliveryOutsideTheToleranceIsRefused(t *testing.T) {
+	now := time.Now()
+	clock := now
+	e := setup(t, func(c *ingress.Config) {
+		c.SignatureTolerance = time.Minute
+		c.Now = func() time.Time { return clock }
+	})
+	ts := strconv.FormatInt(now.Unix(), 10)
+	signed := map[string]string{ingress.HeaderTimestamp: ts, ingress.HeaderSignature: sign(ts, body)}
+	if rec := e.post(http.MethodPost, e.path("ORD-1"), body, signed); rec.Code != 200 {
+		t.Fatalf("in time: %d", rec.Code)
+	}
+	clock = now.Add(2*time.Minute + time.Second) // past the duplicate window
+	if rec := e.post(http.MethodPost, e.path("ORD-1"), body, signed); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("replayed after the window: %d, want 401", rec.Code)
+	}
+	if n := len(e.stored(t)); n != 1 {
+		t.Fatalf("%d stored, want 1", n)
+	}
+}
+
 // TestEveryCallbackIsItsOwnEvent: Inbank's callbacks are minimal
 // triggers, so two transitions can carry the same body ({"uuid": …});
 // each authenticated POST that is not provably the same delivery reaches
