@@ -96,7 +96,7 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer, getenv func(
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		fmt.Fprintf(errOut, "smartrentctl: cannot reach NATS at %s: %v\n", url, err)
+		fmt.Fprintf(errOut, "smartrentctl: cannot reach NATS at %s: %v\n", natsconn.Redact(url), err)
 		return ExitError
 	}
 	defer nc.Close()

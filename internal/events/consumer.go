@@ -514,9 +514,17 @@ func NewConsumerMetrics(reg prometheus.Registerer) (*ConsumerMetrics, error) {
 	return m, nil
 }
 
+// TypeOther is the type label of an event whose type is not one of the
+// contract's: label values come from a fixed set, never from a publisher
+// (an undecodable event's type is any string, up to a message's size).
+const TypeOther = "other"
+
 func (m *ConsumerMetrics) observe(consumer, typ, outcome string, start time.Time) {
 	if m == nil {
 		return
+	}
+	if _, known := SubjectOf(typ); !known && typ != "" {
+		typ = TypeOther
 	}
 	m.handled.WithLabelValues(consumer, typ, outcome).Inc()
 	m.duration.WithLabelValues(consumer).Observe(time.Since(start).Seconds())

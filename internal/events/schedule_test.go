@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
@@ -318,4 +320,54 @@ func consumeDevices(t *testing.T, nc *nats.Conn, js jetstream.JetStream, topo ev
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Stop(context.Background()) })
+}
+
+// TestMetricLabelsComeFromAFixedSet: an undecodable event's type, any
+// string a publisher chose, is counted as "other", never as a label value
+// of its own.
+func TestMetricLabelsComeFromAFixedSet(t *testing.T) {
+	srv := natstest.Run(t, natstest.Options{})
+	nc, js := natstest.Connect(t, srv.ClientURL())
+	topo := events.DefaultTopology()
+	if _, err := events.ProvisionBridge(context.Background(), js, topo); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	metrics, err := events.NewConsumerMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumeDevices(t, nc, js, topo, newDeliveryRecorder(func(string, int) error { return nil }), events.ConsumerConfig{Metrics: metrics})
+	evil := "evil-" + strings.Repeat("x", 4096)
+	raw := `{"specversion":"1.0","id":"e-1","source":"urn:x","type":"` + evil + `","subject":"O-1","data":{"orderId":"O-1"}}`
+	if _, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: events.SubjectDeviceShipped, Data: []byte(raw), Header: nats.Header{events.HeaderMsgID: {"e-1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	deadline := time.Now().Add(10 * time.Second)
+	for len(types) == 0 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "smartrent_events_handled_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "type" {
+						types = append(types, l.GetValue())
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the invalid event was not counted")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the registry: there is no event to await
+	}
+	if len(types) != 1 || types[0] != events.TypeOther {
+		t.Fatalf("type labels %.80q, want only %q", types, events.TypeOther)
+	}
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"time"
 
@@ -197,16 +196,25 @@ func Drain(nc *nats.Conn, timeout time.Duration) error {
 func Redact(servers string) string {
 	parts := strings.Split(servers, ",")
 	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
-		if err != nil || u.User == nil {
+		p = strings.TrimSpace(p)
+		// Not url.Parse: nats.go takes a server without a scheme
+		// (user:pass@host), and a password with "/" or "@" in it, both of
+		// which url.Parse misreads, leaving the password in the output.
+		scheme := ""
+		if s, rest, ok := strings.Cut(p, "://"); ok {
+			scheme, p = s+"://", rest
+		}
+		at := strings.LastIndex(p, "@") // the host has none; a password may
+		if at < 0 {
+			parts[i] = scheme + p
 			continue
 		}
-		if _, hasPassword := u.User.Password(); hasPassword {
-			u.User = url.UserPassword(u.User.Username(), "redacted")
+		user, _, hasPassword := strings.Cut(p[:at], ":")
+		if hasPassword {
+			parts[i] = scheme + user + ":redacted" + p[at:]
 		} else {
-			u.User = url.User("redacted") // a token
+			parts[i] = scheme + "redacted" + p[at:] // a token
 		}
-		parts[i] = u.String()
 	}
 	return strings.Join(parts, ",")
 }
