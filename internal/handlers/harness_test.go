@@ -361,3 +361,10 @@ func (h *harness) count(orderID, typ string, want int) {
 		h.t.Fatalf("%s: %d × %s, want %d", orderID, got, typ, want)
 	}
 }
+
+// mu runs fn with the store locked.
+func (h *harness) mu(fn func()) {
+	h.store.mu.Lock()
+	defer h.store.mu.Unlock()
+	fn()
+}

@@ -46,11 +46,7 @@ func Retention(retention time.Duration, now func() time.Time) func(*Order) time.
 		if !o.Settled(now()) {
 			return 0
 		}
-		if o.Placed != nil && o.Placed.Customer != nil {
-			p := *o.Placed
-			p.Customer = nil
-			o.Placed = &p
-		}
+		o.Placed = dropCustomer(o.Placed)
 		return retention
 	}
 }

@@ -43,9 +43,12 @@ func markFailed(o *Order, step string, cause error, attempts int, now time.Time)
 	o.note(now, "failed at "+step)
 }
 
-// recordCreatedSession keeps a session Inbank created for the order.
+// recordCreatedSession keeps a session Inbank created for the order. The
+// customer's data went to Inbank with it and nothing needs it again (no
+// second session is made for a recorded one): the state keeps none.
 func recordCreatedSession(o *Order, created inbank.CreatedSession, validUntil, now time.Time) {
 	o.SessionUUID, o.RedirectURL, o.ValidUntil, o.SessionAt, o.SessionClaim = created.UUID, created.RedirectURL, &validUntil, &now, nil
+	o.Placed = dropCustomer(o.Placed)
 }
 
 // publishSession moves a created, priced session to pending and queues

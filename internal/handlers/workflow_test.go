@@ -619,3 +619,30 @@ func TestSessionCreationAttemptsAreBounded(t *testing.T) {
 		t.Fatalf("order.failed = %v, want one at %s", failed, handlers.StepSession)
 	}
 }
+
+// TestCustomerDataLeavesTheStateWithTheSession: the customer's data goes
+// to Inbank with the session, and the state keeps none of it from the
+// write that records the session on, also while the session waits
+// unpublished for a calculation that failed transiently.
+func TestCustomerDataLeavesTheStateWithTheSession(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fake.SetFault(inbank.OpCalculate, inbanktest.Fault{Status: 503, Remaining: 3})
+	p := placed("C1", 500)
+	p.Customer = &events.Customer{IdentityCode: "49403136515", FirstName: "Mari", LastName: "Maasikas", Email: "mari@example.ee", Mobile: "+37255555555"}
+	if err := h.deliver(p); err == nil {
+		t.Fatal("the calculation's 503 was not reported")
+	}
+	o := h.store.get(t, "C1")
+	if o.SessionUUID == "" || o.State != handlers.StateNew {
+		t.Fatalf("state %s, session %q: want a recorded, unpublished session", o.State, o.SessionUUID)
+	}
+	h.mu(func() {
+		for id, b := range h.store.data {
+			if strings.Contains(string(b), "49403136515") || strings.Contains(string(b), "mari@example.ee") {
+				t.Errorf("stored %s holds customer data", id)
+			}
+		}
+	})
+	h.mustDeliver(p) // priced and published without it
+	h.oneSession("C1")
+}
