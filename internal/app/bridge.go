@@ -166,7 +166,7 @@ func newInbankClients(c *bridgeConfig, getenv cli.Getenv, reg prometheus.Registe
 // and finish what they hold, the reconciler stops, and the NATS connection
 // is drained, within SHUTDOWN_TIMEOUT. started, when not nil, is told once
 // the bridge is ready.
-func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.Writer, started chan<- BridgeStarted, opts ...BridgeOptions) error {
+func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.Writer, started chan<- BridgeStarted, opts ...BridgeOptions) (err error) {
 	c, err := parseBridgeConfig(args, getenv)
 	if err != nil {
 		return err
@@ -181,6 +181,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 		return err
 	}
 	defer p.close()
+	defer p.explain(&err)
 	tp, flushTraces, err := tracerProvider(ctx, o.TracerProvider, "smartrent-bridge", getenv)
 	if err != nil {
 		return err

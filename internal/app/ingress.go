@@ -40,7 +40,7 @@ type IngressOptions struct {
 // finishes requests in flight and drains the NATS connection, within
 // SHUTDOWN_TIMEOUT.
 
-func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io.Writer, started chan<- IngressStarted, opts ...IngressOptions) error {
+func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io.Writer, started chan<- IngressStarted, opts ...IngressOptions) (err error) {
 	c, err := parseIngressConfig(args, getenv)
 	if err != nil {
 		return err
@@ -54,6 +54,7 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	if err != nil {
 		return err
 	}
+	defer p.explain(&err)
 	defer p.close()
 	tp, flushTraces, err := tracerProvider(ctx, o.TracerProvider, "smartrent-webhook-ingress", getenv)
 	if err != nil {

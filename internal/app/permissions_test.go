@@ -19,6 +19,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/eventwatch"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/natsconn"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
@@ -327,4 +328,38 @@ func replyData(m *nats.Msg) string {
 		return ""
 	}
 	return string(m.Data)
+}
+
+// TestMissingPermissionStopsWithItsSubject: a bridge run as a NATS user
+// that lacks a permission it needs (admin may use the JetStream API only,
+// so its KV writes are refused) stops with an error naming the refused
+// subject, instead of waiting for an acknowledgement that never comes.
+func TestMissingPermissionStopsWithItsSubject(t *testing.T) {
+	for _, u := range permUsers {
+		t.Setenv("SMARTRENT_NATS_"+strings.ToUpper(u)+"_PASSWORD", password(u))
+	}
+	opts, err := server.ProcessConfigFile("../../deploy/nats/nats-server-secure.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Host, opts.Port, opts.HTTPPort, opts.StoreDir, opts.NoSigs = "127.0.0.1", server.RANDOM_PORT, 0, t.TempDir(), true
+	srv := natstest.RunOptions(t, opts, &serverLog{})
+	env := map[string]string{
+		"NATS_URL": fmt.Sprintf("nats://127.0.0.1:%d", srv.Addr().(*net.TCPAddr).Port), "NATS_USER": "admin", "NATS_PASSWORD": password("admin"),
+		"NATS_INBOX_PREFIX": inboxOf("admin"), "PROVISION": "true", "CALLBACK_SECRET": testSecret, "CALLBACK_BASE_URL": "http://127.0.0.1:1",
+		"METRICS_ADDR": "127.0.0.1:0", "INBANK_BASE_URL": "http://127.0.0.1:1", "INBANK_API_KEY": inbanktest.DefaultAPIKey,
+		"INBANK_SHOP_UUID": inbanktest.DefaultShopUUID, "INBANK_PRODUCT_CODE": inbanktest.DefaultProductCode, "LOG_LEVEL": "error",
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- RunBridge(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, nil)
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, natsconn.ErrPermissionDenied) || !strings.Contains(err.Error(), "$KV.") {
+			t.Fatalf("bridge stopped with %v, want ErrPermissionDenied naming the refused $KV subject", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the bridge still waits, a minute after NATS refused its write")
+	}
 }

@@ -136,13 +136,31 @@ func (p *process) ready(stream string) {
 	p.gate.Ready(func(ctx context.Context) error { return natsconn.Ready(ctx, p.nc, p.js, stream) })
 }
 
+// stoppedByNATS is why NATS ended the process (its connection closed for
+// good, or a permission its user lacks), or nil.
+func (p *process) stoppedByNATS() error {
+	cause := context.Cause(p.ctx)
+	if errors.Is(cause, natsconn.ErrConnectionLost) || errors.Is(cause, natsconn.ErrPermissionDenied) {
+		return cause
+	}
+	return nil
+}
+
+// explain replaces an error that only says the work was cancelled (a
+// set-up step, a write) with why NATS ended the process, when it did.
+func (p *process) explain(err *error) {
+	if cause := p.stoppedByNATS(); *err != nil && cause != nil && !errors.Is(*err, cause) {
+		*err = fmt.Errorf("%w (%v)", cause, *err)
+	}
+}
+
 // shutdown begins the stop: /readyz turns 503 at once, and after
 // SHUTDOWN_DELAY the returned context gives the work in flight
 // SHUTDOWN_TIMEOUT to finish (the caller stops its listener or consumers
 // under it, then calls finish).
 func (p *process) shutdown() (context.Context, context.CancelFunc) {
 	p.gate.NotReady("shutting down")
-	lost := errors.Is(context.Cause(p.ctx), natsconn.ErrConnectionLost)
+	lost := p.stoppedByNATS() != nil
 	p.log.Info("shutting down: readiness off", "delay", p.settings.ShutdownDelay.String(), "timeout", p.settings.ShutdownTimeout.String())
 	if p.settings.ShutdownDelay > 0 && !lost {
 		time.Sleep(p.settings.ShutdownDelay) // a fixed wait is the point: load balancers poll /readyz
@@ -164,7 +182,7 @@ func (p *process) finish(stopCtx context.Context) error {
 		}
 	}
 	p.close()
-	if cause := context.Cause(p.ctx); errors.Is(cause, natsconn.ErrConnectionLost) {
+	if cause := p.stoppedByNATS(); cause != nil {
 		return cause
 	}
 	if stopCtx.Err() != nil {

@@ -81,6 +81,10 @@ const (
 	InboxOperator = "_INBOX_operator" // smartrentctl
 )
 
+// ErrPermissionDenied is NATS refusing a publish or subscription of the
+// binary's own: its user lacks a permission it needs.
+var ErrPermissionDenied = errors.New("the NATS user lacks a permission this binary needs")
+
 // ErrConnectionLost is a connection NATS closed for good: the client
 // reconnects after disconnections, but the server can end a connection in
 // ways nats.go does not retry (an unknown -ERR such as "Maximum Control
@@ -121,6 +125,14 @@ func Connect(ctx context.Context, s *Settings, name string, log *slog.Logger, lo
 			subj := ""
 			if sub != nil {
 				subj = sub.Subject
+			}
+			if errors.Is(err, nats.ErrPermissionViolation) && lost != nil && live.Err() == nil {
+				// The binary's NATS user lacks a permission it needs: the
+				// write (or subscription) would otherwise wait for an
+				// answer that never comes. Stop, saying which.
+				log.Error("NATS refused a permission this binary needs; stopping: grant it to the binary's NATS user", "subject", subj, "err", err)
+				lost(fmt.Errorf("%w: %v", ErrPermissionDenied, err))
+				return
 			}
 			log.Error("nats async error", "subject", subj, "err", err)
 		}),
