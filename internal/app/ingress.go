@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/cli"
@@ -100,6 +102,8 @@ type ingressConfig struct {
 	secret, listen, sigMode      string
 	apiKey                       string
 	sigTolerance, publishTimeout time.Duration
+	callbackBurst                int
+	callbackRate                 *float64
 }
 
 func parseIngressConfig(args []string, getenv cli.Getenv) (*ingressConfig, error) {
@@ -114,8 +118,13 @@ func parseIngressConfig(args []string, getenv cli.Getenv) (*ingressConfig, error
 	fs.DurationVar(&c.sigTolerance, "inbank-callback-signature-tolerance", "INBANK_CALLBACK_SIGNATURE_TOLERANCE", 0, "how far a signed callback's timestamp may be from now; at most half of DUPLICATE_WINDOW, so that a replay of a signed delivery is always within the window and stored once (0: half of DUPLICATE_WINDOW)")
 	fs.StringVar(&c.apiKey, "inbank-api-key", "INBANK_API_KEY", "", "Inbank API key(s), comma-separated, to verify callback signatures (never logged)")
 	fs.DurationVar(&c.publishTimeout, "publish-timeout", "PUBLISH_TIMEOUT", 5*time.Second, "how long to wait for JetStream's acknowledgement before answering 504 (stored or not is then unknown)")
+	fs.IntVar(&c.callbackBurst, "callback-burst", "CALLBACK_BURST", ingress.DefaultCallbackBurst, "callbacks accepted at once per order before 429; -1: no limit")
+	c.callbackRate = fs.Float("callback-rate", "CALLBACK_RATE", float64(ingress.DefaultCallbackRate), "callbacks accepted per second per order after the burst")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.callbackBurst == 0 || *c.callbackRate <= 0 {
+		return nil, errors.New("CALLBACK_BURST must be positive (or -1: no limit) and CALLBACK_RATE positive")
 	}
 	if err := cli.Require([2]string{"CALLBACK_SECRET", c.secret}); err != nil {
 		return nil, err
@@ -154,6 +163,7 @@ func newCallbackServer(p *process, c *ingressConfig, tokens *callbacktoken.Signe
 		Tokens: tokens, Publisher: events.NewPublisher(p.js, codec), Codec: codec,
 		Signature: c.sigMode, SignatureKeys: splitKeys(c.apiKey), SignatureTolerance: c.sigTolerance,
 		PublishTimeout: c.publishTimeout, Metrics: metrics, Logger: p.log,
+		CallbackBurst: c.callbackBurst, CallbackRate: rate.Limit(*c.callbackRate),
 	})
 	if err != nil {
 		return nil, err

@@ -68,7 +68,7 @@ func BenchmarkIngress(b *testing.B) {
 
 	tokens, _ := callbacktoken.New([]string{secret})
 	codec := events.NewCodec(schemaSet)
-	h, err := ingress.New(ingress.Config{Tokens: tokens, Publisher: events.NewPublisher(js, codec), Codec: codec, PublishTimeout: 10 * time.Second})
+	h, err := ingress.New(ingress.Config{Tokens: tokens, Publisher: events.NewPublisher(js, codec), Codec: codec, PublishTimeout: 10 * time.Second, CallbackBurst: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func (nopPub) PublishMsg(context.Context, *nats.Msg) (events.PubAck, error) {
 // stores nothing: what the ingress adds next to JetStream's.
 func BenchmarkHandlerCPU(b *testing.B) {
 	tokens, _ := callbacktoken.New([]string{secret})
-	h, _ := ingress.New(ingress.Config{Tokens: tokens, Publisher: nopPub{}, Codec: events.NewCodec(schemaSet)})
+	h, _ := ingress.New(ingress.Config{Tokens: tokens, Publisher: nopPub{}, Codec: events.NewCodec(schemaSet), CallbackBurst: -1})
 	path := callbacktoken.PathPrefix + tokens.Token("ORD-1")
 	body := benchBody(1)
 	b.ReportAllocs()

@@ -43,6 +43,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/events"
@@ -74,8 +75,9 @@ const (
 	OutcomeTooLarge     = "too_large"
 	OutcomeBadBody      = "bad_body"
 	OutcomeBadMethod    = "bad_method"
-	OutcomeUnavailable  = "unavailable" // 503: not stored, and never will be
-	OutcomeUnconfirmed  = "unconfirmed" // 504: sent, not acknowledged in time: may be stored
+	OutcomeUnavailable  = "unavailable"  // 503: not stored, and never will be
+	OutcomeUnconfirmed  = "unconfirmed"  // 504: sent, not acknowledged in time: may be stored
+	OutcomeRateLimited  = "rate_limited" // 429: over the order's callback limit, not stored
 )
 
 // Publisher stores an event and returns once JetStream acknowledged it.
@@ -102,15 +104,22 @@ type Config struct {
 	PublishTimeout time.Duration
 	// RetryAfter is sent with 503 (5 s).
 	RetryAfter time.Duration
-	Source     string // CloudEvent source; "urn:smartrent:webhook-ingress"
-	Metrics    *Metrics
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// CallbackBurst and CallbackRate bound the callbacks accepted per
+	// order: CallbackBurst at once, then CallbackRate a second; more are
+	// answered 429 with Retry-After and not stored (20 and 0.2/s; a
+	// negative burst turns the limit off).
+	CallbackBurst int
+	CallbackRate  rate.Limit
+	Source        string // CloudEvent source; "urn:smartrent:webhook-ingress"
+	Metrics       *Metrics
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // Handler serves POST /v1/inbank/callbacks/{token}.
 type Handler struct {
-	cfg Config
+	cfg    Config
+	limits *orderLimits // nil: no limit
 	// Buffers and body scanners are reused: at thousands of callbacks a
 	// second, allocation and GC were a fifth of the ingress's CPU.
 	buffers  sync.Pool // *bytes.Buffer: request bodies and events
@@ -164,7 +173,18 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Handler{cfg: cfg}, nil
+	h := &Handler{cfg: cfg}
+	if cfg.CallbackBurst >= 0 {
+		if cfg.CallbackBurst == 0 {
+			cfg.CallbackBurst = DefaultCallbackBurst
+		}
+		if cfg.CallbackRate <= 0 {
+			cfg.CallbackRate = DefaultCallbackRate
+		}
+		h.cfg = cfg
+		h.limits = newOrderLimits(cfg.CallbackRate, cfg.CallbackBurst, maxLimitedOrders)
+	}
+	return h, nil
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -172,8 +192,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.cfg.Metrics.count(outcome)
 	level := slog.LevelInfo
 	switch outcome {
-	case OutcomeForged:
-		level = slog.LevelDebug // scanners: counted, not worth a log line each
+	case OutcomeForged, OutcomeRateLimited:
+		level = slog.LevelDebug // scanners and floods: counted, not worth a log line each
 	case OutcomeUnavailable, OutcomeUnconfirmed:
 		level = slog.LevelError
 	case OutcomeBadSignature, OutcomeTooLarge, OutcomeBadBody, OutcomeBadMethod:
@@ -208,6 +228,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (outcome, orderI
 		w.Header().Set("Allow", http.MethodPost)
 		plain(w, http.StatusMethodNotAllowed, "method not allowed: use POST\n")
 		return OutcomeBadMethod, orderID
+	}
+	if h.limits != nil {
+		// Before the body is read: a flood on one leaked URL costs little.
+		if wait, ok := h.limits.allow(shop, orderID, h.cfg.Now()); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+			plain(w, http.StatusTooManyRequests, "too many callbacks for this order; retry later\n")
+			return OutcomeRateLimited, orderID
+		}
 	}
 	bodyBuf := h.buffer()
 	defer h.release(bodyBuf)
@@ -490,7 +518,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 	}
 	m.byOutcome = map[string]prometheus.Counter{}
-	for _, o := range []string{OutcomeAccepted, OutcomeDuplicate, OutcomeForged, OutcomeBadSignature, OutcomeTooLarge, OutcomeBadBody, OutcomeBadMethod, OutcomeUnavailable, OutcomeUnconfirmed} {
+	for _, o := range []string{OutcomeAccepted, OutcomeDuplicate, OutcomeForged, OutcomeBadSignature, OutcomeTooLarge, OutcomeBadBody, OutcomeBadMethod, OutcomeUnavailable, OutcomeUnconfirmed, OutcomeRateLimited} {
 		m.byOutcome[o] = m.callbacks.WithLabelValues(o) // also exports zeros, so alerts see the series
 	}
 	for _, c := range []prometheus.Collector{m.callbacks, m.publish} {

@@ -1,0 +1,160 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
+	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/ingress"
+)
+
+// sessionReads counts the session reads that reached the fake Inbank, by
+// session uuid.
+type sessionReads struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (s *sessionReads) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			if _, uuid, ok := strings.Cut(r.URL.Path, "/pos-sessions/"); ok {
+				s.mu.Lock()
+				s.n[uuid]++
+				s.mu.Unlock()
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *sessionReads) of(uuid string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n[uuid]
+}
+
+// TestCallbackFloodOnOneURLCannotStopOrders: 20,000 POSTs on one order's
+// callback URL (a leaked URL, unsigned bodies, 16 clients on loopback)
+// while 20 other orders are placed. The real ingress accepts what the
+// order's limit allows (CALLBACK_BURST at once, CALLBACK_RATE a second)
+// and answers 429 with Retry-After to the rest; SMARTRENT_IN holds no
+// more than that; the bridge re-reads that session no more often; every
+// other order gets its session.
+func TestCallbackFloodOnOneURLCannotStopOrders(t *testing.T) {
+	const (
+		posts   = 20_000
+		clients = 16
+		orders  = 20
+	)
+	w := newWorld(t, inbanktest.Config{}, map[string]string{"RECONCILE_INTERVAL": "1h"})
+	reads := &sessionReads{n: map[string]int{}}
+	recorded := httptest.NewServer(reads.wrap(w.fake))
+	t.Cleanup(recorded.Close)
+	w.env["INBANK_BASE_URL"] = recorded.URL
+	addrs, cancel, done := startIngress(t, map[string]string{
+		"NATS_URL": w.env["NATS_URL"], "CALLBACK_SECRET": testSecret, "LISTEN_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", "LOG_LEVEL": "error",
+	})
+	defer func() {
+		cancel()
+		<-done
+	}()
+	w.env["CALLBACK_BASE_URL"] = "http://" + addrs.Callbacks.String()
+	w.bridge()
+	w.place("FLOOD", 500)
+	flooded := w.sessionOf("FLOOD")
+
+	tokens, _ := callbacktoken.New([]string{testSecret})
+	url := "http://" + addrs.Callbacks.String() + callbacktoken.PathPrefix + tokens.Token("FLOOD")
+	var accepted, limited, other atomic.Int64
+	var retryAfterMissing atomic.Bool
+	next := atomic.Int64{}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	start := time.Now()
+	var flood sync.WaitGroup
+	for range clients {
+		flood.Go(func() {
+			for next.Add(1) <= posts {
+				resp, err := client.Post(url, "application/json", strings.NewReader(`{"uuid":"`+flooded+`"}`))
+				if err != nil {
+					other.Add(1)
+					continue
+				}
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case http.StatusOK:
+					accepted.Add(1)
+				case http.StatusTooManyRequests:
+					limited.Add(1)
+					if resp.Header.Get("Retry-After") == "" {
+						retryAfterMissing.Store(true)
+					}
+				default:
+					other.Add(1)
+				}
+			}
+		})
+	}
+	for i := range orders {
+		w.place(fmt.Sprintf("CALM-%02d", i), 500)
+	}
+	for i := range orders {
+		w.sessionOf(fmt.Sprintf("CALM-%02d", i))
+	}
+	flood.Wait()
+	elapsed := time.Since(start)
+	bound := int64(ingress.DefaultCallbackBurst) + int64(float64(ingress.DefaultCallbackRate)*elapsed.Seconds()) + 1
+	t.Logf("%d POSTs in %v: %d accepted (bound %d), %d answered 429, %d other", posts, elapsed.Round(time.Millisecond), accepted.Load(), bound, limited.Load(), other.Load())
+	if accepted.Load() > bound || accepted.Load() < int64(ingress.DefaultCallbackBurst) {
+		t.Errorf("%d callbacks accepted, want from %d to %d", accepted.Load(), ingress.DefaultCallbackBurst, bound)
+	}
+	if other.Load() != 0 || accepted.Load()+limited.Load() != posts {
+		t.Errorf("%d answers neither 200 nor 429", other.Load())
+	}
+	if retryAfterMissing.Load() {
+		t.Error("a 429 without Retry-After")
+	}
+	s, err := w.js.Stream(context.Background(), events.StreamIn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background(), jetstream.WithSubjectFilter(events.SubjectCallbackReceived))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored := info.State.Subjects[events.SubjectCallbackReceived]; int64(stored) != accepted.Load() {
+		t.Errorf("SMARTRENT_IN holds %d callbacks, %d were accepted", stored, accepted.Load())
+	}
+	// Each accepted callback may cost the bridge one read of the session
+	// (and the order's first steps none): never more.
+	if !w.out.waitUntil(30*time.Second, func() bool { return w.consumerIdle(events.ConsumerCallbacks) }) {
+		t.Fatal("the bridge did not work through the accepted callbacks")
+	}
+	if n := reads.of(flooded); int64(n) > accepted.Load() {
+		t.Errorf("the bridge read the flooded session %d times for %d accepted callbacks", n, accepted.Load())
+	} else {
+		t.Logf("session reads for the flooded order: %d", n)
+	}
+}
+
+// consumerIdle reports whether the bridge's consumer has nothing pending
+// or unacknowledged.
+func (w *world) consumerIdle(name string) bool {
+	c, err := w.js.Consumer(context.Background(), events.StreamIn, name)
+	if err != nil {
+		return false
+	}
+	ci, err := c.Info(context.Background())
+	return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
+}
