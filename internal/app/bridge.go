@@ -212,11 +212,15 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 		return err
 	}
 	defer quoteService.Stop()
-	adminSub, err := serveAdmin(p, wf)
+	adminSubs, err := serveAdmin(p, wf)
 	if err != nil {
 		return err
 	}
-	defer adminSub.Unsubscribe()
+	defer func() {
+		for _, s := range adminSubs {
+			s.Unsubscribe()
+		}
+	}()
 	consumers, err := startConsumers(p, c, wf, codec, tp)
 	if err != nil {
 		return err
@@ -348,10 +352,12 @@ func startQuotes(p *process, c *bridgeConfig, g *guardedShops, schemaSet *schema
 	return quotes.Register(p.nc, version.Get().SemVer())
 }
 
-// serveAdmin answers `smartrentctl orders reconcile`: one order is
-// re-read from Inbank now.
-func serveAdmin(p *process, wf *handlers.Workflow) (*nats.Subscription, error) {
-	return p.nc.QueueSubscribe(ctl.SubjectReconcile, "smartrent-admin", func(m *nats.Msg) {
+// serveAdmin answers `smartrentctl orders reconcile` (one order is
+// re-read from Inbank now) and `smartrentctl dlq replay` (the bridge
+// republishes a dead letter of an input, so that the operator's NATS user
+// needs no right to publish inputs).
+func serveAdmin(p *process, wf *handlers.Workflow) ([]*nats.Subscription, error) {
+	reconcile, err := p.nc.QueueSubscribe(ctl.SubjectReconcile, "smartrent-admin", func(m *nats.Msg) {
 		var req ctl.ReconcileRequest
 		reply := ctl.ReconcileReply{}
 		switch {
@@ -374,6 +380,34 @@ func serveAdmin(p *process, wf *handlers.Workflow) (*nats.Subscription, error) {
 		b, _ := json.Marshal(reply)
 		m.Respond(b)
 	})
+	if err != nil {
+		return nil, err
+	}
+	replay, err := p.nc.QueueSubscribe(ctl.SubjectReplay, "smartrent-admin", func(m *nats.Msg) {
+		var req ctl.ReplayRequest
+		reply := ctl.ReplayReply{}
+		if len(m.Data) > 4096 || json.Unmarshal(m.Data, &req) != nil || req.Sequence == 0 {
+			reply.Error = "request must be {\"sequence\": N}, N a dead letter's sequence in " + events.StreamDLQ
+		} else {
+			reply.Sequence, reply.Found = req.Sequence, true
+			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			subject, err := events.ReplayDeadLetter(rctx, p.js, req.Sequence)
+			cancel()
+			reply.Subject = subject
+			if err != nil {
+				reply.Found = !errors.Is(err, events.ErrNotFound)
+				reply.Error = err.Error()
+			}
+			p.log.Info("operator replay of a dead letter", "sequence", req.Sequence, "subject", subject, "err", err)
+		}
+		b, _ := json.Marshal(reply)
+		m.Respond(b)
+	})
+	if err != nil {
+		reconcile.Unsubscribe()
+		return nil, err
+	}
+	return []*nats.Subscription{reconcile, replay}, nil
 }
 
 // startConsumers starts a consumer per durable of the topology, and the

@@ -204,9 +204,30 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 		t.Fatalf("analytics read %d activations", got)
 	}
 
-	// An operator: order state, reconcile, dead letters.
+	// A dead letter for the operator to replay: an order.placed that
+	// breaks its schema.
+	bad := &nats.Msg{Subject: events.SubjectOrderPlaced, Header: nats.Header{jetstream.MsgIDHeader: {"perm-bad-1"}},
+		Data: []byte(`{"specversion":"1.0","id":"perm-bad-1","source":"urn:shop","type":"smartrent.order.placed.v1","subject":"PERM-BAD","data":{"orderId":"PERM-BAD"}}`)}
+	if _, err := ordersJS.PublishMsg(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	if !out.Wait("PERM-BAD", events.TypeOrderRejected, 1, 30*time.Second) {
+		t.Fatal("the invalid order.placed was not rejected")
+	}
+	var dlqSeq string
+	if !out.WaitUntil(10*time.Second, func() bool {
+		_, msgs, err := events.StreamMessages(ctx, adminJS, events.StreamDLQ)
+		if err == nil && len(msgs) == 1 {
+			dlqSeq = fmt.Sprint(msgs[0].Sequence)
+		}
+		return dlqSeq != ""
+	}) {
+		t.Fatal("no dead letter")
+	}
+
+	// An operator: order state, reconcile, dead letters (replayed by a bridge).
 	opURL := fmt.Sprintf("nats://operator:%s@127.0.0.1:%d", password("operator"), port)
-	for _, args := range [][]string{{"orders", "get", "PERM-1"}, {"orders", "reconcile", "PERM-1"}, {"orders", "list"}, {"dlq", "list"}} {
+	for _, args := range [][]string{{"orders", "get", "PERM-1"}, {"orders", "reconcile", "PERM-1"}, {"orders", "list"}, {"dlq", "list"}, {"dlq", "replay", dlqSeq}} {
 		var stdout, stderr strings.Builder
 		if code := ctl.Run(ctx, append([]string{"--nats-url", opURL}, args...), &stdout, &stderr, func(string) string { return "" }); code != ctl.ExitOK {
 			t.Errorf("smartrentctl %v as operator: exit %d: %s", args, code, stderr.String())
@@ -231,6 +252,11 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 		t.Fatalf("%d order.failed", n)
 	}
 
+	// The operator's credential cannot publish inputs: a device.delivered
+	// from it would activate a contract.
+	if !publishRefused(t, url, "operator", events.SubjectDeviceDelivered) {
+		t.Error("operator may publish smartrent.in.device.delivered")
+	}
 	for user, s := range spies {
 		if n, leak := s.holding(customerData...); leak != "" {
 			t.Errorf("%s received customer data (%q) among %d messages on its inbox", user, leak, n)
@@ -281,6 +307,27 @@ func subscriptionRefused(t *testing.T, url, user, subject string) bool {
 	select {
 	case err := <-errs:
 		return errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(strings.ToLower(err.Error()), "permissions violation")
+	case <-time.After(5 * time.Second):
+		return false
+	}
+}
+
+// publishRefused publishes on subject as user and reports whether the
+// server refused it.
+func publishRefused(t *testing.T, url, user, subject string) bool {
+	t.Helper()
+	errs := make(chan error, 4)
+	nc, err := nats.Connect(url, nats.UserInfo(user, password(user)), nats.CustomInboxPrefix(inboxOf(user)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		t.Fatalf("%s: %v", user, err)
+	}
+	defer nc.Close()
+	nc.Publish(subject, []byte(`{}`))
+	nc.Flush()
+	select {
+	case err := <-errs:
+		return errors.Is(err, nats.ErrPermissionViolation)
 	case <-time.After(5 * time.Second):
 		return false
 	}

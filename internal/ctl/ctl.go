@@ -17,7 +17,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -36,8 +35,26 @@ const (
 	ExitNotFound = 3
 )
 
-// SubjectReconcile is the bridge's admin endpoint that reconciles one order.
-const SubjectReconcile = "smartrent.admin.reconcile"
+// The bridge's admin endpoints: reconcile one order; replay one dead
+// letter (the bridge republishes it: an operator's credential cannot
+// publish inputs).
+const (
+	SubjectReconcile = "smartrent.admin.reconcile"
+	SubjectReplay    = "smartrent.admin.replay"
+)
+
+// ReplayRequest asks a bridge to replay the dead letter at Sequence.
+type ReplayRequest struct {
+	Sequence uint64 `json:"sequence"`
+}
+
+// ReplayReply is a bridge's answer on SubjectReplay.
+type ReplayReply struct {
+	Sequence uint64 `json:"sequence"`
+	Subject  string `json:"subject,omitempty"` // where it was published again
+	Found    bool   `json:"found"`
+	Error    string `json:"error,omitempty"`
+}
 
 const usage = `smartrentctl: operate the Smart Rent bridge (talks to NATS only)
 
@@ -448,7 +465,7 @@ func (c *cli) dlqReplay(ctx context.Context, args []string) int {
 	default:
 		return c.fail(ExitUsage, "give one sequence number or --all")
 	}
-	s, msgs, err := c.dlqMessages(ctx, *subject)
+	_, msgs, err := c.dlqMessages(ctx, *subject)
 	if err != nil {
 		return c.fail(ExitError, "%v", err)
 	}
@@ -457,7 +474,7 @@ func (c *cli) dlqReplay(ctx context.Context, args []string) int {
 		if want != 0 && m.Sequence != want {
 			continue
 		}
-		if err := c.replay(ctx, s, m); err != nil {
+		if err := c.replay(ctx, m); err != nil {
 			return c.fail(ExitError, "replay %d: %v", m.Sequence, err)
 		}
 		replayed++
@@ -472,34 +489,20 @@ func (c *cli) dlqReplay(ctx context.Context, args []string) int {
 	return ExitOK
 }
 
-func (c *cli) replay(ctx context.Context, s jetstream.Stream, m *jetstream.RawStreamMsg) error {
-	id := uuid.NewString()
-	out := &nats.Msg{Subject: strings.TrimPrefix(m.Subject, events.SubjectDLQPrefix), Header: nats.Header{}}
-	for k, v := range m.Header {
-		if strings.HasPrefix(k, "Smartrent-Dlq-") || k == jetstream.MsgIDHeader {
-			continue
-		}
-		out.Header[k] = v
+// replay asks a bridge to republish one dead letter: the operator's NATS
+// user may read dead letters but not publish inputs.
+func (c *cli) replay(ctx context.Context, m *jetstream.RawStreamMsg) error {
+	body, _ := json.Marshal(ReplayRequest{Sequence: m.Sequence})
+	msg, err := c.nc.RequestWithContext(ctx, SubjectReplay, body)
+	if err != nil {
+		return fmt.Errorf("no bridge answered on %s: %w", SubjectReplay, err)
 	}
-	// A new event id: the original's is still in the input stream's
-	// duplicate window, or was handled already.
-	out.Data = m.Data
-	var ev map[string]json.RawMessage
-	if json.Unmarshal(m.Data, &ev) == nil && ev["specversion"] != nil {
-		ev["id"], _ = json.Marshal(id)
-		out.Data, _ = json.Marshal(ev)
+	var r ReplayReply
+	if err := json.Unmarshal(msg.Data, &r); err != nil {
+		return fmt.Errorf("bad reply: %w", err)
 	}
-	for k := range out.Header {
-		if strings.EqualFold(k, "ce-id") {
-			out.Header[k] = []string{id}
-		}
-	}
-	out.Header.Set(jetstream.MsgIDHeader, id)
-	if _, err := c.js.PublishMsg(ctx, out); err != nil {
-		return fmt.Errorf("publish: %w (the dead letter is kept)", err)
-	}
-	if err := s.DeleteMsg(ctx, m.Sequence); err != nil {
-		return fmt.Errorf("published, but not removed from the DLQ: %w", err)
+	if r.Error != "" {
+		return errors.New(r.Error)
 	}
 	return nil
 }

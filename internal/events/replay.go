@@ -1,0 +1,72 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// inputSubjects are the subjects a dead letter may be replayed to: the
+// inputs of SMARTRENT_IN, nothing else.
+var inputSubjects = map[string]bool{
+	SubjectOrderPlaced: true, SubjectDeviceShipped: true, SubjectDeviceDelivered: true, SubjectCallbackReceived: true,
+}
+
+// ErrNotReplayable is a dead letter that is not an input of SMARTRENT_IN.
+var ErrNotReplayable = errors.New("not a dead letter of an input")
+
+// ReplayDeadLetter publishes the dead letter at seq in SMARTRENT_DLQ again
+// on its original subject, as a new event (a new id: the original's may
+// still be in the input stream's duplicate window, or was handled
+// already), then removes it from the DLQ. It returns the subject. Only the
+// bridge calls it (smartrentctl asks the bridge): an operator's credential
+// replays what the bridge itself dead-lettered, and cannot publish inputs.
+func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (string, error) {
+	s, err := js.Stream(ctx, StreamDLQ)
+	if err != nil {
+		return "", fmt.Errorf("stream %s: %w", StreamDLQ, err)
+	}
+	m, err := s.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", fmt.Errorf("dead letter %d: %w", seq, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("dead letter %d: %w", seq, err)
+	}
+	subject, ok := strings.CutPrefix(m.Subject, SubjectDLQPrefix)
+	if !ok || !inputSubjects[subject] || m.Header.Get(HeaderDLQStream) != StreamIn {
+		return "", fmt.Errorf("dead letter %d on %s: %w", seq, m.Subject, ErrNotReplayable)
+	}
+	id := uuid.NewString()
+	out := &nats.Msg{Subject: subject, Header: nats.Header{}, Data: m.Data}
+	for k, v := range m.Header {
+		if strings.HasPrefix(k, "Smartrent-Dlq-") || k == jetstream.MsgIDHeader {
+			continue
+		}
+		out.Header[k] = v
+	}
+	var ev map[string]json.RawMessage
+	if json.Unmarshal(m.Data, &ev) == nil && ev["specversion"] != nil {
+		ev["id"], _ = json.Marshal(id)
+		out.Data, _ = json.Marshal(ev)
+	}
+	for k := range out.Header {
+		if strings.EqualFold(k, "ce-id") {
+			out.Header[k] = []string{id}
+		}
+	}
+	out.Header.Set(jetstream.MsgIDHeader, id)
+	if _, err := js.PublishMsg(ctx, out); err != nil {
+		return subject, fmt.Errorf("publish: %w (the dead letter is kept)", err)
+	}
+	if err := s.DeleteMsg(ctx, seq); err != nil {
+		return subject, fmt.Errorf("published, but not removed from the DLQ: %w", err)
+	}
+	return subject, nil
+}
