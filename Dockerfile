@@ -1,6 +1,8 @@
 # For those who build with Docker; `make image` builds the same image
 # without it (tools/image). TestDockerfileMatchesImage keeps the two alike.
-FROM golang:1.26 AS build
+# The builder is pinned to the Go the Makefile uses (GOTOOLCHAIN=go1.27.3):
+# go1.26's standard library has vulnerabilities our code reaches.
+FROM golang:1.27.3-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

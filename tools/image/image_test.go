@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -225,6 +226,18 @@ func TestDockerfileMatchesImage(t *testing.T) {
 		if !strings.Contains(df, "./cmd/"+bin) {
 			t.Errorf("Dockerfile does not build %s", bin)
 		}
+	}
+	// The builder is the Go the Makefile builds releases with.
+	mk, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^export GOTOOLCHAIN \?= go(\d+\.\d+\.\d+)$`).FindSubmatch(mk)
+	if m == nil {
+		t.Fatal("the Makefile names no GOTOOLCHAIN")
+	}
+	if want := "FROM golang:" + string(m[1]) + "-"; !strings.Contains(df, want) {
+		t.Errorf("Dockerfile's builder is not %q (the Makefile's Go)", want)
 	}
 }
 
