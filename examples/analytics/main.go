@@ -53,9 +53,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, "SMARTRENT_OUT", jetstream.ConsumerConfig{
-		Durable: *durable, FilterSubject: "smartrent.out.contract.activated", AckPolicy: jetstream.AckExplicitPolicy,
-	})
+	// With nats-server-secure.conf the durable is created by admin
+	// (deploy/nats/consumers-out) and this user may only read it; on a
+	// server without users it is created here.
+	cons, err := js.Consumer(ctx, "SMARTRENT_OUT", *durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		cons, err = js.CreateOrUpdateConsumer(ctx, "SMARTRENT_OUT", jetstream.ConsumerConfig{
+			Durable: *durable, FilterSubject: "smartrent.out.contract.activated", AckPolicy: jetstream.AckExplicitPolicy,
+		})
+	}
 	if err != nil {
 		return err
 	}

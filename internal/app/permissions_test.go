@@ -2,10 +2,12 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -183,9 +185,17 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	publish(shippingJS, events.TypeDeviceDelivered, events.DeviceDelivered{OrderID: "PERM-1"})
 	wait(events.TypeContractActivated)
 
-	// Analytics: a durable consumer of contract.activated.
+	// Analytics: the durable consumer admin created from
+	// deploy/nats/consumers-out, which the analytics user only reads.
+	var analyticsCfg jetstream.ConsumerConfig
+	if b, err := os.ReadFile("../../deploy/nats/consumers-out/analytics-activations.json"); err != nil || json.Unmarshal(b, &analyticsCfg) != nil {
+		t.Fatalf("consumers-out/analytics-activations.json: %v", err)
+	}
+	if _, err := adminJS.CreateConsumer(ctx, events.StreamOut, analyticsCfg); err != nil {
+		t.Fatalf("admin creates the analytics durable: %v", err)
+	}
 	_, analyticsJS := connect("analytics")
-	cons, err := analyticsJS.CreateOrUpdateConsumer(ctx, events.StreamOut, jetstream.ConsumerConfig{Durable: "analytics", FilterSubject: "smartrent.out.contract.activated", AckPolicy: jetstream.AckExplicitPolicy})
+	cons, err := analyticsJS.Consumer(ctx, events.StreamOut, analyticsCfg.Durable)
 	if err != nil {
 		t.Fatalf("analytics consumer: %v", err)
 	}
@@ -256,6 +266,22 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	// from it would activate a contract.
 	if !publishRefused(t, url, "operator", events.SubjectDeviceDelivered) {
 		t.Error("operator may publish smartrent.in.device.delivered")
+	}
+	// No user deletes or changes another's consumer: orders tries the
+	// analytics durable both ways, analytics tries to make its own.
+	for _, try := range []struct{ user, subject string }{
+		{"orders", "$JS.API.CONSUMER.DELETE." + events.StreamOut + "." + analyticsCfg.Durable},
+		{"orders", "$JS.API.CONSUMER.CREATE." + events.StreamOut + "." + analyticsCfg.Durable + ".smartrent.out.session.created"},
+		{"orders", "$JS.API.CONSUMER.CREATE." + events.StreamOut + "." + analyticsCfg.Durable},
+		{"analytics", "$JS.API.CONSUMER.CREATE." + events.StreamOut + ".mine.smartrent.out.>"},
+		{"analytics", "$JS.API.CONSUMER.DELETE." + events.StreamOut + "." + analyticsCfg.Durable},
+	} {
+		if !publishRefused(t, url, try.user, try.subject) {
+			t.Errorf("%s may publish %s", try.user, try.subject)
+		}
+	}
+	if _, err := analyticsJS.Consumer(ctx, events.StreamOut, analyticsCfg.Durable); err != nil {
+		t.Errorf("the analytics durable after the attempts: %v", err)
 	}
 	for user, s := range spies {
 		if n, leak := s.holding(customerData...); leak != "" {
