@@ -163,6 +163,9 @@ func TestDeployNATSCommands(t *testing.T) {
 			t.Errorf("consumer %s: %v", c, err)
 		}
 	}
+	if _, err := js.Consumer(ctx, events.StreamOut, "analytics-activations"); err != nil {
+		t.Errorf("the analytics durable admin creates for the secure config: %v", err)
+	}
 	if _, err := js.KeyValue(ctx, events.BucketOrders); err != nil {
 		t.Errorf("bucket: %v", err)
 	}
