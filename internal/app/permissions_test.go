@@ -316,32 +316,26 @@ func inboxesBut(user string) []string {
 }
 
 // subscriptionRefused subscribes to subject as user and reports whether
-// the server refused it (a permissions violation on the connection).
+// the server refused it.
 func subscriptionRefused(t *testing.T, url, user, subject string) bool {
 	t.Helper()
-	errs := make(chan error, 4)
-	nc, err := nats.Connect(url, nats.UserInfo(user, password(user)), nats.CustomInboxPrefix(inboxOf(user)),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
-	if err != nil {
-		t.Fatalf("%s: %v", user, err)
-	}
-	defer nc.Close()
-	if _, err := nc.SubscribeSync(subject); err != nil {
-		return true
-	}
-	nc.Flush() // the server answers the SUB (with -ERR if refused) before the PONG
-	select {
-	case err := <-errs:
-		return errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(strings.ToLower(err.Error()), "permissions violation")
-	case <-time.After(5 * time.Second):
-		return false
-	}
+	return refused(t, url, user, func(nc *nats.Conn) error {
+		_, err := nc.SubscribeSync(subject)
+		return err
+	})
 }
 
 // publishRefused publishes on subject as user and reports whether the
 // server refused it.
 func publishRefused(t *testing.T, url, user, subject string) bool {
 	t.Helper()
+	return refused(t, url, user, func(nc *nats.Conn) error { return nc.Publish(subject, []byte(`{}`)) })
+}
+
+// refused does act on a connection of user's and reports whether the
+// server answered it with a permissions violation.
+func refused(t *testing.T, url, user string, act func(*nats.Conn) error) bool {
+	t.Helper()
 	errs := make(chan error, 4)
 	nc, err := nats.Connect(url, nats.UserInfo(user, password(user)), nats.CustomInboxPrefix(inboxOf(user)),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
@@ -349,8 +343,10 @@ func publishRefused(t *testing.T, url, user, subject string) bool {
 		t.Fatalf("%s: %v", user, err)
 	}
 	defer nc.Close()
-	nc.Publish(subject, []byte(`{}`))
-	nc.Flush()
+	if err := act(nc); err != nil {
+		return errors.Is(err, nats.ErrPermissionViolation)
+	}
+	nc.Flush() // the server answers the act (with -ERR if refused) before the PONG
 	select {
 	case err := <-errs:
 		return errors.Is(err, nats.ErrPermissionViolation)
