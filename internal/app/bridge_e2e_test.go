@@ -740,9 +740,12 @@ func (w *world) completedAt(orderID string, within time.Duration) time.Time {
 // TestE2EMinimalCallbacks: Inbank's callbacks carry only {"uuid"}, so the
 // "granted" and "completed" callbacks have one body. Each must reach the
 // bridge: the completed status is published within RECONCILE_INTERVAL/3
-// of its callback (so not by reconciliation), on path A and path B.
+// of its callback (so not by reconciliation), on path A and path B. The
+// fake sends the completed callback within a second of the granted one's
+// read, so the bridge serves it handlers.RefreshEvery (1 s) after that
+// read: the interval leaves room for it.
 func TestE2EMinimalCallbacks(t *testing.T) {
-	const interval = 3 * time.Second
+	const interval = 6 * time.Second
 	for _, path := range []string{"A", "B"} {
 		t.Run("path "+path, func(t *testing.T) {
 			env := map[string]string{"RECONCILE_INTERVAL": interval.String()}

@@ -15,7 +15,7 @@ func (o Order) DeepCopy() Order {
 	c := o
 	c.Placed = o.Placed.DeepCopy()
 	c.Quote = o.Quote.DeepCopy()
-	for _, t := range []**time.Time{&c.SessionAt, &c.ValidUntil, &c.ShippedAt, &c.DeliveredAt, &c.ActivationUncertain, &c.ActivatedAt} {
+	for _, t := range []**time.Time{&c.SessionAt, &c.ValidUntil, &c.ShippedAt, &c.DeliveredAt, &c.ActivationUncertain, &c.ActivatedAt, &c.RefreshReadAt} {
 		*t = events.CopyPtr(*t)
 	}
 	for _, claim := range []**Claim{&c.SessionClaim, &c.IdentifiersClaim, &c.ActivationClaim, &c.ReconcileClaim} {

@@ -109,11 +109,21 @@ func Decide(o *Order, f Facts) Move {
 	return Move{Kind: MoveRest} // pending: the customer is in Inbank's dialog
 }
 
+// RefreshEvery is the least time between two session reads that serve
+// callbacks' refresh requests for one order.
+const RefreshEvery = time.Second
+
 // readSessionOf reads the session at the order's shop's Inbank, which
-// must still be configured.
+// must still be configured; a refresh requested by callbacks waits until
+// RefreshEvery has passed since the last one was served.
 func readSessionOf(o *Order, f Facts) Move {
 	if f.Policy == "" {
 		return Move{Kind: MoveUnprocessable, Err: fmt.Errorf("shop %q is not configured", o.Shop)}
+	}
+	if !f.Refresh && o.RefreshReadAt != nil {
+		if next := o.RefreshReadAt.Add(RefreshEvery); f.Now.Before(next) {
+			return Move{Kind: MoveWait, After: next.Sub(f.Now), Why: "the session was read for a callback less than " + RefreshEvery.String() + " ago"}
+		}
 	}
 	return Move{Kind: MoveReadSession}
 }

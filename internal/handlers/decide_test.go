@@ -112,6 +112,15 @@ func TestDecide(t *testing.T) {
 			handlers.Move{Kind: handlers.MoveReadSession}},
 		{"pending: a callback reads the session", granted(func(o *handlers.Order) { o.State, o.RefreshRequested = handlers.StatePending, true }), api,
 			handlers.Move{Kind: handlers.MoveReadSession}},
+		{"pending: a callback soon after the last one waits", granted(func(o *handlers.Order) {
+			o.State, o.RefreshRequested, o.RefreshReadAt = handlers.StatePending, true, at(-300*time.Millisecond)
+		}), api, handlers.Move{Kind: handlers.MoveWait, After: 700 * time.Millisecond, Why: "the session was read for a callback less than 1s ago"}},
+		{"pending: a callback a second after the last one reads", granted(func(o *handlers.Order) {
+			o.State, o.RefreshRequested, o.RefreshReadAt = handlers.StatePending, true, at(-time.Second)
+		}), api, handlers.Move{Kind: handlers.MoveReadSession}},
+		{"pending: reconciliation reads whenever", granted(func(o *handlers.Order) {
+			o.State, o.RefreshRequested, o.RefreshReadAt = handlers.StatePending, true, at(-time.Millisecond)
+		}), refresh, handlers.Move{Kind: handlers.MoveReadSession}},
 		{"pending: shop no longer configured", granted(func(o *handlers.Order) { o.State, o.RefreshRequested = handlers.StatePending, true }),
 			with(func(f *handlers.Facts) { f.Policy = "" }), handlers.Move{Kind: handlers.MoveUnprocessable}},
 		{"activated: shop no longer configured", granted(func(o *handlers.Order) {

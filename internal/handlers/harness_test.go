@@ -291,8 +291,11 @@ func (h *harness) mustDeliver(data any) {
 	}
 }
 
+// callback delivers a callback for the order, RefreshEvery after the last
+// one (as Inbank's transitions come: a customer takes longer than that).
 func (h *harness) callback(orderID string) {
 	h.t.Helper()
+	h.advanceClock(handlers.RefreshEvery)
 	h.mustDeliver(&events.CallbackReceived{OrderID: orderID, ReceivedAt: h.clock(), Body: json.RawMessage(`{}`)})
 }
 

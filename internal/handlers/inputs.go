@@ -178,17 +178,24 @@ func (w *Workflow) device(ctx context.Context, in Input, shop, orderID string, i
 	return w.Advance(ctx, key, false)
 }
 
+// clockSkew is how far the bridge's clock and nats-server's may disagree
+// when a callback's stored time is compared with a session read's start.
+const clockSkew = time.Second
+
 // callback is a hint: it marks the order for a fresh read of the session.
+// A read that began after the callback was stored has answered it already.
 func (w *Workflow) callback(ctx context.Context, in Input, c *events.CallbackReceived) error {
 	// The callback token named the shop (the ingress put it in the event):
 	// the order is looked up under that shop only.
 	shop := ids.ShopAlias(c.Shop)
 	key := StoreKey(shop, c.OrderID)
+	answered := false
 	_, err := w.update(ctx, key, func(o *Order) error {
 		if err := o.is(shop, c.OrderID); err != nil {
 			return err
 		}
-		if (Final(o.State) && o.State != StateActivated) || o.RefreshRequested {
+		answered = o.RefreshReadAt != nil && o.RefreshReadAt.After(in.Published.Add(clockSkew))
+		if (Final(o.State) && o.State != StateActivated) || o.RefreshRequested || answered {
 			return errSkip
 		}
 		o.RefreshRequested, o.RefreshTraceParent = true, traceParentFrom(ctx)
@@ -200,6 +207,8 @@ func (w *Workflow) callback(ctx context.Context, in Input, c *events.CallbackRec
 			return wait(min(2*time.Second, w.cfg.UnknownOrderWait-age), "order %s not known yet", c.OrderID)
 		}
 		w.log.WarnContext(ctx, "callback for an order this bridge never saw; ignored", "order_id", c.OrderID)
+		return nil
+	case errors.Is(err, errSkip) && answered:
 		return nil
 	case errors.Is(err, errSkip):
 	case err != nil:

@@ -95,6 +95,11 @@ type Order struct {
 	// still running for an earlier input), the read and the events it
 	// causes belong to the callback's trace.
 	RefreshTraceParent string `json:"refreshTraceparent,omitempty"`
+	// RefreshReadAt is when the last read that served a refresh request
+	// began: a callback stored before it is answered by that read, and the
+	// next one waits until RefreshEvery has passed (a flood of callbacks
+	// costs Inbank at most one session read a second per order).
+	RefreshReadAt *time.Time `json:"refreshReadAt,omitempty"`
 
 	// Shipment and delivery as the shop's systems reported them.
 	Identifiers []events.AssetIdentifier `json:"identifiers,omitempty"`

@@ -68,7 +68,21 @@ func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool)
 		case MovePriceSession:
 			return true, w.priceSession(ctx, o, sh, m.Insurance)
 		case MoveReadSession:
-			if progressed, err := w.readSession(forRefresh(ctx, o), o, rev, sh, f.Now); progressed || err != nil {
+			unlock := w.reads.lock(o.Key())
+			if rev != 0 && !f.Refresh {
+				// Another read of this order may have been recorded while
+				// this one waited for the lock: decide again on it.
+				if _, now, err := w.cfg.Store.LoadFresh(ctx, o.Key()); err != nil || now != rev {
+					unlock()
+					if err == nil {
+						err = events.ErrConflict
+					}
+					return false, err
+				}
+			}
+			progressed, err := w.readSession(forRefresh(ctx, o), o, rev, sh, f.Now)
+			unlock()
+			if progressed || err != nil {
 				return progressed, err
 			}
 			f.SessionRead = true

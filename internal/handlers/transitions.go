@@ -85,6 +85,9 @@ func applySession(o *Order, s inbank.Session, now time.Time) bool {
 	if !changed && !o.RefreshRequested && (s.CreditContractUUID == "" || s.CreditContractUUID == o.ContractUUID) {
 		return false
 	}
+	if o.RefreshRequested {
+		o.RefreshReadAt = &now
+	}
 	o.RefreshRequested, o.RefreshTraceParent = false, ""
 	if o.State == StateActivated && !changed {
 		return true // the refresh is served; an activated order keeps its contract

@@ -202,6 +202,7 @@ type Workflow struct {
 	cfg   Config
 	log   *slog.Logger
 	shops map[string]*shop // "" is the default shop
+	reads keyLocks         // session reads, one at a time per order
 }
 
 // New checks cfg and fills defaults.

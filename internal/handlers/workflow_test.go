@@ -646,3 +646,37 @@ func TestCustomerDataLeavesTheStateWithTheSession(t *testing.T) {
 	h.mustDeliver(p) // priced and published without it
 	h.oneSession("C1")
 }
+
+// TestCallbackAnsweredByALaterReadCostsNothing: a callback stored before
+// a session read for another callback began is answered by that read: it
+// is acknowledged with no write and no Inbank call. One stored after it is
+// served, no sooner than RefreshEvery after the read.
+func TestCallbackAnsweredByALaterReadCostsNothing(t *testing.T) {
+	h := newHarness(t, nil)
+	h.mustDeliver(placed("CB1", 500))
+	stored := h.clock()
+	h.advanceClock(2 * time.Second)
+	h.mustDeliver(&events.CallbackReceived{OrderID: "CB1", ReceivedAt: h.clock(), Body: json.RawMessage(`{}`)}) // stored now: a read
+	reads := h.fake.Calls(inbank.OpGetSession)
+	_, rev, _ := h.store.Load(context.Background(), "CB1")
+
+	h.publishedAt = stored // an older copy, redelivered late
+	h.mustDeliver(&events.CallbackReceived{OrderID: "CB1", ReceivedAt: stored, Body: json.RawMessage(`{}`)})
+	if got := h.fake.Calls(inbank.OpGetSession); got != reads {
+		t.Fatalf("%d session reads for a callback a later read answered", got-reads)
+	}
+	if _, rev2, _ := h.store.Load(context.Background(), "CB1"); rev2 != rev {
+		t.Fatal("a callback a later read answered wrote the order")
+	}
+
+	h.publishedAt = time.Time{}
+	err := h.deliver(&events.CallbackReceived{OrderID: "CB1", ReceivedAt: h.clock(), Body: json.RawMessage(`{}`)})
+	if err == nil || h.fake.Calls(inbank.OpGetSession) != reads {
+		t.Fatalf("a callback right after the last read: err %v, %d reads; want a wait and none", err, h.fake.Calls(inbank.OpGetSession)-reads)
+	}
+	h.advanceClock(handlers.RefreshEvery)
+	h.mustDeliver(&events.CallbackReceived{OrderID: "CB1", ReceivedAt: h.clock(), Body: json.RawMessage(`{}`)})
+	if got := h.fake.Calls(inbank.OpGetSession); got != reads+1 {
+		t.Fatalf("%d session reads once RefreshEvery passed, want 1", got-reads)
+	}
+}
