@@ -92,6 +92,7 @@ func TestIngressStartupErrors(t *testing.T) {
 		{"weak ingressSecret", map[string]string{"CALLBACK_SECRET": "short"}, "at least 16"},
 		{"no NATS", map[string]string{"CALLBACK_SECRET": ingressSecret, "NATS_URL": "nats://127.0.0.1:1", "NATS_CONNECT_TIMEOUT": "300ms"}, "cannot reach NATS"},
 		{"tolerance beyond the duplicate window", map[string]string{"CALLBACK_SECRET": ingressSecret, "INBANK_CALLBACK_SIGNATURE_TOLERANCE": "5m", "NATS_URL": "nats://127.0.0.1:1", "NATS_CONNECT_TIMEOUT": "300ms"}, "more than half of DUPLICATE_WINDOW"},
+		{"client certificate without its key", map[string]string{"CALLBACK_SECRET": ingressSecret, "NATS_TLS_CERT": "/etc/nats/client.crt", "NATS_URL": "nats://127.0.0.1:1", "NATS_CONNECT_TIMEOUT": "300ms"}, "NATS_TLS_CERT and NATS_TLS_KEY go together"},
 		{"bad signature mode", map[string]string{"CALLBACK_SECRET": ingressSecret, "INBANK_CALLBACK_SIGNATURE": "maybe", "NATS_CONNECT_TIMEOUT": "300ms", "NATS_URL": "nats://127.0.0.1:1"}, "want off, optional or required"},
 	}
 	for _, tt := range tests {

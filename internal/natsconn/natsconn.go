@@ -49,6 +49,10 @@ type Settings struct {
 	// subscribe to its own replies only: under the shared _INBOX.> every
 	// user could read every other one's, customer data included.
 	InboxPrefix string
+	// TLS to NATS: the CA that signed the servers' certificates (PEM
+	// file), and this binary's client certificate and key when the server
+	// verifies clients. A tls:// URL with no CA uses the system's roots.
+	TLSCA, TLSCert, TLSKey string
 }
 
 // Bind defines the NATS flags on fs and returns the settings they fill;
@@ -61,6 +65,9 @@ func Bind(fs *cli.Flags, inbox string) *Settings {
 	fs.StringVar(&s.User, "nats-user", "NATS_USER", "", "NATS user (optional; with NATS_PASSWORD)")
 	fs.StringVar(&s.Password, "nats-password", "NATS_PASSWORD", "", "NATS password (optional; NATS_PASSWORD_FILE reads it from a file; never logged)")
 	fs.StringVar(&s.InboxPrefix, "nats-inbox-prefix", "NATS_INBOX_PREFIX", inbox, "prefix of the subjects this binary receives replies on; the NATS user needs subscribe permission on <prefix>.> only")
+	fs.StringVar(&s.TLSCA, "nats-tls-ca", "NATS_TLS_CA", "", "PEM file of the CA that signed the NATS servers' certificates (TLS to NATS)")
+	fs.StringVar(&s.TLSCert, "nats-tls-cert", "NATS_TLS_CERT", "", "PEM file of this binary's client certificate, when NATS verifies clients (with NATS_TLS_KEY)")
+	fs.StringVar(&s.TLSKey, "nats-tls-key", "NATS_TLS_KEY", "", "PEM file of the client certificate's key (never logged)")
 	fs.BoolVar(&s.Provision, "provision", "PROVISION", true, "create or update streams, bucket and consumers at start-up; false: only check them (least-privilege NATS users)")
 	fs.DurationVar(&s.ConnectTimeout, "nats-connect-timeout", "NATS_CONNECT_TIMEOUT", 10*time.Second, "give up start-up when NATS cannot be reached within this time")
 	fs.DurationVar(&s.SetupTimeout, "nats-setup-timeout", "NATS_SETUP_TIMEOUT", 0, "give up start-up when streams, buckets and consumers cannot be set up within this time; 0: wait, not ready, until they can (a new cluster elects leaders first)")
@@ -136,6 +143,15 @@ func Connect(ctx context.Context, s *Settings, name string, log *slog.Logger, lo
 			}
 			log.Error("nats async error", "subject", subj, "err", err)
 		}),
+	}
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		return nil, nil, errors.New("NATS_TLS_CERT and NATS_TLS_KEY go together")
+	}
+	if s.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(s.TLSCA))
+	}
+	if s.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(s.TLSCert, s.TLSKey))
 	}
 	if s.InboxPrefix != "" {
 		opts = append(opts, nats.CustomInboxPrefix(s.InboxPrefix))
