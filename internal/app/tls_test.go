@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
+	"github.com/smartrent-bridge/bridge/internal/ctl"
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/eventwatch"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
@@ -151,6 +152,13 @@ func TestTLSToNATS(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("callback over TLS: %d", resp.StatusCode)
+	}
+
+	// smartrentctl over TLS, as an operator would run it.
+	var stdout, stderr strings.Builder
+	ctlEnv := map[string]string{"NATS_URL": url, "NATS_TLS_CA": pki.ca, "NATS_TLS_CERT": pki.clientCert, "NATS_TLS_KEY": pki.clientKey}
+	if code := ctl.Run(ctx, []string{"orders", "get", "TLS-1"}, &stdout, &stderr, func(k string) string { return ctlEnv[k] }); code != ctl.ExitOK {
+		t.Errorf("smartrentctl over TLS: exit %d: %s", code, stderr.String())
 	}
 
 	// Without a client certificate the server refuses the connection.

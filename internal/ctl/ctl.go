@@ -89,6 +89,9 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer, getenv func(
 	fs.StringVar(&url, "nats-url", url, "NATS server(s) (env NATS_URL)")
 	creds := fs.String("nats-creds", getenv("NATS_CREDS"), "credentials file (env NATS_CREDS)")
 	inbox := fs.String("nats-inbox-prefix", cmp.Or(getenv("NATS_INBOX_PREFIX"), natsconn.InboxOperator), "prefix of the subjects replies come on; the operator user may subscribe to <prefix>.> only (env NATS_INBOX_PREFIX)")
+	tlsCA := fs.String("nats-tls-ca", getenv("NATS_TLS_CA"), "PEM file of the CA of the NATS servers' certificates (env NATS_TLS_CA)")
+	tlsCert := fs.String("nats-tls-cert", getenv("NATS_TLS_CERT"), "PEM file of a client certificate (env NATS_TLS_CERT; with NATS_TLS_KEY)")
+	tlsKey := fs.String("nats-tls-key", getenv("NATS_TLS_KEY"), "PEM file of the client certificate's key (env NATS_TLS_KEY)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	shop := fs.String("shop", "", "the order's shop alias (default: the default shop)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -110,6 +113,16 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer, getenv func(
 	opts := []nats.Option{nats.Name("smartrentctl"), nats.Timeout(5 * time.Second), nats.CustomInboxPrefix(*inbox)}
 	if *creds != "" {
 		opts = append(opts, nats.UserCredentials(*creds))
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		fmt.Fprintln(errOut, "smartrentctl: NATS_TLS_CERT and NATS_TLS_KEY go together")
+		return ExitUsage
+	}
+	if *tlsCA != "" {
+		opts = append(opts, nats.RootCAs(*tlsCA))
+	}
+	if *tlsCert != "" {
+		opts = append(opts, nats.ClientCert(*tlsCert, *tlsKey))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
