@@ -313,8 +313,11 @@ func TestDefaultValues(t *testing.T) {
 	if sel, _ := labels.ValidatedSelectorFromSet(svc.Spec.Selector); !sel.Matches(labels.Set(ingress.Spec.Template.Labels)) {
 		t.Error("the ingress Service does not select the ingress pods")
 	}
-	if svc.Spec.Ports[0].TargetPort.String() != "http" {
-		t.Errorf("ingress Service targets %s", svc.Spec.Ports[0].TargetPort.String())
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != "http" {
+		t.Errorf("the ingress's Service (it may face the internet) exposes %v, want only http", svc.Spec.Ports)
+	}
+	if m := get[corev1.Service](t, r, "Service", "shop-smartrent-bridge-webhook-ingress-metrics"); m.Spec.Type != corev1.ServiceTypeClusterIP || m.Spec.Ports[0].TargetPort.String() != "metrics" {
+		t.Errorf("the ingress's metrics Service: %s %v", m.Spec.Type, m.Spec.Ports)
 	}
 	for _, kind := range []string{"Ingress", "Secret", "ServiceMonitor", "PrometheusRule", "ConfigMap"} {
 		if len(r.docs[kind]) > 0 {
@@ -393,7 +396,7 @@ func TestOtherValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	sel, _ := labels.ValidatedSelectorFromSet(sm.Spec.Selector.MatchLabels)
-	for _, name := range []string{"shop-smartrent-bridge-bridge", "shop-smartrent-bridge-webhook-ingress"} {
+	for _, name := range []string{"shop-smartrent-bridge-bridge", "shop-smartrent-bridge-webhook-ingress-metrics"} {
 		svc := get[corev1.Service](t, r, "Service", name)
 		if !sel.Matches(labels.Set(svc.Labels)) || !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == sm.Spec.Endpoints[0].Port }) {
 			t.Errorf("ServiceMonitor does not scrape Service %s", name)
@@ -486,5 +489,50 @@ func TestLint(t *testing.T) {
 		if m.Severity >= support.WarningSev {
 			t.Errorf("helm lint: %s", m)
 		}
+	}
+}
+
+// TestEachComponentItsOwnNATSIdentity: the chart deploys the least
+// privilege model of deploy/nats/nats-server-secure.conf: the ingress and
+// the bridge as different NATS users with their own password keys and
+// client certificates, TLS to NATS with a CA, and an ingress that never
+// creates streams (PROVISION false) unless asked, even where the bridge
+// provisions.
+func TestEachComponentItsOwnNATSIdentity(t *testing.T) {
+	values := merge(required(), map[string]any{
+		"nats": map[string]any{"url": "tls://nats:4222", "tls": map[string]any{"caSecret": "nats-ca"}},
+		"bridge": map[string]any{"nats": map[string]any{
+			"user": "bridge", "passwordKey": "nats-password-bridge", "tlsClientSecret": "bridge-nats-tls",
+		}},
+		"webhookIngress": map[string]any{"nats": map[string]any{
+			"user": "ingress", "passwordKey": "nats-password-ingress", "tlsClientSecret": "ingress-nats-tls",
+		}},
+	})
+	r := render(t, values)
+	for _, tc := range []struct {
+		deployment, binary, user, provision, clientSecret string
+	}{
+		{"shop-smartrent-bridge-bridge", "bridge", "bridge", "true", "bridge-nats-tls"},
+		{"shop-smartrent-bridge-webhook-ingress", "webhook-ingress", "ingress", "false", "ingress-nats-tls"},
+	} {
+		d := get[appsv1.Deployment](t, r, "Deployment", tc.deployment)
+		mounts := map[string]string{"/etc/smartrent/secrets": "smartrent-secrets", "/etc/smartrent/nats-ca": "nats-ca", "/etc/smartrent/nats-client": tc.clientSecret}
+		c := checkPod(t, d, tc.binary, settings(t, tc.binary), mounts)
+		e := env(c)
+		for k, want := range map[string]string{
+			"NATS_USER": tc.user, "NATS_PASSWORD_FILE": "/etc/smartrent/secrets/nats-password-" + tc.user, "PROVISION": tc.provision,
+			"NATS_TLS_CA": "/etc/smartrent/nats-ca/ca.crt", "NATS_TLS_CERT": "/etc/smartrent/nats-client/tls.crt", "NATS_TLS_KEY": "/etc/smartrent/nats-client/tls.key",
+		} {
+			if e[k] != want {
+				t.Errorf("%s %s = %q, want %q", tc.binary, k, e[k], want)
+			}
+		}
+	}
+	// Defaults: one user for both (as before), but the ingress still never
+	// provisions.
+	r = render(t, merge(required(), map[string]any{"nats": map[string]any{"user": "shared"}}))
+	ing := env(get[appsv1.Deployment](t, r, "Deployment", "shop-smartrent-bridge-webhook-ingress").Spec.Template.Spec.Containers[0])
+	if ing["NATS_USER"] != "shared" || ing["PROVISION"] != "false" || ing["NATS_PASSWORD_FILE"] != "/etc/smartrent/secrets/nats-password" {
+		t.Errorf("ingress with nats.user only: %v", ing)
 	}
 }

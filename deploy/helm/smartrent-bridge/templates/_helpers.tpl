@@ -38,56 +38,98 @@ app.kubernetes.io/component: {{ .component }}
 {{ add .Values.shutdown.delaySeconds .Values.shutdown.timeoutSeconds 10 }}
 {{- end -}}
 
-{{/* settings both binaries share */}}
+{{/* settings both binaries share; called with (dict "root" $ "component" "bridge" | "webhookIngress") */}}
 {{- define "smartrent.commonEnv" -}}
+{{- $root := .root -}}
+{{- $c := index $root.Values .component -}}
+{{- $user := $c.nats.user | default $root.Values.nats.user -}}
+{{- $provision := $root.Values.nats.provision -}}
+{{- if eq .component "webhookIngress" }}{{ $provision = and $root.Values.nats.provision $c.nats.provision }}{{ end -}}
 - name: NATS_URL
-  value: {{ required "nats.url is required" .Values.nats.url | quote }}
+  value: {{ required "nats.url is required" $root.Values.nats.url | quote }}
 - name: NATS_REPLICAS
-  value: {{ .Values.nats.replicas | quote }}
+  value: {{ $root.Values.nats.replicas | quote }}
 - name: PROVISION
-  value: {{ .Values.nats.provision | quote }}
-{{- if .Values.nats.user }}
+  value: {{ $provision | quote }}
+{{- if $user }}
 - name: NATS_USER
-  value: {{ .Values.nats.user | quote }}
+  value: {{ $user | quote }}
 - name: NATS_PASSWORD_FILE
-  value: /etc/smartrent/secrets/nats-password
+  value: /etc/smartrent/secrets/{{ $c.nats.passwordKey | default "nats-password" }}
 {{- end }}
-{{- if .Values.nats.credentials.existingSecret }}
+{{- if $root.Values.nats.credentials.existingSecret }}
 - name: NATS_CREDS
-  value: /etc/smartrent/nats/{{ .Values.nats.credentials.key }}
+  value: /etc/smartrent/nats/{{ $root.Values.nats.credentials.key }}
+{{- end }}
+{{- if $root.Values.nats.tls.caSecret }}
+- name: NATS_TLS_CA
+  value: /etc/smartrent/nats-ca/{{ $root.Values.nats.tls.caKey }}
+{{- end }}
+{{- if $c.nats.tlsClientSecret }}
+- name: NATS_TLS_CERT
+  value: /etc/smartrent/nats-client/tls.crt
+- name: NATS_TLS_KEY
+  value: /etc/smartrent/nats-client/tls.key
 {{- end }}
 - name: CALLBACK_SECRET_FILE
   value: /etc/smartrent/secrets/callback-secret
 - name: INBANK_API_KEY_FILE
   value: /etc/smartrent/secrets/inbank-api-key
 - name: LOG_LEVEL
-  value: {{ .Values.logLevel | quote }}
+  value: {{ $root.Values.logLevel | quote }}
 - name: SHUTDOWN_DELAY
-  value: {{ printf "%ds" (int .Values.shutdown.delaySeconds) | quote }}
+  value: {{ printf "%ds" (int $root.Values.shutdown.delaySeconds) | quote }}
 - name: SHUTDOWN_TIMEOUT
-  value: {{ printf "%ds" (int .Values.shutdown.timeoutSeconds) | quote }}
+  value: {{ printf "%ds" (int $root.Values.shutdown.timeoutSeconds) | quote }}
 {{- end -}}
 
+{{/* volumes of one component; called like smartrent.commonEnv */}}
 {{- define "smartrent.volumes" -}}
+{{- $root := .root -}}
+{{- $c := index $root.Values .component -}}
 - name: secrets
   secret:
-    secretName: {{ include "smartrent.secretName" . }}
+    secretName: {{ include "smartrent.secretName" $root }}
     defaultMode: 0440
-{{- if .Values.nats.credentials.existingSecret }}
+{{- if $root.Values.nats.credentials.existingSecret }}
 - name: nats-credentials
   secret:
-    secretName: {{ .Values.nats.credentials.existingSecret }}
+    secretName: {{ $root.Values.nats.credentials.existingSecret }}
+    defaultMode: 0440
+{{- end }}
+{{- if $root.Values.nats.tls.caSecret }}
+- name: nats-ca
+  secret:
+    secretName: {{ $root.Values.nats.tls.caSecret }}
+    defaultMode: 0440
+{{- end }}
+{{- if $c.nats.tlsClientSecret }}
+- name: nats-client
+  secret:
+    secretName: {{ $c.nats.tlsClientSecret }}
     defaultMode: 0440
 {{- end }}
 {{- end -}}
 
 {{- define "smartrent.volumeMounts" -}}
+{{- $root := .root -}}
+{{- $c := index $root.Values .component -}}
 - name: secrets
   mountPath: /etc/smartrent/secrets
   readOnly: true
-{{- if .Values.nats.credentials.existingSecret }}
+{{- if $root.Values.nats.credentials.existingSecret }}
 - name: nats-credentials
   mountPath: /etc/smartrent/nats
+  readOnly: true
+{{- end }}
+{{- if $root.Values.nats.tls.caSecret }}
+- name: nats-ca
+  mountPath: /etc/smartrent/nats-ca
+  readOnly: true
+{{- end }}
+{{- if $c.nats.tlsClientSecret }}
+- name: nats-client
+  mountPath: /etc/smartrent/nats-client
   readOnly: true
 {{- end }}
 {{- end -}}
