@@ -59,13 +59,10 @@ var permUsers = []string{"system", "admin", "ingress", "bridge", "orders", "ship
 
 func password(user string) string { return "pw-" + user + "-0123456789" }
 
-// TestLeastPrivilegeUsers runs the whole flow on a server started from
-// deploy/nats/nats-server-secure.conf, each component as its own user:
-// admin creates the topology, ingress and bridge run with PROVISION=false,
-// the order service, shipping and analytics use their users, an operator
-// runs smartrentctl. No permission is violated, and a forged
-// max-deliveries advisory from a shop system is refused by the server.
-func TestLeastPrivilegeUsers(t *testing.T) {
+// runSecureServer starts nats-server from deploy/nats/nats-server-secure.conf
+// (each user's password from password) and returns its port.
+func runSecureServer(t *testing.T, log *serverLog) int {
+	t.Helper()
 	for _, u := range permUsers {
 		t.Setenv("SMARTRENT_NATS_"+strings.ToUpper(u)+"_PASSWORD", password(u))
 	}
@@ -74,9 +71,18 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts.Host, opts.Port, opts.HTTPPort, opts.StoreDir, opts.NoSigs = "127.0.0.1", server.RANDOM_PORT, 0, t.TempDir(), true
+	return natstest.RunOptions(t, opts, log).Addr().(*net.TCPAddr).Port
+}
+
+// TestLeastPrivilegeUsers runs the whole flow on a server started from
+// deploy/nats/nats-server-secure.conf, each component as its own user:
+// admin creates the topology, ingress and bridge run with PROVISION=false,
+// the order service, shipping and analytics use their users, an operator
+// runs smartrentctl. No permission is violated, and a forged
+// max-deliveries advisory from a shop system is refused by the server.
+func TestLeastPrivilegeUsers(t *testing.T) {
 	slog := &serverLog{}
-	srv := natstest.RunOptions(t, opts, slog)
-	port := srv.Addr().(*net.TCPAddr).Port
+	port := runSecureServer(t, slog)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	connect := func(user string) (*nats.Conn, jetstream.JetStream) {
 		t.Helper()
@@ -404,17 +410,8 @@ func replyData(m *nats.Msg) string {
 // so its KV writes are refused) stops with an error naming the refused
 // subject, instead of waiting for an acknowledgement that never comes.
 func TestMissingPermissionStopsWithItsSubject(t *testing.T) {
-	for _, u := range permUsers {
-		t.Setenv("SMARTRENT_NATS_"+strings.ToUpper(u)+"_PASSWORD", password(u))
-	}
-	opts, err := server.ProcessConfigFile("../../deploy/nats/nats-server-secure.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Host, opts.Port, opts.HTTPPort, opts.StoreDir, opts.NoSigs = "127.0.0.1", server.RANDOM_PORT, 0, t.TempDir(), true
-	srv := natstest.RunOptions(t, opts, &serverLog{})
 	env := map[string]string{
-		"NATS_URL": fmt.Sprintf("nats://127.0.0.1:%d", srv.Addr().(*net.TCPAddr).Port), "NATS_USER": "admin", "NATS_PASSWORD": password("admin"),
+		"NATS_URL": fmt.Sprintf("nats://127.0.0.1:%d", runSecureServer(t, &serverLog{})), "NATS_USER": "admin", "NATS_PASSWORD": password("admin"),
 		"NATS_INBOX_PREFIX": inboxOf("admin"), "PROVISION": "true", "CALLBACK_SECRET": testSecret, "CALLBACK_BASE_URL": "http://127.0.0.1:1",
 		"METRICS_ADDR": "127.0.0.1:0", "INBANK_BASE_URL": "http://127.0.0.1:1", "INBANK_API_KEY": inbanktest.DefaultAPIKey,
 		"INBANK_SHOP_UUID": inbanktest.DefaultShopUUID, "INBANK_PRODUCT_CODE": inbanktest.DefaultProductCode, "LOG_LEVEL": "error",
