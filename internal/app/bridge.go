@@ -462,7 +462,7 @@ func newWorkflow(p *process, c *bridgeConfig, g *guardedShops, kv jetstream.KeyV
 		Inbank: g.defaultAPI, Store: store, Open: openIndex, Publisher: events.NewPublisher(p.js, codec), Codec: codec, Tokens: tokens, Conditions: g.conditions, Shops: g.workflow,
 		CallbackBaseURL: c.callbackBase, DefaultProductCode: c.productCode, Policy: c.policy,
 		SessionTTL: c.sessionTTL, ClaimTTL: c.claimTTL, ActivationSettle: c.settle,
-		// The consumers' RetryBase and RetryMax are the defaults of both.
+		// RetryBase and RetryMax: the consumers' defaults, as the workflow's.
 		MaxAttempts: c.nats.Topology.MaxDeliver, Logger: log, Metrics: g.metrics, Hooks: hooks, Tracer: tp.Tracer("github.com/smartrent-bridge/bridge"),
 	})
 	if err != nil {

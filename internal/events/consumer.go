@@ -151,10 +151,10 @@ func Consume(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, codec *
 		cfg.Concurrency = 16
 	}
 	if cfg.RetryBase <= 0 {
-		cfg.RetryBase = time.Second
+		cfg.RetryBase = DefaultRetryBase
 	}
 	if cfg.RetryMax <= 0 {
-		cfg.RetryMax = time.Minute
+		cfg.RetryMax = DefaultRetryMax
 	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = 30 * time.Second
@@ -346,8 +346,7 @@ func (c *Consumer) retry(m jetstream.Msg, d Delivery, err error, log *slog.Logge
 	delay := RetryDelay(d.NumDelivered, c.cfg.RetryBase, c.cfg.RetryMax)
 	var re *retryError
 	if errors.As(err, &re) && re.after > 0 {
-		after := min(re.after, MaxRetryAfter)
-		delay = after + rand.N(after/10+1)
+		delay = AskedDelay(re.after)
 	}
 	log.Info("retrying later", "after", delay.Round(time.Millisecond).String(), "err", err)
 	if nerr := m.NakWithDelay(delay); nerr != nil {
@@ -358,6 +357,21 @@ func (c *Consumer) retry(m jetstream.Msg, d Delivery, err error, log *slog.Logge
 // MaxRetryAfter bounds a Retry-After (or a handler's wait): a message
 // asked to wait longer comes again after this.
 const MaxRetryAfter = 15 * time.Minute
+
+// The default retry schedule of [RetryDelay] (ConsumerConfig's RetryBase
+// and RetryMax).
+const (
+	DefaultRetryBase = time.Second
+	DefaultRetryMax  = time.Minute
+)
+
+// AskedDelay is the wait for a delay asked for (Inbank's Retry-After, a
+// handler's wait): d, at most MaxRetryAfter, up to 10 % later so that
+// messages asked together do not come back together.
+func AskedDelay(d time.Duration) time.Duration {
+	d = min(d, MaxRetryAfter)
+	return d + rand.N(d/10+1)
+}
 
 // RetryDelay is the wait after delivery n (n ≥ 1) failed transiently:
 // base·2^(n−1), capped at maxDelay, ±10 % jitter.

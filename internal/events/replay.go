@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/uuid"
@@ -12,10 +13,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// inputSubjects are the subjects a dead letter may be replayed to: the
-// inputs of SMARTRENT_IN, nothing else.
-var inputSubjects = map[string]bool{
-	SubjectOrderPlaced: true, SubjectDeviceShipped: true, SubjectDeviceDelivered: true, SubjectCallbackReceived: true,
+// isInput reports whether subject is one a bridge consumer reads: the
+// only subjects a dead letter may be replayed to.
+func isInput(subject string) bool {
+	for _, c := range DefaultTopology().Consumers() {
+		if slices.Contains(c.FilterSubjects, subject) {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrNotReplayable is a dead letter that is not an input of SMARTRENT_IN.
@@ -40,7 +46,7 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (
 		return "", fmt.Errorf("dead letter %d: %w", seq, err)
 	}
 	subject, ok := strings.CutPrefix(m.Subject, SubjectDLQPrefix)
-	if !ok || !inputSubjects[subject] || m.Header.Get(HeaderDLQStream) != StreamIn {
+	if !ok || !isInput(subject) || m.Header.Get(HeaderDLQStream) != StreamIn {
 		return "", fmt.Errorf("dead letter %d on %s: %w", seq, m.Subject, ErrNotReplayable)
 	}
 	id := uuid.NewString()

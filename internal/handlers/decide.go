@@ -79,8 +79,7 @@ type Facts struct {
 	// Contract is the contract once read in this step.
 	Contract *inbank.Contract
 	// MaxAttempts bounds an order's session creation attempts (MAX_DELIVER;
-	// 0: no bound): past it the order waits for its input's last delivery
-	// to give up.
+	// 0: no bound): then the order fails at the step (MoveGiveUp).
 	MaxAttempts int
 }
 

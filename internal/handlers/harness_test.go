@@ -365,8 +365,8 @@ func (h *harness) count(orderID, typ string, want int) {
 	}
 }
 
-// mu runs fn with the store locked.
-func (h *harness) mu(fn func()) {
+// withStoreLocked runs fn with the store locked.
+func (h *harness) withStoreLocked(fn func()) {
 	h.store.mu.Lock()
 	defer h.store.mu.Unlock()
 	fn()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/sethvargo/go-retry"
@@ -267,13 +266,11 @@ func (w *Workflow) claimed(ctx context.Context, o *Order, rev uint64, f Facts, e
 const RetryHold = "retry-hold"
 
 // retryDelay is how long a step is held after its attempt n failed
-// transiently: Inbank's Retry-After (at most events.MaxRetryAfter, up to
-// 10 % later), or the consumers' schedule RetryBase·2^(n−1), capped at
-// RetryMax, ±10 %.
+// transiently: as the consumers wait, Inbank's Retry-After or
+// RetryBase·2^(n−1), capped at RetryMax.
 func (w *Workflow) retryDelay(err error, attempt int) time.Duration {
 	if ra := inbank.RetryAfter(err); ra > 0 {
-		ra = min(ra, events.MaxRetryAfter)
-		return ra + rand.N(ra/10+1)
+		return events.AskedDelay(ra)
 	}
 	return events.RetryDelay(uint64(max(attempt, 1)), w.cfg.RetryBase, w.cfg.RetryMax)
 }

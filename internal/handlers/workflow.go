@@ -44,8 +44,9 @@
 // another input of the order, another bridge) finds the hold and waits,
 // so Inbank is never called sooner than the schedule. An order has at
 // most MaxAttempts session creation attempts, whichever path made them;
-// then it fails at the step and its order.placed is dead-lettered. What happens when
-// the process dies between the call and the record:
+// then it fails at the step and its order.placed is dead-lettered.
+//
+// What happens when the process dies between the call and the record:
 //
 //   - Session creation (no idempotency key at Inbank): the claim expires,
 //     another attempt creates a second session. Only a session that was
@@ -176,7 +177,8 @@ type Config struct {
 	ActivationSettle   time.Duration // wait before repeating an activation that may have reached Inbank (2m)
 	ActivationPoll     time.Duration // how long a handler polls the contract after activation (10s)
 	UnknownOrderWait   time.Duration // how long a shipment or callback waits for its order.placed (10s)
-	// RetryBase and RetryMax are the consumers' retry schedule (1s, 1m):
+	// RetryBase and RetryMax are the consumers' retry schedule
+	// (events.DefaultRetryBase, DefaultRetryMax):
 	// after a transient failure, a step with a side effect is held for
 	// RetryBase·2^(n−1) (capped at RetryMax, ±10 %) after its attempt n, or
 	// Inbank's Retry-After, whichever path would try it next.
@@ -230,8 +232,8 @@ func New(cfg Config) (*Workflow, error) {
 	def(&cfg.ActivationSettle, 2*time.Minute)
 	def(&cfg.ActivationPoll, 10*time.Second)
 	def(&cfg.UnknownOrderWait, 10*time.Second)
-	def(&cfg.RetryBase, time.Second)
-	def(&cfg.RetryMax, time.Minute)
+	def(&cfg.RetryBase, events.DefaultRetryBase)
+	def(&cfg.RetryMax, events.DefaultRetryMax)
 	if cfg.Conditions == nil {
 		cfg.Conditions = NewConditions(cfg.Inbank, nil)
 	}

@@ -636,7 +636,7 @@ func TestCustomerDataLeavesTheStateWithTheSession(t *testing.T) {
 	if o.SessionUUID == "" || o.State != handlers.StateNew {
 		t.Fatalf("state %s, session %q: want a recorded, unpublished session", o.State, o.SessionUUID)
 	}
-	h.mu(func() {
+	h.withStoreLocked(func() {
 		for id, b := range h.store.data {
 			if strings.Contains(string(b), "49403136515") || strings.Contains(string(b), "mari@example.ee") {
 				t.Errorf("stored %s holds customer data", id)

@@ -173,15 +173,14 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.CallbackBurst == 0 {
+		cfg.CallbackBurst = DefaultCallbackBurst
+	}
+	if cfg.CallbackRate <= 0 {
+		cfg.CallbackRate = DefaultCallbackRate
+	}
 	h := &Handler{cfg: cfg}
-	if cfg.CallbackBurst >= 0 {
-		if cfg.CallbackBurst == 0 {
-			cfg.CallbackBurst = DefaultCallbackBurst
-		}
-		if cfg.CallbackRate <= 0 {
-			cfg.CallbackRate = DefaultCallbackRate
-		}
-		h.cfg = cfg
+	if cfg.CallbackBurst > 0 {
 		h.limits = newOrderLimits(cfg.CallbackRate, cfg.CallbackBurst, maxLimitedOrders)
 	}
 	return h, nil
@@ -311,15 +310,18 @@ var (
 )
 
 func (h *Handler) unavailable(w http.ResponseWriter) {
-	w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Round(time.Second)/time.Second)))
-	plain(w, http.StatusServiceUnavailable, "cannot store the callback now; retry later\n")
+	h.retryLater(w, http.StatusServiceUnavailable, "cannot store the callback now; retry later\n")
 }
 
 // unconfirmed answers a publish whose fate is unknown: 504, so that the
 // sender retries, and a body that does not claim the callback was lost.
 func (h *Handler) unconfirmed(w http.ResponseWriter) {
+	h.retryLater(w, http.StatusGatewayTimeout, "the callback was not confirmed stored in time; it may have been stored; retry later\n")
+}
+
+func (h *Handler) retryLater(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Round(time.Second)/time.Second)))
-	plain(w, http.StatusGatewayTimeout, "the callback was not confirmed stored in time; it may have been stored; retry later\n")
+	plain(w, status, msg)
 }
 
 // mayBeStored tells a failed publish that may still be stored from one
