@@ -90,7 +90,7 @@ function checkDeadLetter(m) {
 
 try {
   for (const m of await readAll("SMARTRENT_OUT")) checkEvent(m);
-  for (const m of await readAll("SMARTRENT_IN", "smartrent.in.inbank.callback")) checkEvent(m);
+  for (const m of await readAll("SMARTRENT_CALLBACKS", "smartrent.in.inbank.callback")) checkEvent(m);
   for (const m of await readAll("SMARTRENT_DLQ")) checkDeadLetter(m);
 } finally {
   await nc.close();

@@ -227,6 +227,9 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	}
 	reconciler := startReconciler(wf, openIndex, c.reconcile)
 	defer reconciler.stop()
+	if c.nats.Provision {
+		defer moveLegacyCallbacks(p)()
+	}
 	// SIGHUP re-reads key and secret files, so keys rotate without a restart.
 	defer onReload(ctx, o.Reload, func() { reloadKeys(getenv, clients, tokens, p.log) })()
 	announceBridge(p, c, len(clients.list)+1, started)
@@ -248,7 +251,7 @@ func loadBridgeKeys(c *bridgeConfig) (*callbacktoken.Signer, *schemas.Set, error
 // announceBridge marks the bridge ready (/readyz), logs it and tells a
 // test harness where its ops endpoint is.
 func announceBridge(p *process, c *bridgeConfig, shops int, started chan<- BridgeStarted) {
-	p.ready(events.StreamIn)
+	p.ready(events.StreamIn, events.StreamCallbacks)
 	p.log.Info("bridge ready", "shops", shops, "metrics", p.opsAddr.String(), "activation_policy", c.policy, "inbank", c.baseURL)
 	if started != nil {
 		started <- BridgeStarted{Ops: p.opsAddr}
@@ -269,6 +272,27 @@ func setUpBridgeStreams(p *process, c *bridgeConfig) (jetstream.KeyValue, error)
 		return err
 	})
 	return kv, err
+}
+
+// moveLegacyCallbacks hands the callbacks an earlier version left unhandled
+// in SMARTRENT_IN to SMARTRENT_CALLBACKS, in the background (an older
+// bridge may still hold some), and returns the function that stops it and
+// waits for it. With PROVISION=false the operator does it
+// (deploy/nats/README.md).
+func moveLegacyCallbacks(p *process) (stop func()) {
+	ctx, cancel := context.WithCancel(p.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		moved, err := events.MoveLegacyCallbacks(ctx, p.js)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			p.log.Error("upgrade: cannot move the callbacks left in "+events.StreamIn+"; the reconciler re-reads their orders", "moved", moved, "err", err)
+		case moved > 0:
+			p.log.Info("upgrade: moved the callbacks left in "+events.StreamIn+" to "+events.StreamCallbacks+" and removed its callbacks consumer", "moved", moved)
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // reconciler is the reconciliation loop running in the background.
@@ -417,12 +441,10 @@ func startConsumers(p *process, c *bridgeConfig, wf *handlers.Workflow, codec *e
 	if err != nil {
 		return nil, err
 	}
-	var names []string
 	var consumers []*events.Consumer
 	for _, cc := range c.nats.Topology.Consumers() {
-		names = append(names, cc.Durable)
 		cons, err := events.Consume(p.ctx, p.nc, p.js, codec, wf, events.ConsumerConfig{
-			Stream: events.StreamIn, Consumer: cc.Durable, Concurrency: c.concurrency,
+			Stream: cc.Stream, Consumer: cc.Durable, Concurrency: c.concurrency,
 			MaxDeliver: cc.MaxDeliver, AckWait: cc.AckWait, Logger: p.log, Metrics: metrics, Tracer: tp.Tracer("github.com/smartrent-bridge/bridge"),
 		})
 		if err != nil {
@@ -430,7 +452,7 @@ func startConsumers(p *process, c *bridgeConfig, wf *handlers.Workflow, codec *e
 		}
 		consumers = append(consumers, cons)
 	}
-	return consumers, p.reg.Register(events.NewLagCollector(p.js, names))
+	return consumers, p.reg.Register(events.NewLagCollector(p.js, c.nats.Topology.Consumers()))
 }
 
 // newWorkflow moves state keys of earlier versions, opens the state store

@@ -695,7 +695,14 @@ func TestE2EUnknownOrderWaitsTenSeconds(t *testing.T) {
 // callbacksStored returns when the order's callback events were stored.
 func (w *world) callbacksStored(orderID string) []time.Time {
 	w.t.Helper()
-	_, msgs, err := events.StreamMessages(context.Background(), w.js, events.StreamIn)
+	return w.callbacksStoredIn(events.StreamCallbacks, orderID)
+}
+
+// callbacksStoredIn returns when the order's callback events were stored
+// in stream.
+func (w *world) callbacksStoredIn(stream, orderID string) []time.Time {
+	w.t.Helper()
+	_, msgs, err := events.StreamMessages(context.Background(), w.js, stream)
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func (s *sessionReads) of(uuid string) int {
 // callback URL (a leaked URL, unsigned bodies, 16 clients on loopback)
 // while 20 other orders are placed. The real ingress accepts what the
 // order's limit allows (CALLBACK_BURST at once, CALLBACK_RATE a second)
-// and answers 429 with Retry-After to the rest; SMARTRENT_IN holds no
+// and answers 429 with Retry-After to the rest; SMARTRENT_CALLBACKS holds no
 // more than that; the bridge re-reads that session no more often; every
 // other order gets its session.
 func TestCallbackFloodOnOneURLCannotStopOrders(t *testing.T) {
@@ -126,7 +126,7 @@ func TestCallbackFloodOnOneURLCannotStopOrders(t *testing.T) {
 	if retryAfterMissing.Load() {
 		t.Error("a 429 without Retry-After")
 	}
-	s, err := w.js.Stream(context.Background(), events.StreamIn)
+	s, err := w.js.Stream(context.Background(), events.StreamCallbacks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestCallbackFloodOnOneURLCannotStopOrders(t *testing.T) {
 		t.Fatal(err)
 	}
 	if stored := info.State.Subjects[events.SubjectCallbackReceived]; int64(stored) != accepted.Load() {
-		t.Errorf("SMARTRENT_IN holds %d callbacks, %d were accepted", stored, accepted.Load())
+		t.Errorf("SMARTRENT_CALLBACKS holds %d callbacks, %d were accepted", stored, accepted.Load())
 	}
 	// The bridge reads the session at most once per accepted callback, and
 	// at most once per handlers.RefreshEvery while it works on them.
@@ -156,10 +156,90 @@ func TestCallbackFloodOnOneURLCannotStopOrders(t *testing.T) {
 // consumerIdle reports whether the bridge's consumer has nothing pending
 // or unacknowledged.
 func (w *world) consumerIdle(name string) bool {
-	c, err := w.js.Consumer(context.Background(), events.StreamIn, name)
+	stream := events.StreamIn
+	for _, dc := range events.DefaultTopology().Consumers() {
+		if dc.Durable == name {
+			stream = dc.Stream
+		}
+	}
+	c, err := w.js.Consumer(context.Background(), stream, name)
 	if err != nil {
 		return false
 	}
 	ci, err := c.Info(context.Background())
 	return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
+}
+
+// TestCallbackFloodStaysInItsBoundedStream: with the per-order limit off
+// (as if many orders' URLs leaked), 300 callbacks of 60 KiB (18 MB) on
+// an ingress and a bridge whose SMARTRENT_CALLBACKS holds 1 MiB: every
+// POST is answered 200 (a full callbacks stream drops its oldest, it
+// never refuses the next real callback), the stream stays within its
+// bound, and orders placed meanwhile all get their sessions.
+func TestCallbackFloodStaysInItsBoundedStream(t *testing.T) {
+	const (
+		posts   = 300
+		clients = 8
+		orders  = 10
+		bound   = 1 << 20
+	)
+	limits := map[string]string{"STREAM_CALLBACKS_MAX_BYTES": fmt.Sprint(bound), "RECONCILE_INTERVAL": "1h"}
+	w := newWorld(t, inbanktest.Config{}, limits)
+	addrs, cancel, done := startIngress(t, map[string]string{
+		"NATS_URL": w.env["NATS_URL"], "CALLBACK_SECRET": testSecret, "LISTEN_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", "LOG_LEVEL": "error",
+		"CALLBACK_BURST": "-1", "STREAM_CALLBACKS_MAX_BYTES": fmt.Sprint(bound),
+	})
+	defer func() {
+		cancel()
+		<-done
+	}()
+	w.env["CALLBACK_BASE_URL"] = "http://" + addrs.Callbacks.String()
+	w.bridge()
+	w.place("FLOOD", 500)
+	flooded := w.sessionOf("FLOOD")
+
+	tokens, _ := callbacktoken.New([]string{testSecret})
+	url := "http://" + addrs.Callbacks.String() + callbacktoken.PathPrefix + tokens.Token("FLOOD")
+	body := `{"uuid":"` + flooded + `","padding":"` + strings.Repeat("x", 60<<10) + `"}`
+	codes := map[int]int{}
+	var mu sync.Mutex
+	next := atomic.Int64{}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	var flood sync.WaitGroup
+	for range clients {
+		flood.Go(func() {
+			for next.Add(1) <= posts {
+				code := -1
+				if resp, err := client.Post(url, "application/json", strings.NewReader(body)); err == nil {
+					resp.Body.Close()
+					code = resp.StatusCode
+				}
+				mu.Lock()
+				codes[code]++
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range orders {
+		w.place(fmt.Sprintf("CALM-%02d", i), 500)
+	}
+	for i := range orders {
+		w.sessionOf(fmt.Sprintf("CALM-%02d", i))
+	}
+	flood.Wait()
+	if codes[http.StatusOK] != posts {
+		t.Errorf("answers %v, want %d × 200", codes, posts)
+	}
+	s, err := w.js.Stream(context.Background(), events.StreamCallbacks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d callbacks of %d KiB: SMARTRENT_CALLBACKS holds %d of them, %d bytes (bound %d)", posts, len(body)>>10, info.State.Msgs, info.State.Bytes, bound)
+	if info.State.Bytes > bound || info.State.LastSeq != posts || info.State.Msgs >= posts {
+		t.Errorf("SMARTRENT_CALLBACKS: %d bytes, %d messages, last seq %d; want the newest within %d bytes", info.State.Bytes, info.State.Msgs, info.State.LastSeq, bound)
+	}
 }

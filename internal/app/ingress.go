@@ -70,7 +70,7 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 		if c.nats.Provision {
 			return events.ProvisionStreams(ctx, p.js, c.nats.Topology)
 		}
-		return events.VerifyStreams(ctx, p.js, c.nats.Topology, events.StreamIn) // it only publishes there
+		return events.VerifyStreams(ctx, p.js, c.nats.Topology, events.StreamCallbacks) // it only publishes there
 	})
 	if err != nil {
 		return err
@@ -87,7 +87,7 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	go func() { serveErr <- srv.Serve(ln) }()
 	// SIGHUP re-reads CALLBACK_SECRET_FILE, so the secret rotates without a restart.
 	defer onReload(ctx, nil, func() { reloadCallbackSecret(getenv, tokens, p.log) })()
-	p.ready(events.StreamIn)
+	p.ready(events.StreamCallbacks)
 	p.log.Info("webhook ingress ready", "listen", ln.Addr().String(), "metrics", p.opsAddr.String(), "signature", c.sigMode)
 	if started != nil {
 		started <- IngressStarted{Callbacks: ln.Addr(), Ops: p.opsAddr}

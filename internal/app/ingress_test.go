@@ -176,11 +176,11 @@ func TestIngressStoresNothingItAnswered503(t *testing.T) {
 	// the server stores one connection's messages in order, so anything
 	// held from the 503 was stored before the retry was acknowledged.
 	_, js := natstest.Connect(t, srv.ClientURL())
-	s, err := js.Stream(context.Background(), events.StreamIn)
+	s, err := js.Stream(context.Background(), events.StreamCallbacks)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := s.CachedInfo().State.Msgs; n != 1 {
-		t.Fatalf("SMARTRENT_IN holds %d callbacks, want 1: a callback answered 503 was stored", n)
+		t.Fatalf("SMARTRENT_CALLBACKS holds %d callbacks, want 1: a callback answered 503 was stored", n)
 	}
 }

@@ -116,7 +116,7 @@ func TestReadyWithinTwoSecondsOnR3(t *testing.T) {
 // ingress gets SIGTERM. /readyz turns 503 first and callbacks are still
 // taken during SHUTDOWN_DELAY; then the listener closes, requests in
 // flight finish, and the process exits 0 within the limit. Every
-// callback answered 200 is in SMARTRENT_IN.
+// callback answered 200 is in SMARTRENT_CALLBACKS.
 func TestSIGTERMIngressUnderLoad(t *testing.T) {
 	srv := natstest.Run(t, natstest.Options{})
 	_, js := natstest.Connect(t, srv.ClientURL())
@@ -199,7 +199,7 @@ func TestSIGTERMIngressUnderLoad(t *testing.T) {
 	stored := storedCallbacks(t, js)
 	for _, id := range answered {
 		if !stored[id] {
-			t.Errorf("callback %s answered 200 but not in SMARTRENT_IN", id)
+			t.Errorf("callback %s answered 200 but not in SMARTRENT_CALLBACKS", id)
 		}
 	}
 	t.Logf("sent %d, answered 200: %d (%d before /readyz 503 at %v), other: %v, stored: %d, exit %v after SIGTERM",
@@ -207,12 +207,12 @@ func TestSIGTERMIngressUnderLoad(t *testing.T) {
 }
 
 // storedCallbacks are the order ids (CloudEvent subjects) of the
-// callback events in SMARTRENT_IN.
+// callback events in SMARTRENT_CALLBACKS.
 func storedCallbacks(t *testing.T, js jetstream.JetStream) map[string]bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, events.StreamIn)
+	s, err := js.Stream(ctx, events.StreamCallbacks)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -131,9 +131,9 @@ func (p *process) setUp(s *natsconn.Settings, setUp func(ctx context.Context) er
 	return nil
 }
 
-// ready turns /readyz on: from now on it checks the connection and stream.
-func (p *process) ready(stream string) {
-	p.gate.Ready(func(ctx context.Context) error { return natsconn.Ready(ctx, p.nc, p.js, stream) })
+// ready turns /readyz on: from now on it checks the connection and streams.
+func (p *process) ready(streams ...string) {
+	p.gate.Ready(func(ctx context.Context) error { return natsconn.Ready(ctx, p.nc, p.js, streams...) })
 }
 
 // stoppedByNATS is why NATS ended the process (its connection closed for

@@ -140,7 +140,7 @@ func Run(ctx context.Context, cfg Config) error {
 	codec := events.NewCodec(schemas.MustLoad())
 	fmt.Fprintln(out)
 	fmt.Fprintf(out, "%8s  %-9s %-4s %-28s %s\n", "time", "order", "", "event", "details")
-	watch, err := eventwatch.Watch(ctx, js, codec, []string{events.StreamIn, events.StreamOut}, func(s eventwatch.Seen) {
+	watch, err := eventwatch.Watch(ctx, js, codec, []string{events.StreamIn, events.StreamCallbacks, events.StreamOut}, func(s eventwatch.Seen) {
 		dir := "in "
 		if s.Stream == events.StreamOut {
 			dir = "out"

@@ -6,6 +6,7 @@ package docs
 import (
 	"bufio"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/smartrent-bridge/bridge/internal/apptest"
 	"github.com/smartrent-bridge/bridge/internal/events"
@@ -22,7 +25,12 @@ import (
 const natsCLI = "github.com/nats-io/natscli/nats@v0.5.0"
 
 // shellBlocks returns the ```sh blocks of a markdown file.
-func shellBlocks(t *testing.T, path string) []string {
+func shellBlocks(t *testing.T, path string) []string { return fencedBlocks(t, path, "```sh") }
+
+// fencedBlocks returns the code blocks of a markdown file whose opening
+// fence line is exactly fence ("```sh upgrade" marks a block that runs
+// only in its own test).
+func fencedBlocks(t *testing.T, path, fence string) []string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -35,7 +43,7 @@ func shellBlocks(t *testing.T, path string) []string {
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
-		case cur == nil && strings.HasPrefix(line, "```sh"):
+		case cur == nil && strings.TrimSpace(line) == fence:
 			cur = &strings.Builder{}
 		case cur != nil && strings.HasPrefix(line, "```"):
 			blocks = append(blocks, cur.String())
@@ -153,14 +161,14 @@ func TestDeployNATSCommands(t *testing.T) {
 		run(t, ctx, root, env, b)
 	}
 	_, js := natstest.Connect(t, srv.ClientURL())
-	for _, s := range []string{events.StreamIn, events.StreamOut, events.StreamDLQ} {
+	for _, s := range []string{events.StreamIn, events.StreamCallbacks, events.StreamOut, events.StreamDLQ} {
 		if _, err := js.Stream(ctx, s); err != nil {
 			t.Errorf("stream %s: %v", s, err)
 		}
 	}
-	for _, c := range []string{events.ConsumerOrders, events.ConsumerDevices, events.ConsumerCallbacks} {
-		if _, err := js.Consumer(ctx, events.StreamIn, c); err != nil {
-			t.Errorf("consumer %s: %v", c, err)
+	for _, c := range events.DefaultTopology().Consumers() {
+		if _, err := js.Consumer(ctx, c.Stream, c.Durable); err != nil {
+			t.Errorf("consumer %s of %s: %v", c.Durable, c.Stream, err)
 		}
 	}
 	if _, err := js.Consumer(ctx, events.StreamOut, "analytics-activations"); err != nil {
@@ -168,5 +176,73 @@ func TestDeployNATSCommands(t *testing.T) {
 	}
 	if _, err := js.KeyValue(ctx, events.BucketOrders); err != nil {
 		t.Errorf("bucket: %v", err)
+	}
+	if _, err := events.VerifyBridge(ctx, js, events.DefaultTopology()); err != nil {
+		t.Errorf("a bridge with PROVISION=false would not start on it: %v", err)
+	}
+	if err := events.VerifyStreams(ctx, js, events.DefaultTopology(), events.StreamCallbacks); err != nil {
+		t.Errorf("an ingress with PROVISION=false would not start on it: %v", err)
+	}
+}
+
+// TestDeployNATSUpgradeCommands runs deploy/nats/README.md's upgrade
+// commands (the ```sh upgrade block) on the layout of the version before
+// SMARTRENT_CALLBACKS, with a callback stored: afterwards the binaries
+// start with PROVISION=false, the old consumer is gone, SMARTRENT_IN keeps
+// its events and a new callback lands in SMARTRENT_CALLBACKS.
+func TestDeployNATSUpgradeCommands(t *testing.T) {
+	bin := natsBinary(t)
+	srv := natstest.Run(t, natstest.Options{})
+	root := filepath.Join("..", "..")
+	env := []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"), "NATS_URL=" + srv.ClientURL()}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, js := natstest.Connect(t, srv.ClientURL())
+	topo := events.DefaultTopology()
+	for _, s := range topo.Streams() {
+		if s.Name == events.StreamCallbacks {
+			continue
+		}
+		if s.Name == events.StreamIn {
+			s.Subjects = []string{"smartrent.in.>"} // as before
+		}
+		if _, err := js.CreateStream(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range []jetstream.KeyValueConfig{topo.OrdersBucket(), topo.OpenBucket()} {
+		if _, err := js.CreateKeyValue(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range topo.Consumers() {
+		if _, err := js.CreateConsumer(ctx, events.StreamIn, c.ConsumerConfig); err != nil { // all on SMARTRENT_IN, as before
+			t.Fatal(err)
+		}
+	}
+	if _, err := js.Publish(ctx, events.SubjectCallbackReceived, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	blocks := fencedBlocks(t, filepath.Join(root, "deploy", "nats", "README.md"), "```sh upgrade")
+	if len(blocks) != 1 {
+		t.Fatalf("%d upgrade blocks in deploy/nats/README.md, want 1", len(blocks))
+	}
+	run(t, ctx, root, env, blocks[0])
+	if _, err := events.VerifyBridge(ctx, js, topo); err != nil {
+		t.Errorf("a bridge with PROVISION=false would not start after the upgrade: %v", err)
+	}
+	if err := events.VerifyStreams(ctx, js, topo, events.StreamCallbacks); err != nil {
+		t.Errorf("an ingress with PROVISION=false would not start after the upgrade: %v", err)
+	}
+	if _, err := js.Consumer(ctx, events.StreamIn, events.ConsumerCallbacks); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("the old callbacks consumer: %v, want it removed", err)
+	}
+	ack, err := js.Publish(ctx, events.SubjectCallbackReceived, []byte(`{}`))
+	if err != nil || ack.Stream != events.StreamCallbacks {
+		t.Errorf("a callback after the upgrade: %+v, %v", ack, err)
+	}
+	in, err := js.Stream(ctx, events.StreamIn)
+	if err != nil || in.CachedInfo().State.Msgs != 1 {
+		t.Errorf("SMARTRENT_IN after the upgrade: %v", err)
 	}
 }

@@ -14,7 +14,7 @@ import (
 // alerts need no NATS exporter.
 type LagCollector struct {
 	js        jetstream.JetStream
-	consumers []string
+	consumers []DurableConsumer
 	pending   *prometheus.Desc
 	ackPend   *prometheus.Desc
 	redeliv   *prometheus.Desc
@@ -22,12 +22,12 @@ type LagCollector struct {
 	up        *prometheus.Desc
 }
 
-// NewLagCollector describes the consumers of SMARTRENT_IN.
-func NewLagCollector(js jetstream.JetStream, consumers []string) *LagCollector {
+// NewLagCollector describes the bridge's consumers.
+func NewLagCollector(js jetstream.JetStream, consumers []DurableConsumer) *LagCollector {
 	l := []string{"consumer"}
 	return &LagCollector{
 		js: js, consumers: consumers,
-		pending: prometheus.NewDesc("smartrent_consumer_pending_messages", "Messages in SMARTRENT_IN not yet delivered to the consumer.", l, nil),
+		pending: prometheus.NewDesc("smartrent_consumer_pending_messages", "Messages in the consumer's stream not yet delivered to it.", l, nil),
 		ackPend: prometheus.NewDesc("smartrent_consumer_ack_pending_messages", "Messages delivered to the consumer and not yet acknowledged.", l, nil),
 		redeliv: prometheus.NewDesc("smartrent_consumer_redelivered_messages", "Messages delivered more than once and not yet acknowledged.", l, nil),
 		dlq:     prometheus.NewDesc("smartrent_dlq_messages", "Messages in SMARTRENT_DLQ.", nil, nil),
@@ -47,8 +47,9 @@ func (c *LagCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	up := 1.0
-	for _, name := range c.consumers {
-		cons, err := c.js.Consumer(ctx, StreamIn, name)
+	for _, dc := range c.consumers {
+		name := dc.Durable
+		cons, err := c.js.Consumer(ctx, dc.Stream, name)
 		if err != nil {
 			up = 0
 			continue

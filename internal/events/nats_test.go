@@ -291,8 +291,8 @@ func TestProvisionIsIdempotentAndUpdates(t *testing.T) {
 	for range names.Name() {
 		n++
 	}
-	if n != 5 { // three streams and the two KV buckets
-		t.Fatalf("%d streams, want 5", n)
+	if n != 6 { // four streams and the two KV buckets
+		t.Fatalf("%d streams, want 6", n)
 	}
 	// An operator changed the limits: start-up updates, not duplicates.
 	topo.InMaxAge = 48 * time.Hour
@@ -367,7 +367,7 @@ func TestDeployDefinitionsInSync(t *testing.T) {
 		files[filepath.Join("streams", s.Name+".json")] = s
 	}
 	for _, c := range topo.Consumers() {
-		files[filepath.Join("consumers", c.Durable+".json")] = c
+		files[filepath.Join("consumers", c.Stream, c.Durable+".json")] = c.ConsumerConfig
 	}
 	files[filepath.Join("kv", events.BucketOrders+".json")] = topo.OrdersBucket()
 	files[filepath.Join("kv", events.BucketOpen+".json")] = topo.OpenBucket()

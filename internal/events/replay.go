@@ -24,7 +24,7 @@ func isInput(subject string) bool {
 	return false
 }
 
-// ErrNotReplayable is a dead letter that is not an input of SMARTRENT_IN.
+// ErrNotReplayable is a dead letter that is not an input of the bridge.
 var ErrNotReplayable = errors.New("not a dead letter of an input")
 
 // ReplayDeadLetter publishes the dead letter at seq in SMARTRENT_DLQ again
@@ -46,7 +46,10 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (
 		return "", fmt.Errorf("dead letter %d: %w", seq, err)
 	}
 	subject, ok := strings.CutPrefix(m.Subject, SubjectDLQPrefix)
-	if !ok || !isInput(subject) || m.Header.Get(HeaderDLQStream) != StreamIn {
+	// SMARTRENT_IN held callbacks too before SMARTRENT_CALLBACKS existed:
+	// a dead letter names the stream it came from, not the one its
+	// subject is stored in now.
+	if from := m.Header.Get(HeaderDLQStream); !ok || !isInput(subject) || (from != StreamIn && from != StreamCallbacks) {
 		return "", fmt.Errorf("dead letter %d on %s: %w", seq, m.Subject, ErrNotReplayable)
 	}
 	id := uuid.NewString()

@@ -198,7 +198,7 @@ func TestProvisionRemovesOldBackOff(t *testing.T) {
 	}
 	for _, cfg := range topo.Consumers() {
 		cfg.BackOff = []time.Duration{topo.AckWait, 2 * topo.AckWait, 4 * topo.AckWait} // as the earlier version made them
-		if _, err := js.CreateOrUpdateConsumer(ctx, events.StreamIn, cfg); err != nil {
+		if _, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, cfg.ConsumerConfig); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -206,7 +206,7 @@ func TestProvisionRemovesOldBackOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, cfg := range topo.Consumers() {
-		c, err := js.Consumer(ctx, events.StreamIn, cfg.Durable)
+		c, err := js.Consumer(ctx, cfg.Stream, cfg.Durable)
 		if err != nil {
 			t.Fatal(err)
 		}

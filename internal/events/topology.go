@@ -13,11 +13,12 @@ import (
 
 // Stream, bucket and consumer names of the contract.
 const (
-	StreamIn     = "SMARTRENT_IN"
-	StreamOut    = "SMARTRENT_OUT"
-	StreamDLQ    = "SMARTRENT_DLQ"
-	BucketOrders = "smartrent_orders"
-	BucketOpen   = "smartrent_open"
+	StreamIn        = "SMARTRENT_IN"
+	StreamCallbacks = "SMARTRENT_CALLBACKS"
+	StreamOut       = "SMARTRENT_OUT"
+	StreamDLQ       = "SMARTRENT_DLQ"
+	BucketOrders    = "smartrent_orders"
+	BucketOpen      = "smartrent_open"
 
 	ConsumerOrders    = "bridge-orders"
 	ConsumerDevices   = "bridge-devices"
@@ -28,15 +29,19 @@ const (
 // zero value is not useful; start from [DefaultTopology] and override what
 // the operator set.
 type Topology struct {
-	Replicas        int           // 1 for one server, 3 for a cluster
-	InMaxAge        time.Duration // SMARTRENT_IN retention (replay and audit)
-	OutMaxAge       time.Duration // SMARTRENT_OUT retention
-	DLQMaxAge       time.Duration // SMARTRENT_DLQ retention
-	MaxBytes        int64         // per stream; -1 = unlimited
-	DuplicateWindow time.Duration // Nats-Msg-Id de-duplication window
-	MaxDeliver      int           // deliveries of one message before it is dead-lettered
-	AckWait         time.Duration // time a consumer may hold a message without acking or progress
-	MaxAckPending   int           // messages in flight per consumer, across all bridges
+	Replicas  int           // 1 for one server, 3 for a cluster
+	InMaxAge  time.Duration // SMARTRENT_IN retention (replay and audit)
+	OutMaxAge time.Duration // SMARTRENT_OUT retention
+	DLQMaxAge time.Duration // SMARTRENT_DLQ retention
+	MaxBytes  int64         // per stream but SMARTRENT_CALLBACKS; -1 = unlimited
+	// SMARTRENT_CALLBACKS is bounded (its writers are on the internet):
+	// when full, its oldest callbacks go.
+	CallbacksMaxAge   time.Duration
+	CallbacksMaxBytes int64
+	DuplicateWindow   time.Duration // Nats-Msg-Id de-duplication window
+	MaxDeliver        int           // deliveries of one message before it is dead-lettered
+	AckWait           time.Duration // time a consumer may hold a message without acking or progress
+	MaxAckPending     int           // messages in flight per consumer, across all bridges
 }
 
 // DefaultTopology is what the contract specifies.
@@ -48,9 +53,13 @@ func DefaultTopology() Topology {
 		DLQMaxAge:       30 * 24 * time.Hour,
 		MaxBytes:        -1,
 		DuplicateWindow: 2 * time.Minute,
-		MaxDeliver:      20,
-		AckWait:         30 * time.Second,
-		MaxAckPending:   1024,
+		// 1 GiB holds 16,000 callbacks of the largest size the ingress
+		// accepts (64 KiB), and millions of real ones (about 1 KiB).
+		CallbacksMaxAge:   7 * 24 * time.Hour,
+		CallbacksMaxBytes: 1 << 30,
+		MaxDeliver:        20,
+		AckWait:           30 * time.Second,
+		MaxAckPending:     1024,
 	}
 }
 
@@ -62,8 +71,10 @@ func (t Topology) Validate() error {
 		return fmt.Errorf("replicas must be 1, 3 or 5, got %d", t.Replicas)
 	case t.DuplicateWindow < 2*time.Minute:
 		return fmt.Errorf("duplicate window must be at least 2m, got %s", t.DuplicateWindow)
-	case t.InMaxAge < t.DuplicateWindow || t.OutMaxAge < t.DuplicateWindow || t.DLQMaxAge < t.DuplicateWindow:
+	case t.InMaxAge < t.DuplicateWindow || t.OutMaxAge < t.DuplicateWindow || t.DLQMaxAge < t.DuplicateWindow || t.CallbacksMaxAge < t.DuplicateWindow:
 		return errors.New("stream max age must not be shorter than the duplicate window")
+	case t.CallbacksMaxBytes < minCallbacksBytes:
+		return fmt.Errorf("callbacks stream size must be at least %d bytes (it is always bounded), got %d", minCallbacksBytes, t.CallbacksMaxBytes)
 	case t.MaxDeliver < 2:
 		return fmt.Errorf("max deliver must be at least 2, got %d", t.MaxDeliver)
 	case t.AckWait < time.Second:
@@ -74,21 +85,41 @@ func (t Topology) Validate() error {
 	return nil
 }
 
-// Streams returns the three stream definitions. Discard is DiscardNew: a
-// full stream refuses new messages (the publisher sees an error and the
-// ingress answers 503) instead of silently dropping old ones.
+// maxMsgSize is the largest event a stream stores. A callbacks stream
+// must hold at least one.
+const (
+	maxMsgSize        = 1 << 20
+	minCallbacksBytes = maxMsgSize
+)
+
+// InputSubjects are the subjects of SMARTRENT_IN: the shop systems' events.
+var InputSubjects = []string{SubjectOrderPlaced, SubjectDeviceShipped, SubjectDeviceDelivered}
+
+// Streams returns the four stream definitions, SMARTRENT_IN before
+// SMARTRENT_CALLBACKS (an older SMARTRENT_IN took every smartrent.in.>
+// subject: it must give up the callbacks' before their stream can exist).
+// Discard is DiscardNew but for callbacks: a full stream refuses new
+// messages (the publisher sees an error) instead of silently dropping old
+// ones. SMARTRENT_CALLBACKS, written by the internet-facing ingress, drops
+// its oldest callbacks instead: they are hints (the reconciler re-reads
+// every open order without them), and a flood of valid-token POSTs must
+// neither fill the server nor refuse the next real callback. Its own
+// stream keeps that flood away from the shop's order intake.
 func (t Topology) Streams() []jetstream.StreamConfig {
 	mk := func(name, desc string, subjects []string, age time.Duration) jetstream.StreamConfig {
 		return jetstream.StreamConfig{
 			Name: name, Description: desc, Subjects: subjects,
 			Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardNew,
 			Storage: jetstream.FileStorage, Replicas: t.Replicas,
-			MaxAge: age, MaxBytes: t.MaxBytes, MaxMsgs: -1, MaxMsgsPerSubject: -1, MaxMsgSize: 1 << 20,
+			MaxAge: age, MaxBytes: t.MaxBytes, MaxMsgs: -1, MaxMsgsPerSubject: -1, MaxMsgSize: maxMsgSize,
 			Duplicates: t.DuplicateWindow,
 		}
 	}
+	callbacks := mk(StreamCallbacks, "Smart Rent: Inbank callbacks stored by the webhook ingress, read by the bridge; bounded, oldest dropped first", []string{SubjectCallbackReceived}, t.CallbacksMaxAge)
+	callbacks.MaxBytes, callbacks.Discard = t.CallbacksMaxBytes, jetstream.DiscardOld
 	return []jetstream.StreamConfig{
-		mk(StreamIn, "Smart Rent: events from shop systems and Inbank callbacks, read by the bridge", []string{"smartrent.in.>"}, t.InMaxAge),
+		mk(StreamIn, "Smart Rent: events from shop systems, read by the bridge", slices.Clone(InputSubjects), t.InMaxAge),
+		callbacks,
 		mk(StreamOut, "Smart Rent: session and contract state events published by the bridge", []string{"smartrent.out.>"}, t.OutMaxAge),
 		mk(StreamDLQ, "Smart Rent: dead letters, the original message with Smartrent-Dlq-* headers", []string{SubjectDLQPrefix + ">"}, t.DLQMaxAge),
 	}
@@ -128,25 +159,32 @@ func (t Topology) OpenBucket() jetstream.KeyValueConfig {
 	}
 }
 
-// Consumers returns the bridge's durable pull consumers on SMARTRENT_IN.
-// Retries are spaced by the bridge with NakWithDelay, and a message whose
+// DurableConsumer is one of the bridge's durable consumers and the stream
+// it reads.
+type DurableConsumer struct {
+	Stream string
+	jetstream.ConsumerConfig
+}
+
+// Consumers returns the bridge's durable pull consumers: two on
+// SMARTRENT_IN, one on SMARTRENT_CALLBACKS. Retries are spaced by the bridge with NakWithDelay, and a message whose
 // handler died comes again after AckWait. They have no BackOff on purpose:
 // nats-server measures a NAK's delay against BackOff[n] instead of
 // AckWait, which stretched every delay from the second delivery on by
 // BackOff[n] − AckWait (2 s became 32 s with AckWait 30 s).
-func (t Topology) Consumers() []jetstream.ConsumerConfig {
-	mk := func(name, desc string, subjects ...string) jetstream.ConsumerConfig {
-		return jetstream.ConsumerConfig{
+func (t Topology) Consumers() []DurableConsumer {
+	mk := func(stream, name, desc string, subjects ...string) DurableConsumer {
+		return DurableConsumer{Stream: stream, ConsumerConfig: jetstream.ConsumerConfig{
 			Durable: name, Description: desc, FilterSubjects: subjects,
 			AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
 			AckWait: t.AckWait, MaxDeliver: t.MaxDeliver, MaxAckPending: t.MaxAckPending,
 			Replicas: t.Replicas,
-		}
+		}}
 	}
-	return []jetstream.ConsumerConfig{
-		mk(ConsumerOrders, "Smart Rent bridge: order.placed", SubjectOrderPlaced),
-		mk(ConsumerDevices, "Smart Rent bridge: device.shipped and device.delivered", SubjectDeviceShipped, SubjectDeviceDelivered),
-		mk(ConsumerCallbacks, "Smart Rent bridge: Inbank callbacks", SubjectCallbackReceived),
+	return []DurableConsumer{
+		mk(StreamIn, ConsumerOrders, "Smart Rent bridge: order.placed", SubjectOrderPlaced),
+		mk(StreamIn, ConsumerDevices, "Smart Rent bridge: device.shipped and device.delivered", SubjectDeviceShipped, SubjectDeviceDelivered),
+		mk(StreamCallbacks, ConsumerCallbacks, "Smart Rent bridge: Inbank callbacks", SubjectCallbackReceived),
 	}
 }
 
@@ -154,7 +192,7 @@ func (t Topology) Consumers() []jetstream.ConsumerConfig {
 // cannot be changed to the definition (e.g. another storage type).
 var ErrIncompatible = errors.New("existing definition is incompatible")
 
-// ProvisionStreams creates or updates the three streams. It is idempotent
+// ProvisionStreams creates or updates the streams. It is idempotent
 // and safe to run from several processes at once.
 func ProvisionStreams(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	if err := t.Validate(); err != nil {
@@ -257,9 +295,9 @@ func ProvisionBridge(ctx context.Context, js jetstream.JetStream, t Topology) (j
 			return nil, err
 		}
 	}
-	for _, cfg := range t.Consumers() {
-		err := apply(ctx, "consumer "+cfg.Durable, func(ctx context.Context) error {
-			_, err := js.CreateOrUpdateConsumer(ctx, StreamIn, cfg)
+	for _, c := range t.Consumers() {
+		err := apply(ctx, "consumer "+c.Durable, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.ConsumerConfig)
 			return err
 		})
 		if err != nil {
@@ -274,7 +312,7 @@ func ProvisionBridge(ctx context.Context, js jetstream.JetStream, t Topology) (j
 var ErrMissing = errors.New("does not exist")
 
 // VerifyStreams checks, without changing anything, that the named streams
-// (all three when none is named) exist with the definition's subjects,
+// (all when none is named) exist with the definition's subjects,
 // retention and duplicate window: for binaries whose NATS user may not
 // create streams (PROVISION=false), run against a topology an operator
 // manages.
@@ -299,6 +337,8 @@ func VerifyStreams(ctx context.Context, js jetstream.JetStream, t Topology, name
 				return fmt.Errorf("%w: retention %v, want %v", ErrIncompatible, got.Retention, want.Retention)
 			case got.Duplicates < want.Duplicates:
 				return fmt.Errorf("%w: duplicate window %v, want at least %v", ErrIncompatible, got.Duplicates, want.Duplicates)
+			case want.Discard == jetstream.DiscardOld && (got.MaxBytes <= 0 || got.Discard != jetstream.DiscardOld):
+				return fmt.Errorf("%w: max bytes %d, discard %v; want a size limit and discard old (it is written from the internet)", ErrIncompatible, got.MaxBytes, got.Discard)
 			}
 			return nil
 		})
@@ -339,7 +379,7 @@ func VerifyBridge(ctx context.Context, js jetstream.JetStream, t Topology) (jets
 	}
 	for _, want := range t.Consumers() {
 		err := apply(ctx, "consumer "+want.Durable, func(ctx context.Context) error {
-			c, err := js.Consumer(ctx, StreamIn, want.Durable)
+			c, err := js.Consumer(ctx, want.Stream, want.Durable)
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
 				return fmt.Errorf("%w (PROVISION=false: create it as deploy/nats/README.md shows)", ErrMissing)
 			}

@@ -42,7 +42,7 @@ func TestNACKResourcesInSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rs []nack.Resource
-	for _, name := range []string{events.StreamIn, events.StreamOut, events.StreamDLQ, "KV_" + events.BucketOrders, "KV_" + events.BucketOpen} {
+	for _, name := range []string{events.StreamIn, events.StreamCallbacks, events.StreamOut, events.StreamDLQ, "KV_" + events.BucketOrders, "KV_" + events.BucketOpen} {
 		s, err := js.Stream(ctx, name)
 		if err != nil {
 			t.Fatal(err)
@@ -52,13 +52,13 @@ func TestNACKResourcesInSync(t *testing.T) {
 		rs = append(rs, nack.Stream(cfg))
 	}
 	for _, cc := range topo.Consumers() {
-		c, err := js.Consumer(ctx, events.StreamIn, cc.Durable)
+		c, err := js.Consumer(ctx, cc.Stream, cc.Durable)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cfg := c.CachedInfo().Config
 		cfg.Replicas = 3
-		rs = append(rs, nack.Consumer(events.StreamIn, cfg))
+		rs = append(rs, nack.Consumer(cc.Stream, cfg))
 	}
 	got, err := nack.YAML(header, rs)
 	if err != nil {
@@ -124,8 +124,8 @@ func TestNACKResourcesSatisfyTheBinaries(t *testing.T) {
 			t.Fatalf("unexpected kind %q", r.Kind)
 		}
 	}
-	if kinds["Stream"] != 5 || kinds["Consumer"] != 3 {
-		t.Fatalf("resources: %v, want 5 streams (3 + 2 buckets) and 3 consumers", kinds)
+	if kinds["Stream"] != 6 || kinds["Consumer"] != 3 {
+		t.Fatalf("resources: %v, want 6 streams (4 + 2 buckets) and 3 consumers", kinds)
 	}
 	if _, err := events.VerifyBridge(ctx, js, events.DefaultTopology()); err != nil {
 		t.Fatalf("the binaries would not start on what deploy/nack declares: %v", err)

@@ -75,7 +75,9 @@ func Bind(fs *cli.Flags, inbox string) *Settings {
 	fs.DurationVar(&s.Topology.InMaxAge, "stream-in-max-age", "STREAM_IN_MAX_AGE", d.InMaxAge, "how long SMARTRENT_IN keeps events")
 	fs.DurationVar(&s.Topology.OutMaxAge, "stream-out-max-age", "STREAM_OUT_MAX_AGE", d.OutMaxAge, "how long SMARTRENT_OUT keeps events")
 	fs.DurationVar(&s.Topology.DLQMaxAge, "stream-dlq-max-age", "STREAM_DLQ_MAX_AGE", d.DLQMaxAge, "how long SMARTRENT_DLQ keeps dead letters")
-	fs.Int64Var(&s.Topology.MaxBytes, "stream-max-bytes", "STREAM_MAX_BYTES", d.MaxBytes, "size limit of each stream in bytes (-1 = none); a full stream refuses new events")
+	fs.Int64Var(&s.Topology.MaxBytes, "stream-max-bytes", "STREAM_MAX_BYTES", d.MaxBytes, "size limit of SMARTRENT_IN, SMARTRENT_OUT and SMARTRENT_DLQ in bytes (-1 = none); a full stream refuses new events")
+	fs.DurationVar(&s.Topology.CallbacksMaxAge, "stream-callbacks-max-age", "STREAM_CALLBACKS_MAX_AGE", d.CallbacksMaxAge, "how long SMARTRENT_CALLBACKS keeps Inbank callbacks")
+	fs.Int64Var(&s.Topology.CallbacksMaxBytes, "stream-callbacks-max-bytes", "STREAM_CALLBACKS_MAX_BYTES", d.CallbacksMaxBytes, "size limit of SMARTRENT_CALLBACKS in bytes (at least 1 MiB; always bounded); when full, its oldest callbacks go")
 	fs.DurationVar(&s.Topology.DuplicateWindow, "duplicate-window", "DUPLICATE_WINDOW", d.DuplicateWindow, "de-duplication window of Nats-Msg-Id (at least 2m)")
 	return s
 }
@@ -189,12 +191,14 @@ func Connect(ctx context.Context, s *Settings, name string, log *slog.Logger, lo
 }
 
 // Ready reports whether nc is connected and the stream exists.
-func Ready(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, stream string) error {
+func Ready(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, streams ...string) error {
 	if !nc.IsConnected() {
 		return errors.New("nats is not connected")
 	}
-	if _, err := js.Stream(ctx, stream); err != nil {
-		return fmt.Errorf("stream %s: %w", stream, err)
+	for _, stream := range streams {
+		if _, err := js.Stream(ctx, stream); err != nil {
+			return fmt.Errorf("stream %s: %w", stream, err)
+		}
 	}
 	return nil
 }
