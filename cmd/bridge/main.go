@@ -24,7 +24,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := app.RunBridge(ctx, os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
+	run := func() error { return app.RunBridge(ctx, os.Args[1:], os.Getenv, os.Stderr, nil) }
+	if len(os.Args) > 1 && os.Args[1] == "provision" {
+		// As an admin identity: create or update streams, buckets and
+		// consumers, then exit (the chart's Job).
+		run = func() error { return app.RunProvision(ctx, os.Args[2:], os.Getenv, os.Stderr) }
+	}
+	if err := run(); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}

@@ -63,6 +63,13 @@ func password(user string) string { return "pw-" + user + "-0123456789" }
 // (each user's password from password) and returns its port.
 func runSecureServer(t *testing.T, log *serverLog) int {
 	t.Helper()
+	return natstest.RunOptions(t, secureServerOptions(t), log).Addr().(*net.TCPAddr).Port
+}
+
+// secureServerOptions are deploy/nats/nats-server-secure.conf's, with
+// password(user) for each user, on a free loopback port.
+func secureServerOptions(t *testing.T) *server.Options {
+	t.Helper()
 	for _, u := range permUsers {
 		t.Setenv("SMARTRENT_NATS_"+strings.ToUpper(u)+"_PASSWORD", password(u))
 	}
@@ -71,7 +78,7 @@ func runSecureServer(t *testing.T, log *serverLog) int {
 		t.Fatal(err)
 	}
 	opts.Host, opts.Port, opts.HTTPPort, opts.StoreDir, opts.NoSigs = "127.0.0.1", server.RANDOM_PORT, 0, t.TempDir(), true
-	return natstest.RunOptions(t, opts, log).Addr().(*net.TCPAddr).Port
+	return opts
 }
 
 // TestLeastPrivilegeUsers runs the whole flow on a server started from

@@ -23,6 +23,7 @@ import (
 type Settings struct {
 	URL            string
 	Creds          string
+	NkeySeed       string // file holding the seed of this binary's nkey
 	User, Password string // a user of deploy/nats/nats-server-secure.conf
 	ConnectTimeout time.Duration
 	// SetupTimeout bounds creating (or checking) the streams, buckets and
@@ -62,6 +63,7 @@ func Bind(fs *cli.Flags, inbox string) *Settings {
 	d := s.Topology
 	fs.StringVar(&s.URL, "nats-url", "NATS_URL", nats.DefaultURL, "NATS server(s), comma-separated")
 	fs.StringVar(&s.Creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file (optional)")
+	fs.StringVar(&s.NkeySeed, "nats-nkey-seed", "NATS_NKEY_SEED", "", "file with this binary's NATS nkey seed, for nkey authentication (optional; never logged)")
 	fs.StringVar(&s.User, "nats-user", "NATS_USER", "", "NATS user (optional; with NATS_PASSWORD)")
 	fs.StringVar(&s.Password, "nats-password", "NATS_PASSWORD", "", "NATS password (optional; NATS_PASSWORD_FILE reads it from a file; never logged)")
 	fs.StringVar(&s.InboxPrefix, "nats-inbox-prefix", "NATS_INBOX_PREFIX", inbox, "prefix of the subjects this binary receives replies on; the NATS user needs subscribe permission on <prefix>.> only")
@@ -88,6 +90,7 @@ const (
 	InboxBridge   = "_INBOX_bridge"
 	InboxIngress  = "_INBOX_ingress"
 	InboxOperator = "_INBOX_operator" // smartrentctl
+	InboxAdmin    = "_INBOX_admin"    // bridge provision
 )
 
 // ErrPermissionDenied is NATS refusing a publish or subscription of the
@@ -163,6 +166,13 @@ func Connect(ctx context.Context, s *Settings, name string, log *slog.Logger, lo
 	}
 	if s.Creds != "" {
 		opts = append(opts, nats.UserCredentials(s.Creds))
+	}
+	if s.NkeySeed != "" {
+		opt, err := nats.NkeyOptionFromSeed(s.NkeySeed)
+		if err != nil {
+			return nil, nil, fmt.Errorf("NATS_NKEY_SEED: %w", err)
+		}
+		opts = append(opts, opt)
 	}
 	if s.User != "" {
 		opts = append(opts, nats.UserInfo(s.User, s.Password))

@@ -52,7 +52,7 @@ func render(t *testing.T, values map[string]any) rendered {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vals, err := chartutil.ToRenderValues(ch, values, chartutil.ReleaseOptions{Name: "shop", Namespace: "rentals", IsInstall: true}, chartutil.DefaultCapabilities)
+	vals, err := chartutil.ToRenderValues(ch, values, chartutil.ReleaseOptions{Name: "shop", Namespace: "rentals", Revision: 1, IsInstall: true}, chartutil.DefaultCapabilities)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +291,7 @@ func TestDefaultValues(t *testing.T) {
 	e := env(c)
 	for k, want := range map[string]string{
 		"INBANK_BASE_URL": "https://partner.inbank.example", "CALLBACK_BASE_URL": "https://callbacks.shop.example",
-		"NATS_REPLICAS": "3", "PROVISION": "true", "INBANK_API_KEY_FILE": "/etc/smartrent/secrets/inbank-api-key",
+		"NATS_REPLICAS": "3", "PROVISION": "false", "INBANK_API_KEY_FILE": "/etc/smartrent/secrets/inbank-api-key",
 		"CALLBACK_SECRET_FILE": "/etc/smartrent/secrets/callback-secret",
 	} {
 		if e[k] != want {
@@ -459,7 +459,7 @@ func TestRequiredValuesRefused(t *testing.T) {
 	for _, drop := range []string{"inbank", "callbackBaseUrl", "secrets"} {
 		values := required()
 		delete(values, drop)
-		vals, err := chartutil.ToRenderValues(ch, values, chartutil.ReleaseOptions{Name: "shop", Namespace: "rentals", IsInstall: true}, chartutil.DefaultCapabilities)
+		vals, err := chartutil.ToRenderValues(ch, values, chartutil.ReleaseOptions{Name: "shop", Namespace: "rentals", Revision: 1, IsInstall: true}, chartutil.DefaultCapabilities)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -500,7 +500,7 @@ func TestLint(t *testing.T) {
 // provisions.
 func TestEachComponentItsOwnNATSIdentity(t *testing.T) {
 	values := merge(required(), map[string]any{
-		"nats": map[string]any{"url": "tls://nats:4222", "tls": map[string]any{"caSecret": "nats-ca"}},
+		"nats": map[string]any{"url": "tls://nats:4222", "tls": map[string]any{"caSecret": "nats-ca"}, "provision": true},
 		"bridge": map[string]any{"nats": map[string]any{
 			"user": "bridge", "passwordKey": "nats-password-bridge", "tlsClientSecret": "bridge-nats-tls",
 		}},

@@ -38,39 +38,77 @@ app.kubernetes.io/component: {{ .component }}
 {{ add .Values.shutdown.delaySeconds .Values.shutdown.timeoutSeconds 10 }}
 {{- end -}}
 
-{{/* settings both binaries share; called with (dict "root" $ "component" "bridge" | "webhookIngress") */}}
-{{- define "smartrent.commonEnv" -}}
+{{/*
+smartrent.natsIdentity: the NATS identity of one component, called with
+(dict "root" $ "component" "bridge" | "webhookIngress" | "provision"):
+its own values (bridge.nats, webhookIngress.nats, provisioning.job.nats)
+over the shared nats.user and nats.credentials. Returned as YAML for
+fromYaml.
+*/}}
+{{- define "smartrent.natsIdentity" -}}
 {{- $root := .root -}}
-{{- $c := index $root.Values .component -}}
-{{- $user := $c.nats.user | default $root.Values.nats.user -}}
-{{- $provision := $root.Values.nats.provision -}}
-{{- if eq .component "webhookIngress" }}{{ $provision = and $root.Values.nats.provision $c.nats.provision }}{{ end -}}
+{{- $n := dict -}}
+{{- if eq .component "provision" }}{{ $n = $root.Values.provisioning.job.nats }}{{ else }}{{ $n = (index $root.Values .component).nats }}{{ end -}}
+{{- $user := $n.user | default (ternary "" $root.Values.nats.user (eq .component "provision")) -}}
+{{- $creds := $n.credentialsSecret | default (ternary "" $root.Values.nats.credentials.existingSecret (eq .component "provision")) -}}
+user: {{ $user | quote }}
+passwordSecret: {{ $n.passwordSecret | default "" | quote }}
+passwordKey: {{ $n.passwordKey | default "nats-password" | quote }}
+credentialsSecret: {{ $creds | quote }}
+credentialsKey: {{ $n.credentialsKey | default $root.Values.nats.credentials.key | quote }}
+nkeySecret: {{ $n.nkeySecret | default "" | quote }}
+nkeyKey: {{ $n.nkeyKey | default "nkey.seed" | quote }}
+tlsClientSecret: {{ $n.tlsClientSecret | default "" | quote }}
+{{- end -}}
+
+{{/* NATS settings of one component; called like smartrent.natsIdentity */}}
+{{- define "smartrent.natsEnv" -}}
+{{- $root := .root -}}
+{{- $id := include "smartrent.natsIdentity" . | fromYaml -}}
 - name: NATS_URL
   value: {{ required "nats.url is required" $root.Values.nats.url | quote }}
 - name: NATS_REPLICAS
   value: {{ $root.Values.nats.replicas | quote }}
-- name: PROVISION
-  value: {{ $provision | quote }}
-{{- if $user }}
+{{- if $id.user }}
 - name: NATS_USER
-  value: {{ $user | quote }}
+  value: {{ $id.user | quote }}
 - name: NATS_PASSWORD_FILE
-  value: /etc/smartrent/secrets/{{ $c.nats.passwordKey | default "nats-password" }}
+  value: {{ ternary "/etc/smartrent/nats-password" "/etc/smartrent/secrets" (ne $id.passwordSecret "") }}/{{ $id.passwordKey }}
 {{- end }}
-{{- if $root.Values.nats.credentials.existingSecret }}
+{{- if $id.credentialsSecret }}
 - name: NATS_CREDS
-  value: /etc/smartrent/nats/{{ $root.Values.nats.credentials.key }}
+  value: /etc/smartrent/nats/{{ $id.credentialsKey }}
+{{- end }}
+{{- if $id.nkeySecret }}
+- name: NATS_NKEY_SEED
+  value: /etc/smartrent/nats-nkey/{{ $id.nkeyKey }}
 {{- end }}
 {{- if $root.Values.nats.tls.caSecret }}
 - name: NATS_TLS_CA
   value: /etc/smartrent/nats-ca/{{ $root.Values.nats.tls.caKey }}
 {{- end }}
-{{- if $c.nats.tlsClientSecret }}
+{{- if $id.tlsClientSecret }}
 - name: NATS_TLS_CERT
   value: /etc/smartrent/nats-client/tls.crt
 - name: NATS_TLS_KEY
   value: /etc/smartrent/nats-client/tls.key
 {{- end }}
+{{- end -}}
+
+{{/* whether a component creates streams itself (PROVISION) */}}
+{{- define "smartrent.provision" -}}
+{{- $root := .root -}}
+{{- $p := $root.Values.nats.provision -}}
+{{- if eq .component "webhookIngress" }}{{ $p = and $p $root.Values.webhookIngress.nats.provision }}{{ end -}}
+{{- $p -}}
+{{- end -}}
+
+{{/* settings both binaries share; called with (dict "root" $ "component" "bridge" | "webhookIngress") */}}
+{{- define "smartrent.commonEnv" -}}
+{{- $root := .root -}}
+{{- include "smartrent.natsEnv" . }}
+- name: PROVISION
+  value: {{ include "smartrent.provision" . | quote }}
 - name: CALLBACK_SECRET_FILE
   value: /etc/smartrent/secrets/callback-secret
 - name: INBANK_API_KEY_FILE
@@ -83,55 +121,105 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ printf "%ds" (int $root.Values.shutdown.timeoutSeconds) | quote }}
 {{- end -}}
 
-{{/* volumes of one component; called like smartrent.commonEnv */}}
-{{- define "smartrent.volumes" -}}
+{{/*
+NATS volumes of one component; called like smartrent.natsIdentity. Each
+Secret is mounted with only the keys this identity uses.
+*/}}
+{{- define "smartrent.natsVolumes" -}}
 {{- $root := .root -}}
-{{- $c := index $root.Values .component -}}
-- name: secrets
+{{- $id := include "smartrent.natsIdentity" . | fromYaml -}}
+{{- if and $id.user $id.passwordSecret }}
+- name: nats-password
   secret:
-    secretName: {{ include "smartrent.secretName" $root }}
+    secretName: {{ $id.passwordSecret }}
     defaultMode: 0440
-{{- if $root.Values.nats.credentials.existingSecret }}
+    items: [{key: {{ $id.passwordKey | quote }}, path: {{ $id.passwordKey | quote }}}]
+{{- end }}
+{{- if $id.credentialsSecret }}
 - name: nats-credentials
   secret:
-    secretName: {{ $root.Values.nats.credentials.existingSecret }}
+    secretName: {{ $id.credentialsSecret }}
     defaultMode: 0440
+    items: [{key: {{ $id.credentialsKey | quote }}, path: {{ $id.credentialsKey | quote }}}]
+{{- end }}
+{{- if $id.nkeySecret }}
+- name: nats-nkey
+  secret:
+    secretName: {{ $id.nkeySecret }}
+    defaultMode: 0440
+    items: [{key: {{ $id.nkeyKey | quote }}, path: {{ $id.nkeyKey | quote }}}]
 {{- end }}
 {{- if $root.Values.nats.tls.caSecret }}
 - name: nats-ca
   secret:
     secretName: {{ $root.Values.nats.tls.caSecret }}
     defaultMode: 0440
+    items: [{key: {{ $root.Values.nats.tls.caKey | quote }}, path: {{ $root.Values.nats.tls.caKey | quote }}}]
 {{- end }}
-{{- if $c.nats.tlsClientSecret }}
+{{- if $id.tlsClientSecret }}
 - name: nats-client
   secret:
-    secretName: {{ $c.nats.tlsClientSecret }}
+    secretName: {{ $id.tlsClientSecret }}
     defaultMode: 0440
+    items: [{key: tls.crt, path: tls.crt}, {key: tls.key, path: tls.key}]
 {{- end }}
 {{- end -}}
 
-{{- define "smartrent.volumeMounts" -}}
-{{- $root := .root -}}
-{{- $c := index $root.Values .component -}}
-- name: secrets
-  mountPath: /etc/smartrent/secrets
+{{- define "smartrent.natsMounts" -}}
+{{- $id := include "smartrent.natsIdentity" . | fromYaml -}}
+{{- if and $id.user $id.passwordSecret }}
+- name: nats-password
+  mountPath: /etc/smartrent/nats-password
   readOnly: true
-{{- if $root.Values.nats.credentials.existingSecret }}
+{{- end }}
+{{- if $id.credentialsSecret }}
 - name: nats-credentials
   mountPath: /etc/smartrent/nats
   readOnly: true
 {{- end }}
-{{- if $root.Values.nats.tls.caSecret }}
+{{- if $id.nkeySecret }}
+- name: nats-nkey
+  mountPath: /etc/smartrent/nats-nkey
+  readOnly: true
+{{- end }}
+{{- if .root.Values.nats.tls.caSecret }}
 - name: nats-ca
   mountPath: /etc/smartrent/nats-ca
   readOnly: true
 {{- end }}
-{{- if $c.nats.tlsClientSecret }}
+{{- if $id.tlsClientSecret }}
 - name: nats-client
   mountPath: /etc/smartrent/nats-client
   readOnly: true
 {{- end }}
+{{- end -}}
+
+{{/*
+volumes of one binary; called like smartrent.commonEnv. The shop's Secret
+is mounted with only the keys the binary reads: the Inbank API key, the
+callback secret and, when it is kept there, its own NATS password (never
+another component's, nor the admin's).
+*/}}
+{{- define "smartrent.volumes" -}}
+{{- $id := include "smartrent.natsIdentity" . | fromYaml -}}
+- name: secrets
+  secret:
+    secretName: {{ include "smartrent.secretName" .root }}
+    defaultMode: 0440
+    items:
+      - {key: inbank-api-key, path: inbank-api-key}
+      - {key: callback-secret, path: callback-secret}
+      {{- if and $id.user (not $id.passwordSecret) }}
+      - {key: {{ $id.passwordKey | quote }}, path: {{ $id.passwordKey | quote }}}
+      {{- end }}
+{{- include "smartrent.natsVolumes" . }}
+{{- end -}}
+
+{{- define "smartrent.volumeMounts" -}}
+- name: secrets
+  mountPath: /etc/smartrent/secrets
+  readOnly: true
+{{- include "smartrent.natsMounts" . }}
 {{- end -}}
 
 {{- define "smartrent.probes" -}}
@@ -144,3 +232,19 @@ livenessProbe:
   periodSeconds: 10
   failureThreshold: 3
 {{- end -}}
+
+{{/* egress rules every component needs: DNS and NATS (and networkPolicy.extraEgress); called with .Values.networkPolicy */}}
+{{- define "smartrent.egressDNSAndNATS" -}}
+- ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]
+- ports:
+    {{- range .natsPorts }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+  {{- with .natsTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- with .extraEgress }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
