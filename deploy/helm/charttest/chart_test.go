@@ -388,6 +388,7 @@ func TestOtherValues(t *testing.T) {
 
 	var sm struct {
 		Spec struct {
+			JobLabel  string                                  `json:"jobLabel"`
 			Selector  struct{ MatchLabels map[string]string } `json:"selector"`
 			Endpoints []struct{ Port, Path string }           `json:"endpoints"`
 		}
@@ -396,10 +397,14 @@ func TestOtherValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	sel, _ := labels.ValidatedSelectorFromSet(sm.Spec.Selector.MatchLabels)
-	for _, name := range []string{"shop-smartrent-bridge-bridge", "shop-smartrent-bridge-webhook-ingress-metrics"} {
+	// The alerts select these job names: the ServiceMonitor must give them.
+	for name, job := range map[string]string{"shop-smartrent-bridge-bridge": "smartrent-bridge", "shop-smartrent-bridge-webhook-ingress-metrics": "smartrent-webhook-ingress"} {
 		svc := get[corev1.Service](t, r, "Service", name)
 		if !sel.Matches(labels.Set(svc.Labels)) || !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == sm.Spec.Endpoints[0].Port }) {
 			t.Errorf("ServiceMonitor does not scrape Service %s", name)
+		}
+		if got := svc.Labels[sm.Spec.JobLabel]; got != job {
+			t.Errorf("Service %s is scraped as job %q, the alerts select %q", name, got, job)
 		}
 	}
 	if sm.Spec.Endpoints[0].Path != "/metrics" {
@@ -416,10 +421,16 @@ func TestOtherValues(t *testing.T) {
 	if err := yaml.Unmarshal(b, &source); err != nil {
 		t.Fatal(err)
 	}
+	// ... with every job selector pinned to the release's namespace.
+	ns := `, namespace="rentals"`
+	pinned := strings.NewReplacer(`job="smartrent-bridge"`, `job="smartrent-bridge"`+ns, `job="smartrent-webhook-ingress"`, `job="smartrent-webhook-ingress"`+ns).Replace(string(b))
+	if err := yaml.Unmarshal([]byte(pinned), &source); err != nil {
+		t.Fatal(err)
+	}
 	got, _ := yaml.Marshal(rule1.Spec)
 	want, _ := yaml.Marshal(source)
-	if !bytes.Equal(got, want) || !bytes.Contains(got, []byte("{{ $value }}")) {
-		t.Errorf("PrometheusRule spec differs from deploy/observability/alerts.yaml:\n%s", got)
+	if !bytes.Equal(got, want) || !bytes.Contains(got, []byte("{{ $value }}")) || strings.Count(pinned, `job="smartrent-`) != strings.Count(pinned, ns) || !strings.Contains(pinned, ns) {
+		t.Errorf("PrometheusRule spec differs from deploy/observability/alerts.yaml with its selectors pinned to the namespace:\n%s", got)
 	}
 	var cm corev1.ConfigMap
 	if err := yaml.UnmarshalStrict(r.docs["ConfigMap"]["shop-smartrent-bridge-dashboard"], &cm); err != nil {
