@@ -174,21 +174,27 @@ func Connect(ctx context.Context, s *Settings, name string, log *slog.Logger, lo
 		}
 		opts = append(opts, opt)
 	}
-	if s.User != "" {
+	servers, urlUser, urlPassword, urlToken := Credentials(s.URL)
+	switch {
+	case s.User != "":
 		opts = append(opts, nats.UserInfo(s.User, s.Password))
+	case urlUser != "":
+		opts = append(opts, nats.UserInfo(urlUser, urlPassword))
+	case urlToken != "":
+		opts = append(opts, nats.Token(urlToken))
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.ConnectTimeout)
 	defer cancel()
 	var nc *nats.Conn
 	var err error
 	for {
-		nc, err = nats.Connect(s.URL, opts...)
+		nc, err = nats.Connect(servers, opts...)
 		if err == nil {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("cannot reach NATS at %s within %s: %w", Redact(s.URL), s.ConnectTimeout, err)
+			return nil, nil, fmt.Errorf("cannot reach NATS at %s within %s: %s", Redact(s.URL), s.ConnectTimeout, RedactError(err, s.URL, s.Password, urlPassword, urlToken))
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -236,6 +242,58 @@ func Drain(nc *nats.Conn, timeout time.Duration) error {
 // Redact returns the server list with any password or token in it
 // replaced, for messages and logs.
 func Redact(servers string) string {
+	redacted, _ := redact(servers)
+	return redacted
+}
+
+// Credentials moves a user and password (or a token) out of the server
+// list: nats.go quotes a server it cannot parse in its error, and a "/"
+// or "@" in a password makes it unparsable, so a URL with credentials
+// must never reach it. It returns the servers without credentials and the
+// first server's credentials, to give nats.go as options.
+func Credentials(servers string) (clean, user, password, token string) {
+	parts := strings.Split(servers, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		scheme := ""
+		if s, rest, ok := strings.Cut(p, "://"); ok {
+			scheme, p = s+"://", rest
+		}
+		at := strings.LastIndex(p, "@")
+		if at < 0 {
+			parts[i] = scheme + p
+			continue
+		}
+		u, pw, hasPassword := strings.Cut(p[:at], ":")
+		if user == "" && token == "" {
+			if hasPassword {
+				user, password = u, pw
+			} else {
+				token = u
+			}
+		}
+		parts[i] = scheme + p[at+1:]
+	}
+	return strings.Join(parts, ","), user, password, token
+}
+
+// RedactError returns err's message without any password or token of
+// servers (nats.go repeats a server it cannot parse verbatim), nor the
+// extra secrets given.
+func RedactError(err error, servers string, secrets ...string) string {
+	msg := err.Error()
+	_, found := redact(servers)
+	for _, secret := range append(found, secrets...) {
+		if secret != "" {
+			msg = strings.ReplaceAll(msg, secret, "redacted")
+		}
+	}
+	return msg
+}
+
+// redact returns the server list redacted and the secrets it held.
+func redact(servers string) (string, []string) {
+	var secrets []string
 	parts := strings.Split(servers, ",")
 	for i, p := range parts {
 		p = strings.TrimSpace(p)
@@ -251,12 +309,14 @@ func Redact(servers string) string {
 			parts[i] = scheme + p
 			continue
 		}
-		user, _, hasPassword := strings.Cut(p[:at], ":")
+		user, password, hasPassword := strings.Cut(p[:at], ":")
 		if hasPassword {
 			parts[i] = scheme + user + ":redacted" + p[at:]
+			secrets = append(secrets, password)
 		} else {
 			parts[i] = scheme + "redacted" + p[at:] // a token
+			secrets = append(secrets, user)
 		}
 	}
-	return strings.Join(parts, ",")
+	return strings.Join(parts, ","), secrets
 }
