@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
@@ -122,7 +123,7 @@ type inbankClients struct {
 	byAlias     map[string]*inbank.Client
 }
 
-func newInbankClients(c *bridgeConfig, getenv cli.Getenv, reg prometheus.Registerer, tp trace.TracerProvider) (*inbankClients, error) {
+func newInbankClients(c *bridgeConfig, getenv cli.Getenv, reg prometheus.Registerer, tp trace.TracerProvider, props propagation.TextMapPropagator) (*inbankClients, error) {
 	var list []shops.Shop
 	if c.shopsFile != "" {
 		var err error
@@ -140,7 +141,7 @@ func newInbankClients(c *bridgeConfig, getenv cli.Getenv, reg prometheus.Registe
 		// propagator is set): used only when traces are exported.
 		var transport http.RoundTripper = inbank.DefaultTransport()
 		if !tracingOff(tp) {
-			transport = otelhttp.NewTransport(transport, otelhttp.WithTracerProvider(tp))
+			transport = otelhttp.NewTransport(transport, otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(props))
 		}
 		return inbank.New(inbank.Config{BaseURL: base, APIKey: inbank.Secret(key), ShopUUID: uuid, Timeout: c.inbankTimeout, ShopAlias: alias},
 			inbank.WithMetrics(metrics), inbank.WithHTTPClient(&http.Client{Transport: transport}))
@@ -182,12 +183,12 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	}
 	defer p.close()
 	defer p.explain(&err)
-	tp, flushTraces, err := tracerProvider(ctx, o.TracerProvider, "smartrent-bridge", getenv)
+	tp, props, flushTraces, err := tracerProvider(ctx, o.TracerProvider, "smartrent-bridge", getenv)
 	if err != nil {
 		return err
 	}
 	defer flushTraces()
-	clients, err := newInbankClients(c, getenv, p.reg, tp)
+	clients, err := newInbankClients(c, getenv, p.reg, tp, props)
 	if err != nil {
 		return err
 	}

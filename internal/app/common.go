@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -27,17 +28,18 @@ func newLogger(out io.Writer, level, service string) (*slog.Logger, error) {
 	return slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: l}))).With("service", service), nil
 }
 
-// tracerProvider is given, or configured by the OTEL_* variables; the
+// tracerProvider is given (with W3C trace context for outgoing calls), or
+// configured by the OTEL_* variables with their propagators; the
 // returned function flushes it at shutdown.
-func tracerProvider(ctx context.Context, given trace.TracerProvider, service string, getenv cli.Getenv) (trace.TracerProvider, func(), error) {
+func tracerProvider(ctx context.Context, given trace.TracerProvider, service string, getenv cli.Getenv) (trace.TracerProvider, propagation.TextMapPropagator, func(), error) {
 	if given != nil {
-		return given, func() {}, nil
+		return given, propagation.TraceContext{}, func() {}, nil
 	}
-	tp, shutdown, err := telemetry.Setup(ctx, service, version.Get().Version, getenv)
+	tp, props, shutdown, err := telemetry.Setup(ctx, service, version.Get().Version, getenv)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return tp, func() { _ = shutdown(context.Background()) }, nil
+	return tp, props, func() { _ = shutdown(context.Background()) }, nil
 }
 
 // tracingOff reports a no-op tracer provider (telemetry.Setup's answer when
