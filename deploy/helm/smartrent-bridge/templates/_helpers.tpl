@@ -222,15 +222,29 @@ another component's, nor the admin's).
 {{- include "smartrent.natsMounts" . }}
 {{- end -}}
 
+{{/*
+Probes. /readyz checks NATS within 2 s itself, so the probe waits 3 s (the
+Kubernetes default of 1 s failed slow answers), and one slow or failed
+answer does not take a pod out of its Service (3 in a row do, within 10 s).
+*/}}
 {{- define "smartrent.probes" -}}
 readinessProbe:
   httpGet: {path: /readyz, port: metrics}
-  periodSeconds: 2
-  failureThreshold: 1
+  periodSeconds: 3
+  timeoutSeconds: 3
+  failureThreshold: 3
 livenessProbe:
   httpGet: {path: /healthz, port: metrics}
   periodSeconds: 10
+  timeoutSeconds: 3
   failureThreshold: 3
+{{- end -}}
+
+{{/* the extension points of one component: extraEnv, envFrom; called with the component's values */}}
+{{- define "smartrent.extraEnv" -}}
+{{- with .extraEnv }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/* egress rules every component needs: DNS and NATS (and networkPolicy.extraEgress); called with .Values.networkPolicy */}}
