@@ -9,7 +9,7 @@ GO        ?= go
 PKGS      ?= ./...
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build binaries release image chart test lint vet staticcheck fmt-check tidy-check bench-peers demo sandbox bench chaos fuzz test-deps vulncheck
+.PHONY: all build binaries release image chart test lint vet staticcheck fmt-check tidy-check bench-peers demo sandbox up bench chaos fuzz test-deps vulncheck
 
 all: lint test
 
@@ -89,6 +89,12 @@ staticcheck:
 # sandbox runs the fake Inbank as a server, for trying the customer page.
 sandbox:
 	$(GO) run ./cmd/inbank-sandbox
+
+# up runs the whole product locally and keeps it running until Ctrl-C:
+# NATS on 127.0.0.1:4222, the Inbank sandbox on :8081, the ingress on :8080,
+# the bridge's metrics on :9090, for the README's commands.
+up:
+	$(GO) run ./cmd/stack
 
 # demo runs the whole flow in one process (embedded NATS, Inbank sandbox,
 # ingress, bridge) and exits 0 when every order reached its expected state.

@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,15 +16,14 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/smartrent-bridge/bridge/internal/app"
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/eventwatch"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/stack"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -82,53 +79,22 @@ func Run(ctx context.Context, cfg Config) error {
 		fmt.Fprintf(out, "%7.2fs  "+format+"\n", append([]any{time.Since(start).Seconds()}, args...)...)
 	}
 
-	ns, err := startNATS(filepath.Join(dir, "nats"))
+	st, err := stack.Start(ctx, stack.Config{
+		DataDir: filepath.Join(dir, "nats"), Log: out, LogLevel: "warn", // the binaries log warnings and errors only
+		Env: map[string]string{"CALLBACK_SECRET": demoSecret, "RECONCILE_INTERVAL": "1s", "ACK_WAIT": "5s"},
+	})
 	if err != nil {
 		return err
 	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	say("NATS with JetStream on %s (store in %s)", ns.ClientURL(), dir)
+	stopAll := sync.OnceFunc(st.Stop)
+	defer stopAll()
+	fake := st.Fake
+	say("NATS with JetStream on %s (store in %s)", st.NATSURL, dir)
+	say("Inbank sandbox on %s", st.SandboxURL)
+	say("webhook ingress on %s (metrics on %s)", st.Ingress.Callbacks, st.Ingress.Ops)
+	say("bridge ready (metrics on %s), activation policy on-delivery", st.Bridge.Ops)
 
-	fake, sandboxURL, stopSandbox, err := startSandbox()
-	if err != nil {
-		return err
-	}
-	defer stopSandbox()
-	say("Inbank sandbox on %s", sandboxURL)
-
-	logs := out // the binaries log warnings and errors only (LOG_LEVEL=warn)
-	env := map[string]string{
-		"NATS_URL": ns.ClientURL(), "CALLBACK_SECRET": demoSecret, "LOG_LEVEL": "warn",
-		"LISTEN_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0",
-		"INBANK_BASE_URL": sandboxURL, "INBANK_API_KEY": inbanktest.DefaultAPIKey,
-		"INBANK_SHOP_UUID": inbanktest.DefaultShopUUID, "INBANK_PRODUCT_CODE": inbanktest.DefaultProductCode,
-		"RECONCILE_INTERVAL": "1s", "ACK_WAIT": "5s",
-	}
-	getenv := func(k string) string { return env[k] }
-	runCtx, stopAll := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { stopAll(); wg.Wait() }()
-
-	ingressUp := make(chan app.IngressStarted, 1)
-	errs := make(chan error, 2)
-	wg.Go(func() { errs <- app.RunIngress(runCtx, nil, getenv, logs, ingressUp) })
-	select {
-	case s := <-ingressUp:
-		env["CALLBACK_BASE_URL"] = "http://" + s.Callbacks.String()
-		say("webhook ingress on %s (metrics on %s)", s.Callbacks, s.Ops)
-	case err := <-errs:
-		return fmt.Errorf("ingress: %w", err)
-	}
-	bridgeUp := make(chan app.BridgeStarted, 1)
-	wg.Go(func() { errs <- app.RunBridge(runCtx, nil, getenv, logs, bridgeUp) })
-	select {
-	case s := <-bridgeUp:
-		say("bridge ready (metrics on %s), activation policy on-delivery", s.Ops)
-	case err := <-errs:
-		return fmt.Errorf("bridge: %w", err)
-	}
-
-	nc, err := nats.Connect(ns.ClientURL())
+	nc, err := nats.Connect(st.NATSURL)
 	if err != nil {
 		return err
 	}
@@ -198,7 +164,6 @@ func Run(ctx context.Context, cfg Config) error {
 	watch.Stop() // the timeline ends where the summary starts
 	ok := summary(out, watch, scenarios, fake)
 	stopAll()
-	wg.Wait()
 	if err := errors.Join(failures...); err != nil {
 		return err
 	}
@@ -405,33 +370,6 @@ func details(s eventwatch.Seen) string {
 		add("status", "httpStatus")
 	}
 	return strings.Join(parts, "  ")
-}
-
-func startNATS(dir string) (*server.Server, error) {
-	s, err := server.NewServer(&server.Options{
-		ServerName: "smartrent-demo", Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: dir, SyncAlways: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("embedded NATS: %w", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		return nil, errors.New("embedded NATS did not start")
-	}
-	return s, nil
-}
-
-func startSandbox() (*inbanktest.Fake, string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, "", nil, err
-	}
-	base := "http://" + ln.Addr().String()
-	fake := inbanktest.New(inbanktest.Config{PublicURL: base, Callbacks: inbanktest.CallbackPolicy{Sign: true}})
-	srv := &http.Server{Handler: fake, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	return fake, base, func() { srv.Close(); fake.Close() }, nil
 }
 
 // lockedWriter serialises writes from the timeline and the players.

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,9 +18,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/smartrent-bridge/bridge/internal/apptest"
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/eventwatch"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/schemas"
 )
 
 const natsCLI = "github.com/nats-io/natscli/nats@v0.5.0"
@@ -87,11 +89,12 @@ func run(t *testing.T, ctx context.Context, dir string, env []string, script str
 }
 
 // TestREADMECommands runs the README's example and nats CLI commands
-// against the running product; `make demo` and `make test` run in CI
-// anyway, and the deployment lines with <placeholders> are only shapes.
+// against `make up`'s stack (cmd/stack, the real binary, on free ports);
+// `make demo` and `make test` run in CI anyway, and the deployment lines
+// with <placeholders> are only shapes.
 func TestREADMECommands(t *testing.T) {
 	bin := natsBinary(t)
-	w := apptest.Start(t)
+	w := startStack(t)
 	root := filepath.Join("..", "..")
 	env := []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"), "NATS_URL=" + w.NATSURL}
 	ran := 0
@@ -119,9 +122,7 @@ func TestREADMECommands(t *testing.T) {
 			if strings.HasPrefix(cmd, "go run ./examples/order-service") {
 				// The customer signs, so the shipping lines that follow can go on.
 				session := w.Wait(t, "ORD-42", events.TypeSessionCreated, 1)[0]["sessionUuid"].(string)
-				if _, err := w.Fake.Sign(session); err != nil {
-					t.Fatal(err)
-				}
+				w.sign(t, session)
 				w.Wait(t, "ORD-42", events.TypeSessionStatusChange, 1)
 			}
 			if strings.Contains(cmd, "| jq") {
@@ -244,5 +245,98 @@ func TestDeployNATSUpgradeCommands(t *testing.T) {
 	in, err := js.Stream(ctx, events.StreamIn)
 	if err != nil || in.CachedInfo().State.Msgs != 1 {
 		t.Errorf("SMARTRENT_IN after the upgrade: %v", err)
+	}
+}
+
+// localStack is cmd/stack running as `make up` runs it.
+type localStack struct {
+	NATSURL, SandboxURL string
+	out                 *eventwatch.Watcher
+}
+
+// startStack builds and starts cmd/stack on free ports, waits for its
+// "ready" line, and at the end of the test stops it with SIGINT, as
+// Ctrl-C would: it must exit 0 having said "stopping".
+func startStack(t *testing.T) *localStack {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "stack")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/stack").CombinedOutput(); err != nil {
+		t.Fatalf("build cmd/stack: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "--data-dir", t.TempDir(), "--nats-addr", "127.0.0.1:0", "--sandbox-addr", "127.0.0.1:0",
+		"--ingress-addr", "127.0.0.1:0", "--ingress-metrics-addr", "127.0.0.1:0", "--bridge-metrics-addr", "127.0.0.1:0", "--log-level", "warn")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &localStack{}
+	lines := bufio.NewScanner(stdout)
+	var banner []string
+	for lines.Scan() {
+		line := lines.Text()
+		banner = append(banner, line)
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "NATS" {
+			s.NATSURL = f[1]
+		} else if len(f) >= 3 && f[0] == "Inbank" && f[1] == "sandbox" {
+			s.SandboxURL = f[2]
+		}
+		if line == "ready" {
+			break
+		}
+	}
+	if s.NATSURL == "" || s.SandboxURL == "" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("cmd/stack did not say where it runs:\n%s\n%s", strings.Join(banner, "\n"), stderr.String())
+	}
+	rest := make(chan string, 1)
+	go func() {
+		var b strings.Builder
+		for lines.Scan() {
+			b.WriteString(lines.Text() + "\n")
+		}
+		rest <- b.String()
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		err := cmd.Wait()
+		if out := <-rest; err != nil || !strings.Contains(out, "stopping") {
+			t.Errorf("cmd/stack on Ctrl-C: %v, printed %q\n%s", err, out, stderr.String())
+		}
+	})
+	_, js := natstest.Connect(t, s.NATSURL)
+	out, err := eventwatch.Watch(context.Background(), js, events.NewCodec(schemas.MustLoad()), []string{events.StreamOut}, nil, func(err error) { t.Errorf("invalid event: %v", err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(out.Stop)
+	s.out = out
+	return s
+}
+
+// Wait fails the test unless the order gets n events of typ within 30 s.
+func (s *localStack) Wait(t *testing.T, orderID, typ string, n int) []map[string]any {
+	t.Helper()
+	if !s.out.Wait(orderID, typ, n, 30*time.Second) {
+		t.Fatalf("%s: no %d × %s within 30s", orderID, n, typ)
+	}
+	return s.out.Of(orderID, typ)
+}
+
+// sign signs a session as the customer, through the sandbox's control API.
+func (s *localStack) sign(t *testing.T, session string) {
+	t.Helper()
+	resp, err := http.Post(s.SandboxURL+"/sandbox/sessions/"+session+"/sign", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign %s: %s", session, resp.Status)
 	}
 }
