@@ -78,7 +78,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	ln, err := net.Listen("tcp", addr(cfg.SandboxAddr))
 	if err != nil {
-		return fail(fmt.Errorf("Inbank sandbox: %w", err))
+		return fail(fmt.Errorf("listen for the Inbank sandbox: %w", err))
 	}
 	s.SandboxURL = "http://" + ln.Addr().String()
 	s.Fake = inbanktest.New(inbanktest.Config{PublicURL: s.SandboxURL, Callbacks: inbanktest.CallbackPolicy{Sign: true}})

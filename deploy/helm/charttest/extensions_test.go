@@ -39,7 +39,9 @@ func TestMisspeltValuesRefused(t *testing.T) {
 			t.Errorf("install with %v: %v, want a schema error naming %q", bad.values, err, bad.want)
 		}
 		linter := lint.AllWithKubeVersion(chartDir, values, "rentals", &chartutil.KubeVersion{Version: "v1.30.0", Major: "1", Minor: "30"})
-		if !slices.ContainsFunc(linter.Messages, func(m support.Message) bool { return m.Severity == support.ErrorSev && strings.Contains(m.Err.Error(), bad.want) }) {
+		if !slices.ContainsFunc(linter.Messages, func(m support.Message) bool {
+			return m.Severity == support.ErrorSev && strings.Contains(m.Err.Error(), bad.want)
+		}) {
 			t.Errorf("helm lint with %v: %v, want an error naming %q", bad.values, linter.Messages, bad.want)
 		}
 	}
