@@ -7,11 +7,16 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-ARG VERSION=devel
+# VERSION and REVISION (make image passes them); a plain `docker build .`
+# takes them from the checkout (.git is in the build context for this).
+ARG VERSION
+ARG REVISION
 ARG TARGETOS=linux
 ARG TARGETARCH
-RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
-      -ldflags "-s -w -X github.com/smartrent-bridge/bridge/internal/version.stamped=${VERSION}" \
+RUN version=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo devel)} && \
+    revision=${REVISION:-$(git rev-parse HEAD 2>/dev/null)} && \
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
+      -ldflags "-s -w -X github.com/smartrent-bridge/bridge/internal/version.stamped=${version} -X github.com/smartrent-bridge/bridge/internal/version.stampedRevision=${revision}" \
       -o /out/ ./cmd/bridge ./cmd/webhook-ingress ./cmd/smartrentctl
 
 FROM scratch

@@ -9,7 +9,7 @@ GO        ?= go
 PKGS      ?= ./...
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build binaries release image chart test lint vet staticcheck fmt-check tidy-check bench-peers demo sandbox up bench chaos fuzz test-deps vulncheck
+.PHONY: all build binaries release release-version image chart test lint vet staticcheck fmt-check tidy-check bench-peers demo sandbox up bench chaos fuzz test-deps vulncheck
 
 all: lint test
 
@@ -18,7 +18,7 @@ all: lint test
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
 PLATFORMS ?= amd64 arm64
-LDFLAGS   := -s -w -X github.com/smartrent-bridge/bridge/internal/version.stamped=$(VERSION)
+LDFLAGS   := -s -w -X github.com/smartrent-bridge/bridge/internal/version.stamped=$(VERSION) -X github.com/smartrent-bridge/bridge/internal/version.stampedRevision=$(REVISION)
 COMMANDS  := bridge webhook-ingress smartrentctl
 
 # build puts the three binaries for this machine in bin/.
@@ -33,13 +33,18 @@ binaries:
 	    -o dist/bin/linux_$$arch/ $(addprefix ./cmd/,$(COMMANDS)) || exit 1; \
 	done
 
-# release: the binaries as dist/release/<name>-<version>-linux-<arch>, with SHA256SUMS.
-release: binaries
-	rm -rf dist/release && mkdir -p dist/release
-	@for arch in $(PLATFORMS); do for cmd in $(COMMANDS); do \
-	  cp dist/bin/linux_$$arch/$$cmd dist/release/$$cmd-$(VERSION)-linux-$$arch; \
-	done; done
-	cd dist/release && sha256sum *-linux-* > SHA256SUMS && cat SHA256SUMS
+# RELEASE_VERSION is the chart's appVersion: the image tag the chart pulls
+# by default is the version a release builds and the image is pushed as.
+RELEASE_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' deploy/helm/smartrent-bridge/Chart.yaml)
+
+# release: dist/release/ holds an archive per OS and architecture (linux:
+# the three binaries; darwin: smartrentctl), a CycloneDX SBOM per binary
+# and SHA256SUMS, all of version RELEASE_VERSION (scripts/release.sh).
+release:
+	GO=$(GO) scripts/release.sh $(RELEASE_VERSION) dist/release
+
+release-version:
+	@echo $(RELEASE_VERSION)
 
 # image builds the container image without Docker: an OCI layout in
 # dist/image (push: crane push dist/image REF) and dist/smartrent-bridge-<arch>.tar

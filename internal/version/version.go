@@ -13,12 +13,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// stamped is set by releases and images:
+// stamped and stampedRevision are set by releases and images:
 //
-//	go build -ldflags "-X github.com/smartrent-bridge/bridge/internal/version.stamped=v1.2.3"
+//	go build -ldflags "-X github.com/smartrent-bridge/bridge/internal/version.stamped=v1.2.3 \
+//	  -X github.com/smartrent-bridge/bridge/internal/version.stampedRevision=<commit>"
 //
-// It is a link-time constant, never written at run time.
-var stamped string
+// The revision is stamped too because Go records the VCS commit only when
+// it builds inside a git checkout with -buildvcs on (not in a Docker
+// build context without .git, nor with GOFLAGS=-buildvcs=false). They are
+// link-time constants, never written at run time.
+var stamped, stampedRevision string
 
 // Info is what identifies a build.
 type Info struct {
@@ -44,6 +48,9 @@ func Get() Info {
 				info.Modified = s.Value == "true"
 			}
 		}
+	}
+	if stampedRevision != "" {
+		info.Revision = stampedRevision
 	}
 	if info.Version == "" {
 		info.Version = "devel"

@@ -217,10 +217,16 @@ func TestDockerfileMatchesImage(t *testing.T) {
 		`ENTRYPOINT ["` + BinDir + `/bridge"]` + "\n",
 		"ENV PATH=" + BinDir + "\n",
 		"CGO_ENABLED=0",
+		// The version and the commit are stamped however it is built: from
+		// build args, else from the checkout in the build context.
+		"version.stamped=${version}", "version.stampedRevision=${revision}", "git describe", "git rev-parse HEAD",
 	} {
 		if !strings.Contains(df, want) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
+	}
+	if ignore, err := os.ReadFile("../../.dockerignore"); err == nil && strings.Contains(string(ignore), ".git") {
+		t.Error(".dockerignore leaves .git out: a plain docker build could not stamp its version and commit")
 	}
 	for _, bin := range Binaries {
 		if !strings.Contains(df, "./cmd/"+bin) {
