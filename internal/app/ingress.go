@@ -35,6 +35,8 @@ type IngressStarted struct {
 type IngressOptions struct {
 	// TracerProvider replaces the one the OTEL_* variables configure.
 	TracerProvider trace.TracerProvider
+	// Reload, when not nil, works like SIGHUP: secret files are read again.
+	Reload <-chan struct{}
 }
 
 // RunIngress serves callbacks until ctx ends, then shuts down gracefully:
@@ -75,7 +77,7 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	if err != nil {
 		return err
 	}
-	srv, err := newCallbackServer(p, c, tokens, tp)
+	srv, handler, err := newCallbackServer(p, c, tokens, tp)
 	if err != nil {
 		return err
 	}
@@ -85,8 +87,12 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	// SIGHUP re-reads CALLBACK_SECRET_FILE, so the secret rotates without a restart.
-	defer onReload(ctx, nil, func() { reloadCallbackSecret(getenv, tokens, p.log) })()
+	// SIGHUP re-reads CALLBACK_SECRET_FILE and INBANK_API_KEY_FILE (the
+	// keys that verify signatures), so both rotate without a restart.
+	defer onReload(ctx, o.Reload, func() {
+		reloadCallbackSecret(getenv, tokens, p.log)
+		reloadSignatureKeys(getenv, handler, p.log)
+	})()
 	p.ready(events.StreamCallbacks)
 	p.log.Info("webhook ingress ready", "listen", ln.Addr().String(), "metrics", p.opsAddr.String(), "signature", c.sigMode)
 	if started != nil {
@@ -149,14 +155,14 @@ func parseIngressConfig(args []string, getenv cli.Getenv) (*ingressConfig, error
 
 // newCallbackServer is the HTTP server of the callback handler, with
 // limits on every phase of a request.
-func newCallbackServer(p *process, c *ingressConfig, tokens *callbacktoken.Signer, tp trace.TracerProvider) (*http.Server, error) {
+func newCallbackServer(p *process, c *ingressConfig, tokens *callbacktoken.Signer, tp trace.TracerProvider) (*http.Server, *ingress.Handler, error) {
 	schemaSet, err := schemas.Load()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	metrics, err := ingress.NewMetrics(p.reg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	codec := events.NewCodec(schemaSet)
 	handler, err := ingress.New(ingress.Config{
@@ -166,7 +172,7 @@ func newCallbackServer(p *process, c *ingressConfig, tokens *callbacktoken.Signe
 		CallbackBurst: c.callbackBurst, CallbackRate: rate.Limit(*c.callbackRate),
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return &http.Server{
 		Handler:           traceCallbacks(tp, handler),
@@ -176,7 +182,7 @@ func newCallbackServer(p *process, c *ingressConfig, tokens *callbacktoken.Signe
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
-	}, nil
+	}, handler, nil
 }
 
 // serveUntilStopped waits for SIGTERM (or the listener's failure), then
@@ -209,6 +215,24 @@ func splitKeys(list string) []string {
 }
 
 // reloadCallbackSecret re-reads CALLBACK_SECRET_FILE, if set.
+// reloadSignatureKeys reads INBANK_API_KEY_FILE again for the keys that
+// verify Inbank's callback signatures.
+func reloadSignatureKeys(getenv cli.Getenv, h *ingress.Handler, log *slog.Logger) {
+	path := getenv("INBANK_API_KEY_FILE")
+	if path == "" {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err == nil {
+		err = h.SetSignatureKeys(splitKeys(strings.TrimSpace(string(b))))
+	}
+	if err != nil {
+		log.Error("reload: INBANK_API_KEY_FILE", "err", err)
+		return
+	}
+	log.Info("signature keys re-read")
+}
+
 func reloadCallbackSecret(getenv cli.Getenv, tokens *callbacktoken.Signer, log *slog.Logger) {
 	path := getenv("CALLBACK_SECRET_FILE")
 	if path == "" {

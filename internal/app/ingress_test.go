@@ -2,16 +2,23 @@ package app
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha512"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/ingress"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
 )
 
@@ -182,5 +189,64 @@ func TestIngressStoresNothingItAnswered503(t *testing.T) {
 	}
 	if n := s.CachedInfo().State.Msgs; n != 1 {
 		t.Fatalf("SMARTRENT_CALLBACKS holds %d callbacks, want 1: a callback answered 503 was stored", n)
+	}
+}
+
+// TestSIGHUPRereadsTheSignatureKey: after INBANK_API_KEY_FILE changed and
+// a SIGHUP (here its test hook), the ingress verifies signatures with the
+// new API key and refuses the old one, without a restart.
+func TestSIGHUPRereadsTheSignatureKey(t *testing.T) {
+	srv := natstest.Run(t, natstest.Options{})
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "inbank-api-key")
+	if err := os.WriteFile(keyFile, []byte("old-api-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"NATS_URL": srv.ClientURL(), "CALLBACK_SECRET": testSecret, "INBANK_API_KEY_FILE": keyFile, "INBANK_CALLBACK_SIGNATURE": "required",
+		"LISTEN_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", "LOG_LEVEL": "error",
+	}
+	reload := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan IngressStarted, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- RunIngress(ctx, nil, func(k string) string { return env[k] }, io.Discard, started, IngressOptions{Reload: reload})
+	}()
+	defer func() { cancel(); <-done }()
+	var addrs IngressStarted
+	select {
+	case addrs = <-started:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	tokens, _ := callbacktoken.New([]string{testSecret})
+	url := "http://" + addrs.Callbacks.String() + callbacktoken.PathPrefix + tokens.Token("KEY-1")
+	post := func(key string) int {
+		t.Helper()
+		body := `{"uuid":"s-` + key + `"}`
+		ts := strconv.FormatInt(time.Now().Unix(), 10)
+		m := hmac.New(sha512.New, []byte(key))
+		m.Write([]byte(ts + "." + body))
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+		req.Header.Set(ingress.HeaderTimestamp, ts)
+		req.Header.Set(ingress.HeaderSignature, hex.EncodeToString(m.Sum(nil)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if a, b := post("old-api-key"), post("new-api-key"); a != http.StatusOK || b != http.StatusUnauthorized {
+		t.Fatalf("before the rotation: old key %d, new key %d", a, b)
+	}
+	if err := os.WriteFile(keyFile, []byte("new-api-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	reload <- struct{}{} // the second send returns once the first reload ran
+	if a, b := post("new-api-key"), post("old-api-key"); a != http.StatusOK || b != http.StatusUnauthorized {
+		t.Fatalf("after the rotation: new key %d, old key %d", a, b)
 	}
 }

@@ -34,9 +34,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -120,6 +122,9 @@ type Config struct {
 type Handler struct {
 	cfg    Config
 	limits *orderLimits // nil: no limit
+	// keys verify signatures; SetSignatureKeys replaces them (SIGHUP
+	// after the API key file changed) while requests are served.
+	keys atomic.Pointer[[]string]
 	// Buffers and body scanners are reused: at thousands of callbacks a
 	// second, allocation and GC were a fifth of the ingress's CPU.
 	buffers  sync.Pool // *bytes.Buffer: request bodies and events
@@ -180,10 +185,24 @@ func New(cfg Config) (*Handler, error) {
 		cfg.CallbackRate = DefaultCallbackRate
 	}
 	h := &Handler{cfg: cfg}
+	keys := slices.Clone(cfg.SignatureKeys)
+	h.keys.Store(&keys)
 	if cfg.CallbackBurst > 0 {
 		h.limits = newOrderLimits(cfg.CallbackRate, cfg.CallbackBurst, maxLimitedOrders)
 	}
 	return h, nil
+}
+
+// SetSignatureKeys replaces the keys that verify Inbank's signatures
+// (the API keys, after a rotation). With signatures required it refuses
+// an empty list and keeps the keys it has.
+func (h *Handler) SetSignatureKeys(keys []string) error {
+	if h.cfg.Signature == SignatureRequired && len(keys) == 0 {
+		return errors.New("ingress: INBANK_CALLBACK_SIGNATURE=required needs the Inbank API key to verify signatures")
+	}
+	keys = slices.Clone(keys)
+	h.keys.Store(&keys)
+	return nil
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -357,7 +376,9 @@ func (h *Handler) checkSignature(hdr http.Header, body []byte) (string, []byte, 
 		return "", nil, nil
 	case sig == "" && h.cfg.Signature == SignatureRequired:
 		return "", nil, errors.New("missing")
-	case sig == "" || len(h.cfg.SignatureKeys) == 0:
+	}
+	keys := *h.keys.Load()
+	if sig == "" || len(keys) == 0 {
 		return "", nil, nil
 	}
 	secs, err := strconv.ParseInt(ts, 10, 64)
@@ -371,7 +392,7 @@ func (h *Handler) checkSignature(hdr http.Header, body []byte) (string, []byte, 
 	if err != nil {
 		return "", nil, errors.New("not hex")
 	}
-	for _, key := range h.cfg.SignatureKeys {
+	for _, key := range keys {
 		m := hmac.New(sha512.New, []byte(key))
 		m.Write([]byte(ts))
 		m.Write([]byte("."))
