@@ -32,8 +32,10 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/natsconn"
+	"github.com/smartrent-bridge/bridge/internal/orderstore"
 	"github.com/smartrent-bridge/bridge/internal/quote"
 	"github.com/smartrent-bridge/bridge/internal/shops"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/ttlcache"
 	"github.com/smartrent-bridge/bridge/internal/version"
 	"github.com/smartrent-bridge/bridge/schemas"
@@ -252,7 +254,7 @@ func loadBridgeKeys(c *bridgeConfig) (*callbacktoken.Signer, *schemas.Set, error
 // announceBridge marks the bridge ready (/readyz), logs it and tells a
 // test harness where its ops endpoint is.
 func announceBridge(p *process, c *bridgeConfig, shops int, started chan<- BridgeStarted) {
-	p.ready(events.StreamIn, events.StreamCallbacks)
+	p.ready(streams.StreamIn, streams.StreamCallbacks)
 	p.log.Info("bridge ready", "shops", shops, "metrics", p.opsAddr.String(), "activation_policy", c.policy, "inbank", c.baseURL)
 	if started != nil {
 		started <- BridgeStarted{Ops: p.opsAddr}
@@ -266,9 +268,9 @@ func setUpBridgeStreams(p *process, c *bridgeConfig) (jetstream.KeyValue, error)
 	var kv jetstream.KeyValue
 	err := p.setUp(c.nats, func(ctx context.Context) (err error) {
 		if c.nats.Provision {
-			kv, err = events.ProvisionBridge(ctx, p.js, c.nats.Topology)
+			kv, err = streams.ProvisionBridge(ctx, p.js, c.nats.Topology)
 		} else {
-			kv, err = events.VerifyBridge(ctx, p.js, c.nats.Topology)
+			kv, err = streams.VerifyBridge(ctx, p.js, c.nats.Topology)
 		}
 		return err
 	})
@@ -285,12 +287,12 @@ func moveLegacyCallbacks(p *process) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		moved, err := events.MoveLegacyCallbacks(ctx, p.js)
+		moved, err := streams.MoveLegacyCallbacks(ctx, p.js)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			p.log.Error("upgrade: cannot move the callbacks left in "+events.StreamIn+"; the reconciler re-reads their orders", "moved", moved, "err", err)
+			p.log.Error("upgrade: cannot move the callbacks left in "+streams.StreamIn+"; the reconciler re-reads their orders", "moved", moved, "err", err)
 		case moved > 0:
-			p.log.Info("upgrade: moved the callbacks left in "+events.StreamIn+" to "+events.StreamCallbacks+" and removed its callbacks consumer", "moved", moved)
+			p.log.Info("upgrade: moved the callbacks left in "+streams.StreamIn+" to "+streams.StreamCallbacks+" and removed its callbacks consumer", "moved", moved)
 		}
 	}()
 	return func() { cancel(); <-done }
@@ -302,7 +304,7 @@ type reconciler struct {
 	done   chan struct{}
 }
 
-func startReconciler(wf *handlers.Workflow, open *events.OpenIndex, interval time.Duration) *reconciler {
+func startReconciler(wf *handlers.Workflow, open *orderstore.OpenIndex, interval time.Duration) *reconciler {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &reconciler{cancel: cancel, done: make(chan struct{})}
 	go func() { wf.RunReconciler(ctx, open, interval); close(r.done) }()
@@ -316,7 +318,7 @@ func (r *reconciler) stop() { r.cancel(); <-r.done }
 // stopBridge turns readiness off, waits SHUTDOWN_DELAY, then stops the
 // quote service, the consumers (their messages in flight finish) and the
 // reconciler within SHUTDOWN_TIMEOUT, and drains NATS.
-func stopBridge(p *process, quotes micro.Service, consumers []*events.Consumer, r *reconciler) error {
+func stopBridge(p *process, quotes micro.Service, consumers []*streams.Consumer, r *reconciler) error {
 	stopCtx, cancelStop := p.shutdown()
 	defer cancelStop()
 	r.cancel() // no new pass; the one in progress ends with the consumers
@@ -395,7 +397,7 @@ func serveAdmin(p *process, wf *handlers.Workflow) ([]*nats.Subscription, error)
 			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			state, err := wf.ReconcileNow(rctx, handlers.StoreKey(ids.ShopAlias(req.Shop), req.OrderID))
 			cancel()
-			reply.Found = !errors.Is(err, events.ErrNotFound)
+			reply.Found = !errors.Is(err, orderstore.ErrNotFound)
 			reply.State = state
 			if err != nil && reply.Found {
 				reply.Error = err.Error()
@@ -412,15 +414,15 @@ func serveAdmin(p *process, wf *handlers.Workflow) ([]*nats.Subscription, error)
 		var req ctl.ReplayRequest
 		reply := ctl.ReplayReply{}
 		if len(m.Data) > 4096 || json.Unmarshal(m.Data, &req) != nil || req.Sequence == 0 {
-			reply.Error = "request must be {\"sequence\": N}, N a dead letter's sequence in " + events.StreamDLQ
+			reply.Error = "request must be {\"sequence\": N}, N a dead letter's sequence in " + streams.StreamDLQ
 		} else {
 			reply.Sequence, reply.Found = req.Sequence, true
 			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			subject, err := events.ReplayDeadLetter(rctx, p.js, req.Sequence)
+			subject, err := streams.ReplayDeadLetter(rctx, p.js, req.Sequence)
 			cancel()
 			reply.Subject = subject
 			if err != nil {
-				reply.Found = !errors.Is(err, events.ErrNotFound)
+				reply.Found = !errors.Is(err, streams.ErrNotFound)
 				reply.Error = err.Error()
 			}
 			p.log.Info("operator replay of a dead letter", "sequence", req.Sequence, "subject", subject, "err", err)
@@ -437,14 +439,14 @@ func serveAdmin(p *process, wf *handlers.Workflow) ([]*nats.Subscription, error)
 
 // startConsumers starts a consumer per durable of the topology, and the
 // collector of their lag.
-func startConsumers(p *process, c *bridgeConfig, wf *handlers.Workflow, codec *events.Codec, tp trace.TracerProvider) ([]*events.Consumer, error) {
-	metrics, err := events.NewConsumerMetrics(p.reg)
+func startConsumers(p *process, c *bridgeConfig, wf *handlers.Workflow, codec *events.Codec, tp trace.TracerProvider) ([]*streams.Consumer, error) {
+	metrics, err := streams.NewConsumerMetrics(p.reg)
 	if err != nil {
 		return nil, err
 	}
-	var consumers []*events.Consumer
+	var consumers []*streams.Consumer
 	for _, cc := range c.nats.Topology.Consumers() {
-		cons, err := events.Consume(p.ctx, p.nc, p.js, codec, wf, events.ConsumerConfig{
+		cons, err := streams.Consume(p.ctx, p.nc, p.js, codec, wf, streams.ConsumerConfig{
 			Stream: cc.Stream, Consumer: cc.Durable, Concurrency: c.concurrency,
 			MaxDeliver: cc.MaxDeliver, AckWait: cc.AckWait, Logger: p.log, Metrics: metrics, Tracer: tp.Tracer("github.com/smartrent-bridge/bridge"),
 		})
@@ -453,19 +455,19 @@ func startConsumers(p *process, c *bridgeConfig, wf *handlers.Workflow, codec *e
 		}
 		consumers = append(consumers, cons)
 	}
-	return consumers, p.reg.Register(events.NewLagCollector(p.js, c.nats.Topology.Consumers()))
+	return consumers, p.reg.Register(streams.NewLagCollector(p.js, c.nats.Topology.Consumers()))
 }
 
 // newWorkflow moves state keys of earlier versions, opens the state store
 // and the open-order index, and builds the workflow with each shop's
 // guarded Inbank client.
 func newWorkflow(p *process, c *bridgeConfig, g *guardedShops, kv jetstream.KeyValue, tokens *callbacktoken.Signer,
-	codec *events.Codec, hooks handlers.Hooks, tp trace.TracerProvider) (*handlers.Workflow, *events.OpenIndex, error) {
+	codec *events.Codec, hooks handlers.Hooks, tp trace.TracerProvider) (*handlers.Workflow, *orderstore.OpenIndex, error) {
 	ctx, log := p.ctx, p.log
 	// Orders of non-default shops written by an earlier version under the
 	// ambiguous key "shop/orderId" move to their own keys.
 	migrateCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	moved, err := events.MigrateStateKeys(migrateCtx, kv)
+	moved, err := orderstore.MigrateStateKeys(migrateCtx, kv)
 	cancel()
 	if err != nil {
 		return nil, nil, fmt.Errorf("migrate order state keys: %w", err)
@@ -473,16 +475,16 @@ func newWorkflow(p *process, c *bridgeConfig, g *guardedShops, kv jetstream.KeyV
 	if moved > 0 {
 		log.Info("moved orders of non-default shops to their own state keys", "orders", moved)
 	}
-	store := events.NewStateStore[handlers.Order](kv)
+	store := orderstore.NewStateStore[handlers.Order](kv)
 	// A finished order keeps no customer data and expires after
 	// ORDER_RETENTION (a per-key TTL: JetStream removes it).
 	store.ExpireWith(p.js, handlers.Retention(c.retention, time.Now))
-	openIndex, err := events.OpenIndexOf(ctx, p.js, events.NewID())
+	openIndex, err := orderstore.OpenIndexOf(ctx, p.js, events.NewID())
 	if err != nil {
 		return nil, nil, err
 	}
 	wf, err := handlers.New(handlers.Config{
-		Inbank: g.defaultAPI, Store: store, Open: openIndex, Publisher: events.NewPublisher(p.js, codec), Codec: codec, Tokens: tokens, Conditions: g.conditions, Shops: g.workflow,
+		Inbank: g.defaultAPI, Store: store, Open: openIndex, Publisher: streams.NewPublisher(p.js, codec), Codec: codec, Tokens: tokens, Conditions: g.conditions, Shops: g.workflow,
 		CallbackBaseURL: c.callbackBase, DefaultProductCode: c.productCode, Policy: c.policy,
 		SessionTTL: c.sessionTTL, ClaimTTL: c.claimTTL, ActivationSettle: c.settle,
 		// RetryBase and RetryMax: the consumers' defaults, as the workflow's.

@@ -25,6 +25,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 	"github.com/smartrent-bridge/bridge/internal/ingress"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -41,7 +42,7 @@ type world struct {
 	fake    *inbanktest.Fake
 	inbank  *httptest.Server
 	ingress *httptest.Server
-	pub     *events.Publisher
+	pub     *streams.Publisher
 	out     *collector
 	env     map[string]string
 	started BridgeStarted // of the last bridge started
@@ -52,11 +53,11 @@ func newWorld(t *testing.T, fakeCfg inbanktest.Config, env map[string]string) *w
 	srv := natstest.Run(t, natstest.Options{})
 	nc, js := natstest.Connect(t, srv.ClientURL())
 	ctx := context.Background()
-	if _, err := events.ProvisionBridge(ctx, js, events.DefaultTopology()); err != nil {
+	if _, err := streams.ProvisionBridge(ctx, js, streams.DefaultTopology()); err != nil {
 		t.Fatal(err)
 	}
 	codec := events.NewCodec(schemas.MustLoad())
-	w := &world{t: t, srv: srv, nc: nc, js: js, pub: events.NewPublisher(js, codec), out: newCollector(t, js, codec)}
+	w := &world{t: t, srv: srv, nc: nc, js: js, pub: streams.NewPublisher(js, codec), out: newCollector(t, js, codec)}
 	tokens, _ := callbacktoken.New([]string{testSecret})
 	h, err := ingress.New(ingress.Config{Tokens: tokens, Publisher: w.pub, Codec: codec, SignatureKeys: []string{inbanktest.DefaultAPIKey}})
 	if err != nil {
@@ -159,7 +160,7 @@ type collector struct {
 }
 
 func newCollector(t *testing.T, js jetstream.JetStream, codec *events.Codec) *collector {
-	w, err := eventwatch.Watch(context.Background(), js, codec, []string{events.StreamOut}, nil, func(err error) {
+	w, err := eventwatch.Watch(context.Background(), js, codec, []string{streams.StreamOut}, nil, func(err error) {
 		t.Errorf("invalid event: %v", err)
 	})
 	if err != nil {
@@ -253,7 +254,7 @@ func TestE2EInbankFailingPastMaxDeliver(t *testing.T) {
 		t.Fatalf("order.failed = %v", f)
 	}
 	dl := w.oneDeadLetter(events.SubjectDLQPrefix + events.SubjectOrderPlaced)
-	if got := dl.Header.Get(events.HeaderDLQDeliveries); got != "3" {
+	if got := dl.Header.Get(streams.HeaderDLQDeliveries); got != "3" {
 		t.Fatalf("deliveries header = %q", got)
 	}
 	// Spaced retries: three deliveries took at least the two Retry-After waits.
@@ -457,7 +458,7 @@ func TestE2EInbankUnavailableForAWhile(t *testing.T) {
 
 func (w *world) deadLetters(subject string) []*jetstream.RawStreamMsg {
 	w.t.Helper()
-	_, all, err := events.StreamMessages(context.Background(), w.js, events.StreamDLQ)
+	_, all, err := streams.StreamMessages(context.Background(), w.js, streams.StreamDLQ)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -496,7 +497,7 @@ func TestE2ESessionRefusedGoesToDeadLetters(t *testing.T) {
 	}
 	dl := w.oneDeadLetter(events.SubjectDLQPrefix + events.SubjectOrderPlaced)
 	h := dl.Header
-	if !strings.Contains(h.Get(events.HeaderDLQReason), "422") || h.Get(events.HeaderDLQStream) != events.StreamIn || h.Get(events.HeaderDLQStreamSeq) == "" {
+	if !strings.Contains(h.Get(streams.HeaderDLQReason), "422") || h.Get(streams.HeaderDLQStream) != streams.StreamIn || h.Get(streams.HeaderDLQStreamSeq) == "" {
 		t.Fatalf("dead letter headers = %v", h)
 	}
 	var body map[string]any
@@ -670,7 +671,7 @@ func TestE2EUnknownOrderWaitsTenSeconds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := w.js.Stream(context.Background(), events.StreamIn)
+	s, err := w.js.Stream(context.Background(), streams.StreamIn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -695,14 +696,14 @@ func TestE2EUnknownOrderWaitsTenSeconds(t *testing.T) {
 // callbacksStored returns when the order's callback events were stored.
 func (w *world) callbacksStored(orderID string) []time.Time {
 	w.t.Helper()
-	return w.callbacksStoredIn(events.StreamCallbacks, orderID)
+	return w.callbacksStoredIn(streams.StreamCallbacks, orderID)
 }
 
 // callbacksStoredIn returns when the order's callback events were stored
 // in stream.
 func (w *world) callbacksStoredIn(stream, orderID string) []time.Time {
 	w.t.Helper()
-	_, msgs, err := events.StreamMessages(context.Background(), w.js, stream)
+	_, msgs, err := streams.StreamMessages(context.Background(), w.js, stream)
 	if err != nil {
 		w.t.Fatal(err)
 	}

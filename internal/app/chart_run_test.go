@@ -23,6 +23,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/eventwatch"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -214,7 +215,7 @@ func TestChartRenderedPodsRunTheFlow(t *testing.T) {
 	}
 	codec := events.NewCodec(schemas.MustLoad())
 	ordersJS, shippingJS := connect("orders"), connect("shipping")
-	out, err := eventwatch.Watch(ctx, ordersJS, codec, []string{events.StreamOut}, nil, func(err error) { t.Errorf("invalid event: %v", err) })
+	out, err := eventwatch.Watch(ctx, ordersJS, codec, []string{streams.StreamOut}, nil, func(err error) { t.Errorf("invalid event: %v", err) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +226,7 @@ func TestChartRenderedPodsRunTheFlow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := events.NewPublisher(js, codec).Publish(ctx, e); err != nil {
+		if _, err := streams.NewPublisher(js, codec).Publish(ctx, e); err != nil {
 			t.Fatalf("publish %s: %v", typ, err)
 		}
 	}

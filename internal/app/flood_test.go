@@ -18,6 +18,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 	"github.com/smartrent-bridge/bridge/internal/ingress"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 // sessionReads counts the session reads that reached the fake Inbank, by
@@ -126,7 +127,7 @@ func TestCallbackFloodOnOneURLCannotStopOrders(t *testing.T) {
 	if retryAfterMissing.Load() {
 		t.Error("a 429 without Retry-After")
 	}
-	s, err := w.js.Stream(context.Background(), events.StreamCallbacks)
+	s, err := w.js.Stream(context.Background(), streams.StreamCallbacks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +140,7 @@ func TestCallbackFloodOnOneURLCannotStopOrders(t *testing.T) {
 	}
 	// The bridge reads the session at most once per accepted callback, and
 	// at most once per handlers.RefreshEvery while it works on them.
-	if !w.out.waitUntil(60*time.Second, func() bool { return w.consumerIdle(events.ConsumerCallbacks) }) {
+	if !w.out.waitUntil(60*time.Second, func() bool { return w.consumerIdle(streams.ConsumerCallbacks) }) {
 		t.Fatal("the bridge did not work through the accepted callbacks")
 	}
 	worked := time.Since(start)
@@ -156,8 +157,8 @@ func TestCallbackFloodOnOneURLCannotStopOrders(t *testing.T) {
 // consumerIdle reports whether the bridge's consumer has nothing pending
 // or unacknowledged.
 func (w *world) consumerIdle(name string) bool {
-	stream := events.StreamIn
-	for _, dc := range events.DefaultTopology().Consumers() {
+	stream := streams.StreamIn
+	for _, dc := range streams.DefaultTopology().Consumers() {
 		if dc.Durable == name {
 			stream = dc.Stream
 		}
@@ -230,7 +231,7 @@ func TestCallbackFloodStaysInItsBoundedStream(t *testing.T) {
 	if codes[http.StatusOK] != posts {
 		t.Errorf("answers %v, want %d × 200", codes, posts)
 	}
-	s, err := w.js.Stream(context.Background(), events.StreamCallbacks)
+	s, err := w.js.Stream(context.Background(), streams.StreamCallbacks)
 	if err != nil {
 		t.Fatal(err)
 	}

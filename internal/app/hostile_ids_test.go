@@ -16,6 +16,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/ctl"
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 // rawEvent is a structured-mode event our own codec would refuse to
@@ -131,12 +132,12 @@ func TestForgedMaxDeliveriesAdvisoryIgnored(t *testing.T) {
 	w.sessionOf("ORD-ADV") // its order.placed was handled
 	// …and acknowledged: the ack is asynchronous, await it.
 	if !w.out.waitUntil(10*time.Second, func() bool {
-		c, err := w.js.Consumer(context.Background(), events.StreamIn, events.ConsumerOrders)
+		c, err := w.js.Consumer(context.Background(), streams.StreamIn, streams.ConsumerOrders)
 		return err == nil && c.CachedInfo().AckFloor.Stream >= 1
 	}) {
 		t.Fatal("order.placed never acknowledged")
 	}
-	subj := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + events.StreamIn + "." + events.ConsumerOrders
+	subj := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + streams.StreamIn + "." + streams.ConsumerOrders
 	for _, forged := range []string{
 		`{"stream":"SMARTRENT_IN","consumer":"bridge-orders","stream_seq":1,"deliveries":20}`,  // acknowledged
 		`{"stream":"SMARTRENT_IN","consumer":"bridge-orders","stream_seq":1,"deliveries":2}`,   // below MAX_DELIVER
@@ -155,7 +156,7 @@ func TestForgedMaxDeliveriesAdvisoryIgnored(t *testing.T) {
 	if n := len(w.out.of("ORD-ADV", events.TypeOrderFailed)); n != 0 {
 		t.Fatalf("%d order.failed for a live order", n)
 	}
-	if _, msgs, err := events.StreamMessages(context.Background(), w.js, events.StreamDLQ); err != nil || len(msgs) != 0 {
+	if _, msgs, err := streams.StreamMessages(context.Background(), w.js, streams.StreamDLQ); err != nil || len(msgs) != 0 {
 		t.Fatalf("dead letters %d (%v)", len(msgs), err)
 	}
 }

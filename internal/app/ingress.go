@@ -23,6 +23,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/ingress"
 	"github.com/smartrent-bridge/bridge/internal/natsconn"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -70,9 +71,9 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 	}
 	err = p.setUp(c.nats, func(ctx context.Context) error {
 		if c.nats.Provision {
-			return events.ProvisionStreams(ctx, p.js, c.nats.Topology)
+			return streams.ProvisionStreams(ctx, p.js, c.nats.Topology)
 		}
-		return events.VerifyStreams(ctx, p.js, c.nats.Topology, events.StreamCallbacks) // it only publishes there
+		return streams.VerifyStreams(ctx, p.js, c.nats.Topology, streams.StreamCallbacks) // it only publishes there
 	})
 	if err != nil {
 		return err
@@ -93,7 +94,7 @@ func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io
 		reloadCallbackSecret(getenv, tokens, p.log)
 		reloadSignatureKeys(getenv, handler, p.log)
 	})()
-	p.ready(events.StreamCallbacks)
+	p.ready(streams.StreamCallbacks)
 	p.log.Info("webhook ingress ready", "listen", ln.Addr().String(), "metrics", p.opsAddr.String(), "signature", c.sigMode)
 	if started != nil {
 		started <- IngressStarted{Callbacks: ln.Addr(), Ops: p.opsAddr}
@@ -166,7 +167,7 @@ func newCallbackServer(p *process, c *ingressConfig, tokens *callbacktoken.Signe
 	}
 	codec := events.NewCodec(schemaSet)
 	handler, err := ingress.New(ingress.Config{
-		Tokens: tokens, Publisher: events.NewPublisher(p.js, codec), Codec: codec,
+		Tokens: tokens, Publisher: streams.NewPublisher(p.js, codec), Codec: codec,
 		Signature: c.sigMode, SignatureKeys: splitKeys(c.apiKey), SignatureTolerance: c.sigTolerance,
 		PublishTimeout: c.publishTimeout, Metrics: metrics, Logger: p.log,
 		CallbackBurst: c.callbackBurst, CallbackRate: rate.Limit(*c.callbackRate),

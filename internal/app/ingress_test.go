@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
-	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/ingress"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 const ingressSecret = "ingress-test-secret-0123"
@@ -183,7 +183,7 @@ func TestIngressStoresNothingItAnswered503(t *testing.T) {
 	// the server stores one connection's messages in order, so anything
 	// held from the 503 was stored before the retry was acknowledged.
 	_, js := natstest.Connect(t, srv.ClientURL())
-	s, err := js.Stream(context.Background(), events.StreamCallbacks)
+	s, err := js.Stream(context.Background(), streams.StreamCallbacks)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,8 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/internal/orderstore"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 // clusterEnv is what both binaries need on the cluster c with R3.
@@ -84,14 +86,14 @@ func TestStartUpWaitsForAFormingCluster(t *testing.T) {
 func TestReadyWithinTwoSecondsOnR3(t *testing.T) {
 	c := natstest.RunCluster(t)
 	_, js := natstest.Connect(t, c.URLs())
-	topo := events.DefaultTopology()
+	topo := streams.DefaultTopology()
 	topo.Replicas = 3
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := events.ProvisionBridge(ctx, js, topo); err != nil {
+	if _, err := streams.ProvisionBridge(ctx, js, topo); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := events.OpenIndexOf(ctx, js, "setup"); err != nil {
+	if _, err := orderstore.OpenIndexOf(ctx, js, "setup"); err != nil {
 		t.Fatal(err)
 	}
 	_, inbankSrv := inbanktest.NewServer(t, inbanktest.Config{})
@@ -212,7 +214,7 @@ func storedCallbacks(t *testing.T, js jetstream.JetStream) map[string]bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, events.StreamCallbacks)
+	s, err := js.Stream(ctx, streams.StreamCallbacks)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 	"github.com/smartrent-bridge/bridge/internal/natsconn"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -103,7 +104,7 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	}
 	ctx := context.Background()
 	_, adminJS := connect("admin")
-	if _, err := events.ProvisionBridge(ctx, adminJS, events.DefaultTopology()); err != nil {
+	if _, err := streams.ProvisionBridge(ctx, adminJS, streams.DefaultTopology()); err != nil {
 		t.Fatalf("admin provisions: %v", err)
 	}
 
@@ -160,7 +161,7 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 
 	codec := events.NewCodec(schemas.MustLoad())
 	ordersNC, ordersJS := connect("orders")
-	out, err := eventwatch.Watch(ctx, ordersJS, codec, []string{events.StreamOut}, nil, func(err error) { t.Errorf("invalid event: %v", err) })
+	out, err := eventwatch.Watch(ctx, ordersJS, codec, []string{streams.StreamOut}, nil, func(err error) { t.Errorf("invalid event: %v", err) })
 	if err != nil {
 		t.Fatalf("orders reads SMARTRENT_OUT: %v", err)
 	}
@@ -171,7 +172,7 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := events.NewPublisher(js, codec).Publish(ctx, e); err != nil {
+		if _, err := streams.NewPublisher(js, codec).Publish(ctx, e); err != nil {
 			t.Fatalf("publish %s: %v", typ, err)
 		}
 	}
@@ -204,11 +205,11 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	if b, err := os.ReadFile("../../deploy/nats/consumers-out/analytics-activations.json"); err != nil || json.Unmarshal(b, &analyticsCfg) != nil {
 		t.Fatalf("consumers-out/analytics-activations.json: %v", err)
 	}
-	if _, err := adminJS.CreateConsumer(ctx, events.StreamOut, analyticsCfg); err != nil {
+	if _, err := adminJS.CreateConsumer(ctx, streams.StreamOut, analyticsCfg); err != nil {
 		t.Fatalf("admin creates the analytics durable: %v", err)
 	}
 	_, analyticsJS := connect("analytics")
-	cons, err := analyticsJS.Consumer(ctx, events.StreamOut, analyticsCfg.Durable)
+	cons, err := analyticsJS.Consumer(ctx, streams.StreamOut, analyticsCfg.Durable)
 	if err != nil {
 		t.Fatalf("analytics consumer: %v", err)
 	}
@@ -239,7 +240,7 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	}
 	var dlqSeq string
 	if !out.WaitUntil(10*time.Second, func() bool {
-		_, msgs, err := events.StreamMessages(ctx, adminJS, events.StreamDLQ)
+		_, msgs, err := streams.StreamMessages(ctx, adminJS, streams.StreamDLQ)
 		if err == nil && len(msgs) == 1 {
 			dlqSeq = fmt.Sprint(msgs[0].Sequence)
 		}
@@ -289,17 +290,17 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	// No user deletes or changes another's consumer: orders tries the
 	// analytics durable both ways, analytics tries to make its own.
 	for _, try := range []struct{ user, subject string }{
-		{"orders", "$JS.API.CONSUMER.DELETE." + events.StreamOut + "." + analyticsCfg.Durable},
-		{"orders", "$JS.API.CONSUMER.CREATE." + events.StreamOut + "." + analyticsCfg.Durable + ".smartrent.out.session.created"},
-		{"orders", "$JS.API.CONSUMER.CREATE." + events.StreamOut + "." + analyticsCfg.Durable},
-		{"analytics", "$JS.API.CONSUMER.CREATE." + events.StreamOut + ".mine.smartrent.out.>"},
-		{"analytics", "$JS.API.CONSUMER.DELETE." + events.StreamOut + "." + analyticsCfg.Durable},
+		{"orders", "$JS.API.CONSUMER.DELETE." + streams.StreamOut + "." + analyticsCfg.Durable},
+		{"orders", "$JS.API.CONSUMER.CREATE." + streams.StreamOut + "." + analyticsCfg.Durable + ".smartrent.out.session.created"},
+		{"orders", "$JS.API.CONSUMER.CREATE." + streams.StreamOut + "." + analyticsCfg.Durable},
+		{"analytics", "$JS.API.CONSUMER.CREATE." + streams.StreamOut + ".mine.smartrent.out.>"},
+		{"analytics", "$JS.API.CONSUMER.DELETE." + streams.StreamOut + "." + analyticsCfg.Durable},
 	} {
 		if !publishRefused(t, url, try.user, try.subject) {
 			t.Errorf("%s may publish %s", try.user, try.subject)
 		}
 	}
-	if _, err := analyticsJS.Consumer(ctx, events.StreamOut, analyticsCfg.Durable); err != nil {
+	if _, err := analyticsJS.Consumer(ctx, streams.StreamOut, analyticsCfg.Durable); err != nil {
 		t.Errorf("the analytics durable after the attempts: %v", err)
 	}
 	for user, s := range spies {

@@ -15,9 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/smartrent-bridge/bridge/internal/cli"
-	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/natsconn"
 	"github.com/smartrent-bridge/bridge/internal/ops"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/version"
 )
 
@@ -114,7 +114,7 @@ func (p *process) setUp(s *natsconn.Settings, setUp func(ctx context.Context) er
 	}
 	var mu sync.Mutex
 	var lastLog time.Time
-	ctx = events.WithSetupReport(ctx, func(step string, err error) {
+	ctx = streams.WithSetupReport(ctx, func(step string, err error) {
 		reason := fmt.Sprintf("starting: waiting for JetStream: %s: %v", step, err)
 		p.gate.NotReady(reason)
 		mu.Lock()

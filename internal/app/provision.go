@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/cli"
-	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/natsconn"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 // RunProvision creates or updates the JetStream topology (streams,
@@ -47,24 +47,24 @@ func RunProvision(ctx context.Context, args []string, getenv cli.Getenv, logOut 
 		ctx, cancel = context.WithTimeout(ctx, s.SetupTimeout)
 		defer cancel()
 	}
-	ctx = events.WithSetupReport(ctx, func(step string, err error) {
+	ctx = streams.WithSetupReport(ctx, func(step string, err error) {
 		log.Warn("waiting for JetStream", "step", step, "err", err)
 	})
 	start := time.Now()
-	if _, err := events.ProvisionBridge(ctx, js, s.Topology); err != nil {
+	if _, err := streams.ProvisionBridge(ctx, js, s.Topology); err != nil {
 		if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
 			return fmt.Errorf("provision: %w", cause)
 		}
 		return fmt.Errorf("provision: %w", err)
 	}
-	var streams, consumers []string
+	var streamNames, consumers []string
 	for _, st := range s.Topology.Streams() {
-		streams = append(streams, st.Name)
+		streamNames = append(streamNames, st.Name)
 	}
 	for _, c := range s.Topology.Consumers() {
 		consumers = append(consumers, c.Stream+"/"+c.Durable)
 	}
-	log.Info("JetStream topology created or updated", "streams", streams, "buckets", []string{events.BucketOrders, events.BucketOpen},
+	log.Info("JetStream topology created or updated", "streams", streamNames, "buckets", []string{streams.BucketOrders, streams.BucketOpen},
 		"consumers", consumers, "replicas", s.Topology.Replicas, "took", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }

@@ -14,11 +14,13 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/orderstore"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 func (w *world) openKeys() []string {
 	w.t.Helper()
-	x, err := events.OpenIndexOf(context.Background(), w.js, "test")
+	x, err := orderstore.OpenIndexOf(context.Background(), w.js, "test")
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -36,7 +38,7 @@ func TestFinishedOrdersExpire(t *testing.T) {
 	w := newWorld(t, inbanktest.Config{}, map[string]string{"ORDER_RETENTION": "2s"})
 	w.bridge()
 	ctx := context.Background()
-	kv, err := w.js.KeyValue(ctx, events.BucketOrders)
+	kv, err := w.js.KeyValue(ctx, streams.BucketOrders)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +90,7 @@ func TestOpenIndexBackfilledFromAnEarlierBucket(t *testing.T) {
 	s := w.sessionOf("MIG-1")
 	stop()
 	ctx := context.Background()
-	if err := w.js.DeleteKeyValue(ctx, events.BucketOpen); err != nil { // as before this version
+	if err := w.js.DeleteKeyValue(ctx, streams.BucketOpen); err != nil { // as before this version
 		t.Fatal(err)
 	}
 	w.bridge()

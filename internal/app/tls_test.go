@@ -29,6 +29,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/eventwatch"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -126,7 +127,7 @@ func TestTLSToNATS(t *testing.T) {
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	codec := events.NewCodec(schemas.MustLoad())
-	out, err := eventwatch.Watch(ctx, js, codec, []string{events.StreamOut}, nil, func(err error) { t.Errorf("invalid event: %v", err) })
+	out, err := eventwatch.Watch(ctx, js, codec, []string{streams.StreamOut}, nil, func(err error) { t.Errorf("invalid event: %v", err) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +136,7 @@ func TestTLSToNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := events.NewPublisher(js, codec).Publish(ctx, e); err != nil {
+	if _, err := streams.NewPublisher(js, codec).Publish(ctx, e); err != nil {
 		t.Fatal(err)
 	}
 	if !out.Wait("TLS-1", events.TypeSessionCreated, 1, 30*time.Second) {

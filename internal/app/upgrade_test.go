@@ -11,6 +11,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 // TestBridgeUpgradeHandsOverStoredCallbacks: a callback stored in
@@ -28,17 +29,17 @@ func TestBridgeUpgradeHandsOverStoredCallbacks(t *testing.T) {
 	// The earlier layout: every smartrent.in.> subject in SMARTRENT_IN,
 	// the callbacks consumer on it.
 	ctx := context.Background()
-	if err := w.js.DeleteStream(ctx, events.StreamCallbacks); err != nil {
+	if err := w.js.DeleteStream(ctx, streams.StreamCallbacks); err != nil {
 		t.Fatal(err)
 	}
-	in := events.DefaultTopology().Streams()[0]
+	in := streams.DefaultTopology().Streams()[0]
 	in.Subjects = []string{"smartrent.in.>"}
 	if _, err := w.js.UpdateStream(ctx, in); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range events.DefaultTopology().Consumers() {
-		if c.Durable == events.ConsumerCallbacks {
-			if _, err := w.js.CreateConsumer(ctx, events.StreamIn, c.ConsumerConfig); err != nil {
+	for _, c := range streams.DefaultTopology().Consumers() {
+		if c.Durable == streams.ConsumerCallbacks {
+			if _, err := w.js.CreateConsumer(ctx, streams.StreamIn, c.ConsumerConfig); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -46,7 +47,7 @@ func TestBridgeUpgradeHandsOverStoredCallbacks(t *testing.T) {
 	if _, err := w.fake.Sign(session); err != nil { // its callback goes to SMARTRENT_IN
 		t.Fatal(err)
 	}
-	if !w.out.waitUntil(10*time.Second, func() bool { return len(w.callbacksStoredIn(events.StreamIn, "ORD-UP")) > 0 }) {
+	if !w.out.waitUntil(10*time.Second, func() bool { return len(w.callbacksStoredIn(streams.StreamIn, "ORD-UP")) > 0 }) {
 		t.Fatal("the callback was not stored in SMARTRENT_IN")
 	}
 
@@ -60,7 +61,7 @@ func TestBridgeUpgradeHandsOverStoredCallbacks(t *testing.T) {
 	}) {
 		t.Errorf("no upgrade log line:\n%.3000s", logs.String())
 	}
-	if _, err := w.js.Consumer(ctx, events.StreamIn, events.ConsumerCallbacks); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if _, err := w.js.Consumer(ctx, streams.StreamIn, streams.ConsumerCallbacks); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Errorf("the callbacks consumer of SMARTRENT_IN: %v, want it removed", err)
 	}
 }

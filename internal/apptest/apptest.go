@@ -17,6 +17,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/eventwatch"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -70,7 +71,7 @@ func Start(t *testing.T) *World {
 	if _, ok := <-br; !ok {
 		t.FailNow()
 	}
-	out, err := eventwatch.Watch(context.Background(), js, events.NewCodec(schemas.MustLoad()), []string{events.StreamOut}, nil, func(err error) { t.Errorf("invalid event: %v", err) })
+	out, err := eventwatch.Watch(context.Background(), js, events.NewCodec(schemas.MustLoad()), []string{streams.StreamOut}, nil, func(err error) { t.Errorf("invalid event: %v", err) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -100,7 +101,7 @@ func TestEventsReadByJavaScriptClients(t *testing.T) {
 	node(t) // install before the product starts its timers
 	w := apptest.Start(t)
 	codec := events.NewCodec(schemas.MustLoad())
-	pub := events.NewPublisher(w.JS, codec)
+	pub := streams.NewPublisher(w.JS, codec)
 	ctx := context.Background()
 	publish := func(typ, orderID string, data any) {
 		t.Helper()

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/version"
 )
 
@@ -222,7 +223,7 @@ type deadLetter struct {
 func toDeadLetter(m *jetstream.RawStreamMsg, full bool) deadLetter {
 	d := deadLetter{
 		Seq: m.Sequence, Subject: m.Subject, Original: strings.TrimPrefix(m.Subject, events.SubjectDLQPrefix), Time: m.Time,
-		Reason: m.Header.Get(events.HeaderDLQReason), Deliveries: m.Header.Get(events.HeaderDLQDeliveries),
+		Reason: m.Header.Get(streams.HeaderDLQReason), Deliveries: m.Header.Get(streams.HeaderDLQDeliveries),
 	}
 	var probe struct {
 		Subject string `json:"subject"`

@@ -13,13 +13,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 func (c *cli) dlqMessages(ctx context.Context, subject string) ([]*jetstream.RawStreamMsg, error) {
 	if err := c.dial(); err != nil {
 		return nil, err
 	}
-	_, all, err := events.StreamMessages(ctx, c.js, events.StreamDLQ)
+	_, all, err := streams.StreamMessages(ctx, c.js, streams.StreamDLQ)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +70,7 @@ func (s *dlqShow) Run(ctx context.Context, c *cli) error {
 	if err := c.dial(); err != nil {
 		return err
 	}
-	stream, err := c.js.Stream(ctx, events.StreamDLQ)
+	stream, err := c.js.Stream(ctx, streams.StreamDLQ)
 	if err != nil {
 		return err
 	}

@@ -11,9 +11,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/ids"
+	"github.com/smartrent-bridge/bridge/internal/orderstore"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 func (c *cli) printJSON(v any) error {
@@ -22,15 +23,15 @@ func (c *cli) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-func (c *cli) store(ctx context.Context) (*events.StateStore[handlers.Order], error) {
+func (c *cli) store(ctx context.Context) (*orderstore.StateStore[handlers.Order], error) {
 	if err := c.dial(); err != nil {
 		return nil, err
 	}
-	kv, err := c.js.KeyValue(ctx, events.BucketOrders)
+	kv, err := c.js.KeyValue(ctx, streams.BucketOrders)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", events.BucketOrders, err)
+		return nil, fmt.Errorf("bucket %s: %w", streams.BucketOrders, err)
 	}
-	return events.NewStateStore[handlers.Order](kv), nil
+	return orderstore.NewStateStore[handlers.Order](kv), nil
 }
 
 // orderArgs checks an order id and the --shop alias before any NATS call.
@@ -56,8 +57,8 @@ func (g *ordersGet) Run(ctx context.Context, c *cli) error {
 	if err != nil {
 		return err
 	}
-	o, rev, err := st.Load(ctx, events.StateKey(c.shop, g.OrderID))
-	if errors.Is(err, events.ErrNotFound) {
+	o, rev, err := st.Load(ctx, orderstore.StateKey(c.shop, g.OrderID))
+	if errors.Is(err, orderstore.ErrNotFound) {
 		return failf(ExitNotFound, "order %s not found", g.OrderID)
 	}
 	if err != nil {
@@ -149,7 +150,7 @@ func (l *ordersList) Run(ctx context.Context, c *cli) error {
 	} else {
 		// The open-order index: the orders that may still need Inbank,
 		// not every order kept.
-		open, err := events.OpenIndexOf(ctx, c.js, "smartrentctl")
+		open, err := orderstore.OpenIndexOf(ctx, c.js, "smartrentctl")
 		if err != nil {
 			return err
 		}
@@ -159,7 +160,7 @@ func (l *ordersList) Run(ctx context.Context, c *cli) error {
 		}
 		for _, key := range keys {
 			o, _, err := st.Load(ctx, key)
-			if errors.Is(err, events.ErrNotFound) {
+			if errors.Is(err, orderstore.ErrNotFound) {
 				continue // indexed, then finished and expired
 			}
 			if err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 	"github.com/smartrent-bridge/bridge/internal/stack"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -106,9 +107,9 @@ func Run(ctx context.Context, cfg Config) error {
 	codec := events.NewCodec(schemas.MustLoad())
 	fmt.Fprintln(out)
 	fmt.Fprintf(out, "%8s  %-9s %-4s %-28s %s\n", "time", "order", "", "event", "details")
-	watch, err := eventwatch.Watch(ctx, js, codec, []string{events.StreamIn, events.StreamCallbacks, events.StreamOut}, func(s eventwatch.Seen) {
+	watch, err := eventwatch.Watch(ctx, js, codec, []string{streams.StreamIn, streams.StreamCallbacks, streams.StreamOut}, func(s eventwatch.Seen) {
 		dir := "in "
-		if s.Stream == events.StreamOut {
+		if s.Stream == streams.StreamOut {
 			dir = "out"
 		}
 		fmt.Fprintf(out, "%7.2fs  %-9s %-4s %-28s %s\n", time.Since(start).Seconds(), s.OrderID, dir, shortType(s.Type), details(s))
@@ -118,7 +119,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer watch.Stop()
 
-	pub := events.NewPublisher(js, codec)
+	pub := streams.NewPublisher(js, codec)
 	shop := &shopSystems{pub: pub, codec: codec}
 	scenarios := demoScenarios()
 	for _, sc := range scenarios {
@@ -255,7 +256,7 @@ func playScenario(ctx context.Context, cfg Config, sc scenario, watch *eventwatc
 
 // shopSystems publishes what the order service and the shipping system do.
 type shopSystems struct {
-	pub   *events.Publisher
+	pub   *streams.Publisher
 	codec *events.Codec
 }
 

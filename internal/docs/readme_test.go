@@ -21,6 +21,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/eventwatch"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -162,26 +163,26 @@ func TestDeployNATSCommands(t *testing.T) {
 		run(t, ctx, root, env, b)
 	}
 	_, js := natstest.Connect(t, srv.ClientURL())
-	for _, s := range []string{events.StreamIn, events.StreamCallbacks, events.StreamOut, events.StreamDLQ} {
+	for _, s := range []string{streams.StreamIn, streams.StreamCallbacks, streams.StreamOut, streams.StreamDLQ} {
 		if _, err := js.Stream(ctx, s); err != nil {
 			t.Errorf("stream %s: %v", s, err)
 		}
 	}
-	for _, c := range events.DefaultTopology().Consumers() {
+	for _, c := range streams.DefaultTopology().Consumers() {
 		if _, err := js.Consumer(ctx, c.Stream, c.Durable); err != nil {
 			t.Errorf("consumer %s of %s: %v", c.Durable, c.Stream, err)
 		}
 	}
-	if _, err := js.Consumer(ctx, events.StreamOut, "analytics-activations"); err != nil {
+	if _, err := js.Consumer(ctx, streams.StreamOut, "analytics-activations"); err != nil {
 		t.Errorf("the analytics durable admin creates for the secure config: %v", err)
 	}
-	if _, err := js.KeyValue(ctx, events.BucketOrders); err != nil {
+	if _, err := js.KeyValue(ctx, streams.BucketOrders); err != nil {
 		t.Errorf("bucket: %v", err)
 	}
-	if _, err := events.VerifyBridge(ctx, js, events.DefaultTopology()); err != nil {
+	if _, err := streams.VerifyBridge(ctx, js, streams.DefaultTopology()); err != nil {
 		t.Errorf("a bridge with PROVISION=false would not start on it: %v", err)
 	}
-	if err := events.VerifyStreams(ctx, js, events.DefaultTopology(), events.StreamCallbacks); err != nil {
+	if err := streams.VerifyStreams(ctx, js, streams.DefaultTopology(), streams.StreamCallbacks); err != nil {
 		t.Errorf("an ingress with PROVISION=false would not start on it: %v", err)
 	}
 }
@@ -199,12 +200,12 @@ func TestDeployNATSUpgradeCommands(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	_, js := natstest.Connect(t, srv.ClientURL())
-	topo := events.DefaultTopology()
+	topo := streams.DefaultTopology()
 	for _, s := range topo.Streams() {
-		if s.Name == events.StreamCallbacks {
+		if s.Name == streams.StreamCallbacks {
 			continue
 		}
-		if s.Name == events.StreamIn {
+		if s.Name == streams.StreamIn {
 			s.Subjects = []string{"smartrent.in.>"} // as before
 		}
 		if _, err := js.CreateStream(ctx, s); err != nil {
@@ -217,7 +218,7 @@ func TestDeployNATSUpgradeCommands(t *testing.T) {
 		}
 	}
 	for _, c := range topo.Consumers() {
-		if _, err := js.CreateConsumer(ctx, events.StreamIn, c.ConsumerConfig); err != nil { // all on SMARTRENT_IN, as before
+		if _, err := js.CreateConsumer(ctx, streams.StreamIn, c.ConsumerConfig); err != nil { // all on SMARTRENT_IN, as before
 			t.Fatal(err)
 		}
 	}
@@ -229,20 +230,20 @@ func TestDeployNATSUpgradeCommands(t *testing.T) {
 		t.Fatalf("%d upgrade blocks in deploy/nats/README.md, want 1", len(blocks))
 	}
 	run(t, ctx, root, env, blocks[0])
-	if _, err := events.VerifyBridge(ctx, js, topo); err != nil {
+	if _, err := streams.VerifyBridge(ctx, js, topo); err != nil {
 		t.Errorf("a bridge with PROVISION=false would not start after the upgrade: %v", err)
 	}
-	if err := events.VerifyStreams(ctx, js, topo, events.StreamCallbacks); err != nil {
+	if err := streams.VerifyStreams(ctx, js, topo, streams.StreamCallbacks); err != nil {
 		t.Errorf("an ingress with PROVISION=false would not start after the upgrade: %v", err)
 	}
-	if _, err := js.Consumer(ctx, events.StreamIn, events.ConsumerCallbacks); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if _, err := js.Consumer(ctx, streams.StreamIn, streams.ConsumerCallbacks); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Errorf("the old callbacks consumer: %v, want it removed", err)
 	}
 	ack, err := js.Publish(ctx, events.SubjectCallbackReceived, []byte(`{}`))
-	if err != nil || ack.Stream != events.StreamCallbacks {
+	if err != nil || ack.Stream != streams.StreamCallbacks {
 		t.Errorf("a callback after the upgrade: %+v, %v", ack, err)
 	}
-	in, err := js.Stream(ctx, events.StreamIn)
+	in, err := js.Stream(ctx, streams.StreamIn)
 	if err != nil || in.CachedInfo().State.Msgs != 1 {
 		t.Errorf("SMARTRENT_IN after the upgrade: %v", err)
 	}
@@ -310,7 +311,7 @@ func startStack(t *testing.T) *localStack {
 		}
 	})
 	_, js := natstest.Connect(t, s.NATSURL)
-	out, err := eventwatch.Watch(context.Background(), js, events.NewCodec(schemas.MustLoad()), []string{events.StreamOut}, nil, func(err error) { t.Errorf("invalid event: %v", err) })
+	out, err := eventwatch.Watch(context.Background(), js, events.NewCodec(schemas.MustLoad()), []string{streams.StreamOut}, nil, func(err error) { t.Errorf("invalid event: %v", err) })
 	if err != nil {
 		t.Fatal(err)
 	}

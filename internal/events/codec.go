@@ -1,9 +1,8 @@
-// Package events is the bridge's side of the public event contract
-// (docs/contract.md): the CloudEvent types and their data, encoding
-// and decoding in structured and binary mode with schema validation,
-// publishing to JetStream with Nats-Msg-Id, the stream/consumer/bucket
-// topology, dead letters and the order state store. It knows nothing of
-// Inbank.
+// Package events is the public event contract (docs/contract.md) in Go:
+// the CloudEvent types and their data, subjects, and encoding and
+// decoding in structured and binary mode with schema validation. It
+// knows no transport and nothing of Inbank: package streams carries
+// these events over JetStream, package orderstore keeps the order state.
 package events
 
 import (
@@ -16,7 +15,6 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 
 	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/schemas"
@@ -145,7 +143,7 @@ func (c *Codec) Encode(e event.Event) ([]byte, error) {
 // application/cloudevents+json, or a JSON body with specversion) or binary
 // mode (ce-* headers, matched case-insensitively). The result is valid
 // against the contract, or the error is a *[DecodeError].
-func (c *Codec) Decode(h nats.Header, body []byte) (Envelope, error) {
+func (c *Codec) Decode(h map[string][]string, body []byte) (Envelope, error) {
 	var env Envelope
 	var err error
 	if hasBinaryHeaders(h) {
@@ -195,7 +193,7 @@ func (c *Codec) Decode(h nats.Header, body []byte) (Envelope, error) {
 	return env, nil
 }
 
-func hasBinaryHeaders(h nats.Header) bool {
+func hasBinaryHeaders(h map[string][]string) bool {
 	for k := range h {
 		if strings.EqualFold(k, binaryPrefix+"specversion") {
 			return true
@@ -204,7 +202,7 @@ func hasBinaryHeaders(h nats.Header) bool {
 	return false
 }
 
-func decodeBinary(h nats.Header, body []byte) (event.Event, error) {
+func decodeBinary(h map[string][]string, body []byte) (event.Event, error) {
 	attrs := map[string]string{}
 	for k, v := range h {
 		lk := strings.ToLower(k)
@@ -256,10 +254,10 @@ func decodeBinary(h nats.Header, body []byte) (event.Event, error) {
 	return e, e.Validate()
 }
 
-// headerGet reads a header case-insensitively (nats.Header is not canonical).
-func headerGet(h nats.Header, key string) string {
-	if v := h.Get(key); v != "" {
-		return v
+// headerGet reads a header case-insensitively (NATS headers are not canonical).
+func headerGet(h map[string][]string, key string) string {
+	if v := h[key]; len(v) > 0 && v[0] != "" {
+		return v[0]
 	}
 	for k, v := range h {
 		if strings.EqualFold(k, key) && len(v) > 0 {

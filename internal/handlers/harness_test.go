@@ -18,6 +18,8 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/orderstore"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
@@ -78,7 +80,7 @@ func (s *memStore) Load(_ context.Context, id string) (handlers.Order, uint64, e
 	var o handlers.Order
 	b, ok := s.data[id]
 	if !ok {
-		return o, 0, fmt.Errorf("order %s: %w", id, events.ErrNotFound)
+		return o, 0, fmt.Errorf("order %s: %w", id, orderstore.ErrNotFound)
 	}
 	return o, s.revs[id], json.Unmarshal(b, &o)
 }
@@ -91,7 +93,7 @@ func (s *memStore) Create(_ context.Context, id string, o handlers.Order) (uint6
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.data[id]; ok {
-		return 0, events.ErrExists
+		return 0, orderstore.ErrExists
 	}
 	return s.put(id, o), nil
 }
@@ -106,7 +108,7 @@ func (s *memStore) Save(_ context.Context, id string, o handlers.Order, rev uint
 		}
 	}
 	if s.revs[id] != rev {
-		return 0, events.ErrConflict
+		return 0, orderstore.ErrConflict
 	}
 	return s.put(id, o), nil
 }
@@ -158,21 +160,21 @@ type capture struct {
 	fail   error
 }
 
-func (c *capture) Publish(_ context.Context, e event.Event) (events.PubAck, error) {
+func (c *capture) Publish(_ context.Context, e event.Event) (streams.PubAck, error) {
 	if _, err := c.codec.Encode(e); err != nil {
-		return events.PubAck{}, err
+		return streams.PubAck{}, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fail != nil {
-		return events.PubAck{}, c.fail
+		return streams.PubAck{}, c.fail
 	}
 	if c.seen[e.ID()] {
-		return events.PubAck{Duplicate: true}, nil
+		return streams.PubAck{Duplicate: true}, nil
 	}
 	c.seen[e.ID()] = true
 	c.events = append(c.events, e)
-	return events.PubAck{}, nil
+	return streams.PubAck{}, nil
 }
 
 // of returns the data of the events of one type for one order.
@@ -281,7 +283,7 @@ func (h *harness) deliverWithTrace(data any, tp string) error {
 	if published.IsZero() {
 		published = h.clock()
 	}
-	return h.wf.Handle(telemetry.ContextWithTraceParent(context.Background(), tp), events.Envelope{Event: e, Data: data}, events.Delivery{Subject: subject, Published: published, NumDelivered: 1})
+	return h.wf.Handle(telemetry.ContextWithTraceParent(context.Background(), tp), events.Envelope{Event: e, Data: data}, streams.Delivery{Subject: subject, Published: published, NumDelivered: 1})
 }
 
 func (h *harness) mustDeliver(data any) {

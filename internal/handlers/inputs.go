@@ -9,6 +9,8 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/ids"
+	"github.com/smartrent-bridge/bridge/internal/orderstore"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
 )
 
@@ -21,13 +23,13 @@ type Input struct {
 }
 
 // inputOf is the input a delivery carries.
-func inputOf(id string, d events.Delivery) Input {
+func inputOf(id string, d streams.Delivery) Input {
 	return Input{ID: id, Kind: inputType(d.Subject), Published: d.Published, Attempts: int(d.NumDelivered)}
 }
 
 // Handle records one input event in its order and advances the order. It
-// implements [events.Handler].
-func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d events.Delivery) error {
+// implements [streams.Handler].
+func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d streams.Delivery) error {
 	tp := telemetry.TraceParent(ctx) // the consumer's span, when tracing is on
 	if tp == "" {
 		tp = events.TraceParent(env.Event)
@@ -90,7 +92,7 @@ func (w *Workflow) orderPlaced(ctx context.Context, in Input, p *events.OrderPla
 		// order.placed comes again and writes the entry.
 		return fmt.Errorf("index order %s: %w", p.OrderID, ierr)
 	}
-	if !errors.Is(err, events.ErrExists) {
+	if !errors.Is(err, orderstore.ErrExists) {
 		return err
 	}
 	// A second order.placed makes no new session. One exception: an
@@ -139,7 +141,7 @@ func (w *Workflow) device(ctx context.Context, in Input, shop, orderID string, i
 	if err == nil {
 		err = o.is(shop, orderID)
 	}
-	if errors.Is(err, events.ErrNotFound) {
+	if errors.Is(err, orderstore.ErrNotFound) {
 		if age := w.now().Sub(in.Published); age < w.cfg.UnknownOrderWait {
 			return wait(min(2*time.Second, w.cfg.UnknownOrderWait-age), "order %s not known yet", orderID)
 		}
@@ -202,7 +204,7 @@ func (w *Workflow) callback(ctx context.Context, in Input, c *events.CallbackRec
 		return nil
 	})
 	switch {
-	case errors.Is(err, events.ErrNotFound):
+	case errors.Is(err, orderstore.ErrNotFound):
 		if age := w.now().Sub(in.Published); age < w.cfg.UnknownOrderWait {
 			return wait(min(2*time.Second, w.cfg.UnknownOrderWait-age), "order %s not known yet", c.OrderID)
 		}
@@ -258,8 +260,8 @@ func inputType(subject string) string {
 
 // Invalid tells the order named by an undecodable input (order.rejected
 // INVALID_ORDER); an invalid order.placed ends its order. It implements
-// [events.Handler].
-func (w *Workflow) Invalid(ctx context.Context, d events.Delivery, de *events.DecodeError) error {
+// [streams.Handler].
+func (w *Workflow) Invalid(ctx context.Context, d streams.Delivery, de *events.DecodeError) error {
 	// An undecodable message has no event id: the stream position names it.
 	in := inputOf(fmt.Sprintf("%s-%d", d.Stream, d.StreamSeq), d)
 	input := in.Kind
@@ -271,7 +273,7 @@ func (w *Workflow) Invalid(ctx context.Context, d events.Delivery, de *events.De
 		now := w.now()
 		o := Order{OrderID: de.OrderID, Shop: shop, State: StateRejected, CreatedAt: now, UpdatedAt: now}
 		o.note(now, "rejected: INVALID_ORDER")
-		if _, err := w.cfg.Store.Create(ctx, o.Key(), o); err != nil && !errors.Is(err, events.ErrExists) {
+		if _, err := w.cfg.Store.Create(ctx, o.Key(), o); err != nil && !errors.Is(err, orderstore.ErrExists) {
 			return err
 		}
 	}
@@ -282,8 +284,8 @@ func (w *Workflow) Invalid(ctx context.Context, d events.Delivery, de *events.De
 
 // GiveUp reports an input that failed permanently or ran out of
 // deliveries with order.failed (once: the order keeps it in its state).
-// It implements [events.Handler].
-func (w *Workflow) GiveUp(ctx context.Context, env events.Envelope, d events.Delivery, cause error) error {
+// It implements [streams.Handler].
+func (w *Workflow) GiveUp(ctx context.Context, env events.Envelope, d streams.Delivery, cause error) error {
 	in := inputOf(env.Event.ID(), d)
 	orderID := env.OrderID()
 	shop := shopOfData(env.Data)
@@ -304,7 +306,7 @@ func (w *Workflow) GiveUp(ctx context.Context, env events.Envelope, d events.Del
 		switch {
 		case errors.Is(err, errSkip):
 			return nil // already final: its event is out or in the outbox
-		case err != nil && !errors.Is(err, events.ErrNotFound):
+		case err != nil && !errors.Is(err, orderstore.ErrNotFound):
 			return err
 		case err == nil:
 			return w.Advance(ctx, key, false)
@@ -315,7 +317,7 @@ func (w *Workflow) GiveUp(ctx context.Context, env events.Envelope, d events.Del
 	})
 }
 
-var _ events.Handler = (*Workflow)(nil)
+var _ streams.Handler = (*Workflow)(nil)
 
 // shopOfData is the (normalised) shop an input names.
 func shopOfData(data any) string { return ids.ShopAlias(events.ShopOf(data)) }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/orderstore"
 )
 
 // Order states. The first three are waiting for Inbank or the customer;
@@ -145,8 +146,8 @@ type Order struct {
 }
 
 // StoreKey is an order's key in the store, injective in (shop, order id):
-// see [events.StateKey].
-func StoreKey(shop, orderID string) string { return events.StateKey(shop, orderID) }
+// see [orderstore.StateKey].
+func StoreKey(shop, orderID string) string { return orderstore.StateKey(shop, orderID) }
 
 // is checks that a loaded order is the one asked for. With injective keys
 // it always is; a state written under another scheme (or by hand) is

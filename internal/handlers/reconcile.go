@@ -8,11 +8,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/orderstore"
 )
 
 // OpenOrders is the index of orders that may still need Inbank
-// ([events.OpenIndex]): reconciliation reads these, so its cost follows
+// ([orderstore.OpenIndex]): reconciliation reads these, so its cost follows
 // the open orders, not every order ever stored.
 type OpenOrders interface {
 	Add(ctx context.Context, key string) error
@@ -39,7 +39,7 @@ func (o *Order) Settled(now time.Time) bool {
 }
 
 // Retention returns the store's preparation of an order before each write
-// ([events.StateStore.ExpireWith]): a settled order keeps no customer data
+// ([orderstore.StateStore.ExpireWith]): a settled order keeps no customer data
 // and expires after retention.
 func Retention(retention time.Duration, now func() time.Time) func(*Order) time.Duration {
 	return func(o *Order) time.Duration {
@@ -71,7 +71,7 @@ func (w *Workflow) Reconcile(ctx context.Context, open OpenOrders, interval time
 	for _, key := range keys {
 		o, rev, err := w.cfg.Store.LoadFresh(ctx, key)
 		switch {
-		case errors.Is(err, events.ErrNotFound):
+		case errors.Is(err, orderstore.ErrNotFound):
 			// Indexed before its creation, and never created (or expired).
 			if err := open.Remove(ctx, key); err != nil {
 				w.log.WarnContext(ctx, "reconcile: cannot retire an index entry", "key", key, "err", err)
@@ -153,7 +153,7 @@ func (w *Workflow) reconcileOne(ctx context.Context, key string, interval time.D
 // and no customer data) and removes it from the open index.
 func (w *Workflow) retire(ctx context.Context, open OpenOrders, key string, o Order, rev uint64) {
 	if _, err := w.cfg.Store.Save(ctx, key, o, rev); err != nil {
-		if !errors.Is(err, events.ErrConflict) {
+		if !errors.Is(err, orderstore.ErrConflict) {
 			w.log.WarnContext(ctx, "reconcile: cannot retire an order", "key", key, "err", err)
 		}
 		return // changed meanwhile: the next pass looks again
@@ -227,7 +227,7 @@ func (w *Workflow) Backfill(ctx context.Context, all Lister, open interface {
 		if err != nil {
 			continue // gone or unreadable: nothing to keep
 		}
-		if _, err := w.cfg.Store.Save(ctx, key, o, rev); err != nil && !errors.Is(err, events.ErrConflict) {
+		if _, err := w.cfg.Store.Save(ctx, key, o, rev); err != nil && !errors.Is(err, orderstore.ErrConflict) {
 			return indexed, retired, err
 		}
 		retired++

@@ -11,8 +11,9 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/orderstore"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
 )
 
@@ -74,7 +75,7 @@ func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool)
 				if _, now, err := w.cfg.Store.LoadFresh(ctx, o.Key()); err != nil || now != rev {
 					unlock()
 					if err == nil {
-						err = events.ErrConflict
+						err = orderstore.ErrConflict
 					}
 					return false, err
 				}
@@ -270,9 +271,9 @@ const RetryHold = "retry-hold"
 // RetryBase·2^(n−1), capped at RetryMax.
 func (w *Workflow) retryDelay(err error, attempt int) time.Duration {
 	if ra := inbank.RetryAfter(err); ra > 0 {
-		return events.AskedDelay(ra)
+		return streams.AskedDelay(ra)
 	}
-	return events.RetryDelay(uint64(max(attempt, 1)), w.cfg.RetryBase, w.cfg.RetryMax)
+	return streams.RetryDelay(uint64(max(attempt, 1)), w.cfg.RetryBase, w.cfg.RetryMax)
 }
 
 // record writes a result Inbank has now. It is worth retrying for a while
@@ -281,7 +282,7 @@ func (w *Workflow) retryDelay(err error, attempt int) time.Duration {
 func (w *Workflow) record(ctx context.Context, key string, fn func(o *Order) error) error {
 	return retry.Do(ctx, recordBackoff(w.cfg.ClaimTTL), func(ctx context.Context) error {
 		_, err := w.update(ctx, key, fn)
-		if err != nil && !errors.Is(err, errSkip) && !errors.Is(err, events.ErrNotFound) {
+		if err != nil && !errors.Is(err, errSkip) && !errors.Is(err, orderstore.ErrNotFound) {
 			return retry.RetryableError(err)
 		}
 		return err

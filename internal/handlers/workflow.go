@@ -103,6 +103,8 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/orderstore"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
@@ -130,7 +132,7 @@ type Store interface {
 
 // Publisher publishes a state event and waits for the PubAck.
 type Publisher interface {
-	Publish(ctx context.Context, e event.Event) (events.PubAck, error)
+	Publish(ctx context.Context, e event.Event) (streams.PubAck, error)
 }
 
 // Activation policies (ACTIVATION_POLICY).
@@ -178,7 +180,7 @@ type Config struct {
 	ActivationPoll     time.Duration // how long a handler polls the contract after activation (10s)
 	UnknownOrderWait   time.Duration // how long a shipment or callback waits for its order.placed (10s)
 	// RetryBase and RetryMax are the consumers' retry schedule
-	// (events.DefaultRetryBase, DefaultRetryMax):
+	// (streams.DefaultRetryBase, DefaultRetryMax):
 	// after a transient failure, a step with a side effect is held for
 	// RetryBase·2^(n−1) (capped at RetryMax, ±10 %) after its attempt n, or
 	// Inbank's Retry-After, whichever path would try it next.
@@ -232,8 +234,8 @@ func New(cfg Config) (*Workflow, error) {
 	def(&cfg.ActivationSettle, 2*time.Minute)
 	def(&cfg.ActivationPoll, 10*time.Second)
 	def(&cfg.UnknownOrderWait, 10*time.Second)
-	def(&cfg.RetryBase, events.DefaultRetryBase)
-	def(&cfg.RetryMax, events.DefaultRetryMax)
+	def(&cfg.RetryBase, streams.DefaultRetryBase)
+	def(&cfg.RetryMax, streams.DefaultRetryMax)
 	if cfg.Conditions == nil {
 		cfg.Conditions = NewConditions(cfg.Inbank, nil)
 	}
@@ -324,17 +326,17 @@ func AsConsumerError(err error) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &u):
-		return events.Permanent(err)
+		return streams.Permanent(err)
 	case errors.As(err, &w):
-		return events.RetryAfter(err, w.after)
+		return streams.RetryAfter(err, w.after)
 	case errors.Is(err, ErrAbandoned):
-		return events.RetryAfter(err, time.Second)
+		return streams.RetryAfter(err, time.Second)
 	case errors.As(err, &se) && !inbank.IsTransient(se.Err):
-		return events.Permanent(err)
+		return streams.Permanent(err)
 	case errors.As(err, &se) && se.After > 0:
-		return events.RetryAfter(err, se.After)
+		return streams.RetryAfter(err, se.After)
 	case inbank.IsTransient(err):
-		return events.RetryAfter(err, inbank.RetryAfter(err))
+		return streams.RetryAfter(err, inbank.RetryAfter(err))
 	}
 	return err
 }
@@ -369,7 +371,7 @@ func (w *Workflow) advance(ctx context.Context, key string, refresh bool, first 
 		progressed, err := w.step(ctx, &o, rev, refresh)
 		var failed *failedError
 		switch {
-		case errors.Is(err, events.ErrConflict):
+		case errors.Is(err, orderstore.ErrConflict):
 			continue // someone else moved the order: look again
 		case errors.As(err, &failed):
 			outcome = failed.err // publish order.failed, then report the failure
@@ -456,7 +458,7 @@ func (w *Workflow) update(ctx context.Context, orderID string, fn func(o *Order)
 			o.TraceParent = tp
 		}
 		if err := w.write(ctx, &o, rev, from); err != nil {
-			if errors.Is(err, events.ErrConflict) {
+			if errors.Is(err, orderstore.ErrConflict) {
 				fresh = true
 				continue
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
 )
 
@@ -279,7 +280,7 @@ func TestSessionCreationRefused(t *testing.T) {
 	h := newHarness(t, nil)
 	h.fake.SetFault(inbank.OpCreateSession, inbanktest.Fault{Status: 400})
 	err := h.deliver(placed("F1", 500))
-	if !events.IsPermanent(err) {
+	if !streams.IsPermanent(err) {
 		t.Fatalf("err = %v, want permanent", err)
 	}
 	failed := h.pub.of("F1", events.TypeOrderFailed)
@@ -295,7 +296,7 @@ func TestInbankUnavailableThenRecovers(t *testing.T) {
 	h := newHarness(t, nil)
 	h.fake.SetFault(inbanktest.AllOperations, inbanktest.Fault{Status: 503, RetryAfterSeconds: 7})
 	err := h.deliver(placed("T1", 500))
-	if err == nil || events.IsPermanent(err) {
+	if err == nil || streams.IsPermanent(err) {
 		t.Fatalf("err = %v, want a transient error", err)
 	}
 	h.fake.ClearFaults()
@@ -338,7 +339,7 @@ func TestTraceParentIsCarriedToTheEventsAnInputCauses(t *testing.T) {
 	p := placed("TP1", 500)
 	e, _ := h.codec.New("urn:test", events.TypeOrderPlaced, "TP1", p)
 	e.SetExtension(events.ExtensionTraceParent, tp)
-	if err := h.wf.Handle(context.Background(), events.Envelope{Event: e, Data: p}, events.Delivery{Subject: events.SubjectOrderPlaced, Published: h.clock()}); err != nil {
+	if err := h.wf.Handle(context.Background(), events.Envelope{Event: e, Data: p}, streams.Delivery{Subject: events.SubjectOrderPlaced, Published: h.clock()}); err != nil {
 		t.Fatal(err)
 	}
 	h.pub.mu.Lock()
@@ -359,7 +360,7 @@ func TestConcurrentShipmentsAssignOnce(t *testing.T) {
 		go func() { errs <- h.deliver(&events.DeviceShipped{OrderID: "CS1", AssetIdentifiers: imei()}) }()
 	}
 	for range 4 {
-		if err := <-errs; events.IsPermanent(err) {
+		if err := <-errs; streams.IsPermanent(err) {
 			t.Fatalf("permanent error: %v", err)
 		}
 	}
@@ -386,14 +387,14 @@ func TestRefusedIdentifiersNotRecordedAreRetried(t *testing.T) {
 	if calls := h.fake.Calls(inbank.OpAssignAssetIdentifiers); calls != 1 {
 		t.Fatalf("%d identifier calls before the failing write, want 1", calls)
 	}
-	if err == nil || events.IsPermanent(err) {
+	if err == nil || streams.IsPermanent(err) {
 		t.Fatalf("err = %v, want a retryable error", err)
 	}
 	if n := len(h.pub.of("R1", events.TypeOrderFailed)); n != 0 {
 		t.Fatalf("%d order.failed for an unrecorded refusal", n)
 	}
 	h.advanceClock(2 * time.Second) // the unreleased claim expires (CLAIM_TTL 1 s)
-	if err := h.deliver(&events.DeviceShipped{OrderID: "R1", AssetIdentifiers: imei()}); !events.IsPermanent(err) {
+	if err := h.deliver(&events.DeviceShipped{OrderID: "R1", AssetIdentifiers: imei()}); !streams.IsPermanent(err) {
 		t.Fatalf("retry: err = %v, want permanent", err)
 	}
 	if o := h.store.get(t, "R1"); len(o.Identifiers) != 0 {
@@ -407,7 +408,7 @@ func TestRefusedIdentifiersNotRecordedAreRetried(t *testing.T) {
 func TestCalculationRefusedWhileSessionCreated(t *testing.T) {
 	h := newHarness(t, nil)
 	h.fake.SetFault(inbank.OpCalculate, inbanktest.Fault{Status: 400})
-	if err := h.deliver(placed("C1", 500)); !events.IsPermanent(err) {
+	if err := h.deliver(placed("C1", 500)); !streams.IsPermanent(err) {
 		t.Fatalf("err = %v, want permanent", err)
 	}
 	failed := h.pub.of("C1", events.TypeOrderFailed)
@@ -430,7 +431,7 @@ func TestCalculationFailingAfterSessionCreatedIsRetriedAlone(t *testing.T) {
 	h := newHarness(t, nil)
 	h.fake.SetFault(inbank.OpCalculate, inbanktest.Fault{Status: 503, Remaining: 3}) // outlasts the short in-line retries
 	err := h.deliver(placed("C2", 500))
-	if err == nil || events.IsPermanent(err) {
+	if err == nil || streams.IsPermanent(err) {
 		t.Fatalf("err = %v, want a retryable error", err)
 	}
 	o := h.store.get(t, "C2")
@@ -460,7 +461,7 @@ func TestOrderNotAcknowledgedUnindexed(t *testing.T) {
 	h.store.addFail = errors.New("index unavailable")
 	h.store.mu.Unlock()
 	for range 2 { // a new order, then a known one
-		if err := h.deliver(placed("IX1", 500)); err == nil || events.IsPermanent(err) {
+		if err := h.deliver(placed("IX1", 500)); err == nil || streams.IsPermanent(err) {
 			t.Fatalf("err = %v, want a transient error while the index fails", err)
 		}
 	}
@@ -554,7 +555,7 @@ func TestFailedSessionCreationIsHeldForEveryPath(t *testing.T) {
 	h := newHarness(t, nil)
 	h.fake.SetFault(inbank.OpCreateSession, inbanktest.Fault{Status: 503, RetryAfterSeconds: 5})
 	err := h.deliver(placed("H1", 500))
-	if err == nil || events.IsPermanent(err) {
+	if err == nil || streams.IsPermanent(err) {
 		t.Fatalf("err = %v, want a retry", err)
 	}
 	if !strings.Contains(err.Error(), "create_session") {
@@ -608,7 +609,7 @@ func TestSessionCreationAttemptsAreBounded(t *testing.T) {
 	}
 	h.advanceClock(5 * time.Second)
 	err := h.deliver(placed("B1", 500)) // the input's next delivery
-	if !events.IsPermanent(err) || !errors.Is(err, handlers.ErrAttemptsExhausted) {
+	if !streams.IsPermanent(err) || !errors.Is(err, handlers.ErrAttemptsExhausted) {
 		t.Fatalf("err = %v, want the input dead-lettered: attempts exhausted", err)
 	}
 	if got := h.fake.Calls(inbank.OpCreateSession); got != 3 {

@@ -18,6 +18,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/ingress"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 // benchClients is the load's concurrency (shared/design/benchmarks.md: 16).
@@ -38,7 +39,7 @@ func BenchmarkIngress(b *testing.B) {
 	srv := natstest.Run(b, natstest.Options{SyncAlways: true})
 	_, js := natstest.Connect(b, srv.ClientURL())
 	ctx := context.Background()
-	if err := events.ProvisionStreams(ctx, js, events.DefaultTopology()); err != nil {
+	if err := streams.ProvisionStreams(ctx, js, streams.DefaultTopology()); err != nil {
 		b.Fatal(err)
 	}
 	var seq atomic.Int64
@@ -68,7 +69,7 @@ func BenchmarkIngress(b *testing.B) {
 
 	tokens, _ := callbacktoken.New([]string{secret})
 	codec := events.NewCodec(schemaSet)
-	h, err := ingress.New(ingress.Config{Tokens: tokens, Publisher: events.NewPublisher(js, codec), Codec: codec, PublishTimeout: 10 * time.Second, CallbackBurst: -1})
+	h, err := ingress.New(ingress.Config{Tokens: tokens, Publisher: streams.NewPublisher(js, codec), Codec: codec, PublishTimeout: 10 * time.Second, CallbackBurst: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -113,8 +114,8 @@ func run(b *testing.B, op func() error) {
 
 type nopPub struct{}
 
-func (nopPub) PublishMsg(context.Context, *nats.Msg) (events.PubAck, error) {
-	return events.PubAck{}, nil
+func (nopPub) PublishMsg(context.Context, *nats.Msg) (streams.PubAck, error) {
+	return streams.PubAck{}, nil
 }
 
 // BenchmarkHandlerCPU is the handler's own cost per callback (token,

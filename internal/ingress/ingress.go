@@ -49,6 +49,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
 )
 
@@ -84,7 +85,7 @@ const (
 
 // Publisher stores an event and returns once JetStream acknowledged it.
 type Publisher interface {
-	PublishMsg(ctx context.Context, msg *nats.Msg) (events.PubAck, error)
+	PublishMsg(ctx context.Context, msg *nats.Msg) (streams.PubAck, error)
 }
 
 // Config configures a [Handler].
@@ -514,7 +515,7 @@ func (h *Handler) event(buf *bytes.Buffer, id, orderID, shop, traceparent string
 	}
 	// Canonical keys written directly: Header.Set canonicalises and
 	// allocates per call.
-	hdr := nats.Header{events.HeaderContentType: structuredContentType, events.HeaderMsgID: {id}}
+	hdr := nats.Header{events.HeaderContentType: structuredContentType, streams.HeaderMsgID: {id}}
 	return &nats.Msg{Subject: events.SubjectCallbackReceived, Data: b, Header: hdr}, nil
 }
 

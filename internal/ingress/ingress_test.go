@@ -24,6 +24,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/ingress"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -47,7 +48,7 @@ func setup(t testing.TB, mutate func(*ingress.Config)) *env {
 	t.Helper()
 	srv := natstest.Run(t, natstest.Options{})
 	_, js := natstest.Connect(t, srv.ClientURL())
-	if err := events.ProvisionStreams(context.Background(), js, events.DefaultTopology()); err != nil {
+	if err := streams.ProvisionStreams(context.Background(), js, streams.DefaultTopology()); err != nil {
 		t.Fatal(err)
 	}
 	tokens, _ := callbacktoken.New([]string{secret})
@@ -55,7 +56,7 @@ func setup(t testing.TB, mutate func(*ingress.Config)) *env {
 	m, _ := ingress.NewMetrics(reg)
 	codec := events.NewCodec(schemaSet)
 	cfg := ingress.Config{
-		Tokens: tokens, Publisher: events.NewPublisher(js, codec), Codec: codec,
+		Tokens: tokens, Publisher: streams.NewPublisher(js, codec), Codec: codec,
 		SignatureKeys: []string{apiKey}, PublishTimeout: time.Second, Metrics: m,
 	}
 	if mutate != nil {
@@ -83,7 +84,7 @@ func (e *env) path(orderID string) string { return callbacktoken.PathPrefix + e.
 // stored returns the callback events in SMARTRENT_CALLBACKS.
 func (e *env) stored(t testing.TB) []events.Envelope {
 	t.Helper()
-	_, msgs, err := events.StreamMessages(context.Background(), e.js, events.StreamCallbacks)
+	_, msgs, err := streams.StreamMessages(context.Background(), e.js, streams.StreamCallbacks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +328,7 @@ func TestSignatures(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ingress.New(ingress.Config{Tokens: mustSigner(t, secret), Publisher: events.NewPublisher(nil, nil), Codec: events.NewCodec(schemaSet), Signature: ingress.SignatureRequired}); err == nil {
+	if _, err := ingress.New(ingress.Config{Tokens: mustSigner(t, secret), Publisher: streams.NewPublisher(nil, nil), Codec: events.NewCodec(schemaSet), Signature: ingress.SignatureRequired}); err == nil {
 		t.Fatal("required signatures without a key were accepted")
 	}
 }
@@ -340,7 +341,7 @@ func TestNATSDownAnswers503ThenRetryIsStored(t *testing.T) {
 	// nothing is held while NATS is down.
 	nc, js := connectUnbuffered(t, e.srv.ClientURL())
 	h, err := ingress.New(ingress.Config{
-		Tokens: e.tokens, Publisher: events.NewPublisher(js, e.codec), Codec: e.codec,
+		Tokens: e.tokens, Publisher: streams.NewPublisher(js, e.codec), Codec: e.codec,
 		SignatureKeys: []string{apiKey}, PublishTimeout: 200 * time.Millisecond,
 	})
 	if err != nil {
@@ -395,9 +396,9 @@ func connectUnbuffered(t *testing.T, url string) (*nats.Conn, jetstream.JetStrea
 // too slow to acknowledge within the publish timeout.
 type stalledPublisher struct{}
 
-func (stalledPublisher) PublishMsg(ctx context.Context, _ *nats.Msg) (events.PubAck, error) {
+func (stalledPublisher) PublishMsg(ctx context.Context, _ *nats.Msg) (streams.PubAck, error) {
 	<-ctx.Done()
-	return events.PubAck{}, fmt.Errorf("publish: %w", ctx.Err())
+	return streams.PubAck{}, fmt.Errorf("publish: %w", ctx.Err())
 }
 
 // TestUnacknowledgedPublishAnswers504: a PubAck that does not come in
@@ -420,7 +421,7 @@ func TestUnacknowledgedPublishAnswers504(t *testing.T) {
 func TestMissingOrFullStream(t *testing.T) {
 	t.Run("stream deleted", func(t *testing.T) {
 		e := setup(t, nil)
-		if err := e.js.DeleteStream(context.Background(), events.StreamCallbacks); err != nil {
+		if err := e.js.DeleteStream(context.Background(), streams.StreamCallbacks); err != nil {
 			t.Fatal(err)
 		}
 		if rec := e.post(http.MethodPost, e.path("ORD-1"), body, nil); rec.Code != 503 {
@@ -432,7 +433,7 @@ func TestMissingOrFullStream(t *testing.T) {
 		// flood neither fills the server nor refuses the next real one.
 		e := setup(t, nil)
 		ctx := context.Background()
-		s, _ := e.js.Stream(ctx, events.StreamCallbacks)
+		s, _ := e.js.Stream(ctx, streams.StreamCallbacks)
 		cfg := s.CachedInfo().Config
 		cfg.MaxBytes = 2048
 		if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
@@ -480,7 +481,7 @@ func TestConcurrentCallbacks(t *testing.T) {
 	if codes[200] != n {
 		t.Fatalf("answers %v, want %d × 200", codes, n)
 	}
-	s, _ := e.js.Stream(context.Background(), events.StreamCallbacks)
+	s, _ := e.js.Stream(context.Background(), streams.StreamCallbacks)
 	info, _ := s.Info(context.Background())
 	if info.State.Msgs != n {
 		t.Fatalf("%d stored, want %d", info.State.Msgs, n)

@@ -4,7 +4,7 @@
 // and run the binaries with PROVISION=false.
 //
 // The input is what the binaries really create: the stream and consumer
-// configurations as the server reports them after events.ProvisionBridge
+// configurations as the server reports them after streams.ProvisionBridge
 // (the key-value buckets are streams KV_<bucket>, so they are rendered as
 // Stream resources: their per-key TTL settings have exact fields there).
 // deploy/nack/ is generated from it and kept in step by a test.

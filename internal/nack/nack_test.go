@@ -13,9 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/nack"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 var update = flag.Bool("update", false, "rewrite deploy/nack from the Go topology")
@@ -25,7 +25,7 @@ const file = "../../deploy/nack/smartrent-jetstream.yaml"
 const header = `NATS JetStream controller (NACK) resources for the Smart Rent bridge:
 the streams, the key-value buckets (as their KV_ streams) and the bridge's
 consumers, for three replicas. Run the binaries with PROVISION=false.
-Generated from internal/events/topology.go by
+Generated from internal/streams/topology.go by
   go test ./internal/nack -run TestNACKResourcesInSync -update
 Do not edit by hand.`
 
@@ -37,12 +37,12 @@ func TestNACKResourcesInSync(t *testing.T) {
 	_, js := natstest.Connect(t, srv.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	topo := events.DefaultTopology()
-	if _, err := events.ProvisionBridge(ctx, js, topo); err != nil {
+	topo := streams.DefaultTopology()
+	if _, err := streams.ProvisionBridge(ctx, js, topo); err != nil {
 		t.Fatal(err)
 	}
 	var rs []nack.Resource
-	for _, name := range []string{events.StreamIn, events.StreamCallbacks, events.StreamOut, events.StreamDLQ, "KV_" + events.BucketOrders, "KV_" + events.BucketOpen} {
+	for _, name := range []string{streams.StreamIn, streams.StreamCallbacks, streams.StreamOut, streams.StreamDLQ, "KV_" + streams.BucketOrders, "KV_" + streams.BucketOpen} {
 		s, err := js.Stream(ctx, name)
 		if err != nil {
 			t.Fatal(err)
@@ -127,16 +127,16 @@ func TestNACKResourcesSatisfyTheBinaries(t *testing.T) {
 	if kinds["Stream"] != 6 || kinds["Consumer"] != 3 {
 		t.Fatalf("resources: %v, want 6 streams (4 + 2 buckets) and 3 consumers", kinds)
 	}
-	if _, err := events.VerifyBridge(ctx, js, events.DefaultTopology()); err != nil {
+	if _, err := streams.VerifyBridge(ctx, js, streams.DefaultTopology()); err != nil {
 		t.Fatalf("the binaries would not start on what deploy/nack declares: %v", err)
 	}
 	// The buckets behave as buckets: per-key TTLs are allowed.
-	kv, err := js.KeyValue(ctx, events.BucketOrders)
+	kv, err := js.KeyValue(ctx, streams.BucketOrders)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := kv.Create(ctx, "probe", []byte("x"), jetstream.KeyTTL(time.Minute)); err != nil {
-		t.Fatalf("per-key TTL on %s: %v", events.BucketOrders, err)
+		t.Fatalf("per-key TTL on %s: %v", streams.BucketOrders, err)
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/smartrent-bridge/bridge/internal/cli"
-	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 // Settings are the NATS settings of both binaries.
@@ -33,7 +33,7 @@ type Settings struct {
 	// the streams after the binaries start: exiting there was a crash loop
 	// on fresh installs.
 	SetupTimeout time.Duration
-	Topology     events.Topology
+	Topology     streams.Topology
 	// Provision creates or updates streams, bucket and consumers at
 	// start-up; false only checks that they exist as defined (for a NATS
 	// user without JetStream admin rights).
@@ -59,7 +59,7 @@ type Settings struct {
 // Bind defines the NATS flags on fs and returns the settings they fill;
 // inbox is the binary's default inbox prefix (e.g. _INBOX_bridge).
 func Bind(fs *cli.Flags, inbox string) *Settings {
-	s := &Settings{Topology: events.DefaultTopology()}
+	s := &Settings{Topology: streams.DefaultTopology()}
 	d := s.Topology
 	fs.StringVar(&s.URL, "nats-url", "NATS_URL", nats.DefaultURL, "NATS server(s), comma-separated")
 	fs.StringVar(&s.Creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file (optional)")

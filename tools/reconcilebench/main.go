@@ -30,6 +30,8 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/handlers"
+	"github.com/smartrent-bridge/bridge/internal/orderstore"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -89,19 +91,19 @@ func run(ctx context.Context, nOpen, nFinished, passes int, earlier bool) error 
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	kv, err := events.ProvisionBridge(ctx, js, events.DefaultTopology())
+	kv, err := streams.ProvisionBridge(ctx, js, streams.DefaultTopology())
 	if err != nil {
 		return err
 	}
-	index, err := events.OpenIndexOf(ctx, js, "bench")
+	index, err := orderstore.OpenIndexOf(ctx, js, "bench")
 	if err != nil {
 		return err
 	}
-	store := events.NewStateStore[handlers.Order](kv)
+	store := orderstore.NewStateStore[handlers.Order](kv)
 	c := &counting{Store: store, OpenOrders: index}
 	tokens, _ := callbacktoken.New([]string{"bench-secret-0123456789abcdef"})
 	wf, err := handlers.New(handlers.Config{
-		Inbank: nopInbank{}, Store: c, Open: c, Publisher: events.NewPublisher(js, events.NewCodec(schemas.MustLoad())),
+		Inbank: nopInbank{}, Store: c, Open: c, Publisher: streams.NewPublisher(js, events.NewCodec(schemas.MustLoad())),
 		Codec: events.NewCodec(schemas.MustLoad()), Tokens: tokens, CallbackBaseURL: "http://ingress.bench",
 	})
 	if err != nil {
@@ -146,7 +148,7 @@ func run(ctx context.Context, nOpen, nFinished, passes int, earlier bool) error 
 	for i := range nFinished {
 		done.OrderID = fmt.Sprintf("DONE-%07d", i)
 		b, _ := json.Marshal(done)
-		if _, err := js.PublishAsync("$KV."+events.BucketOrders+"."+done.OrderID, b); err != nil {
+		if _, err := js.PublishAsync("$KV."+streams.BucketOrders+"."+done.OrderID, b); err != nil {
 			return err
 		}
 		if i%5000 == 4999 {

@@ -21,8 +21,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 // runBench measures the bridge as a process: orders per second from
@@ -77,7 +77,7 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	if _, err := events.ProvisionBridge(ctx, js, events.DefaultTopology()); err != nil {
+	if _, err := streams.ProvisionBridge(ctx, js, streams.DefaultTopology()); err != nil {
 		return err
 	}
 	opsPort, _ := freePort()

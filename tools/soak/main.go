@@ -35,6 +35,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 func main() {
@@ -114,7 +115,7 @@ func scenarios() []scenario {
 				if !pause(ctx, time.Second, 3*time.Second) {
 					return nil
 				}
-				info, err := s.js.Stream(ctx, events.StreamIn)
+				info, err := s.js.Stream(ctx, streams.StreamIn)
 				if err != nil {
 					return err
 				}
@@ -450,7 +451,7 @@ func playOrder(ctx context.Context, s *stack, id string) error {
 func check(ctx context.Context, s *stack, n int, prefix string, r *result) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	_, msgs, err := events.StreamMessages(ctx, s.js, events.StreamOut)
+	_, msgs, err := streams.StreamMessages(ctx, s.js, streams.StreamOut)
 	if err != nil {
 		return fmt.Errorf("read SMARTRENT_OUT: %w", err)
 	}
@@ -474,16 +475,16 @@ func check(ctx context.Context, s *stack, n int, prefix string, r *result) error
 			activatedContract[e.Subject], _ = e.Data["contractUuid"].(string)
 		}
 	}
-	_, dlq, err := events.StreamMessages(ctx, s.js, events.StreamDLQ)
+	_, dlq, err := streams.StreamMessages(ctx, s.js, streams.StreamDLQ)
 	if err != nil {
 		return fmt.Errorf("read SMARTRENT_DLQ: %w", err)
 	}
 	r.dlq = len(dlq)
 	for _, m := range dlq {
-		if m.Header.Get(events.HeaderDLQReason) == "" {
+		if m.Header.Get(streams.HeaderDLQReason) == "" {
 			r.problems = append(r.problems, "a dead letter without a reason")
 		}
-		r.problems = append(r.problems, "dead letter: "+m.Header.Get(events.HeaderDLQReason))
+		r.problems = append(r.problems, "dead letter: "+m.Header.Get(streams.HeaderDLQReason))
 	}
 	c, err := s.counters(ctx)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/eventwatch"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -164,7 +165,7 @@ func startStack(ctx context.Context, bins *binaries, dir string, o stackOptions)
 	}
 	s.nc = nc
 	s.js, _ = jetstream.New(nc)
-	s.out, err = eventwatch.Watch(ctx, s.js, events.NewCodec(schemas.MustLoad()), []string{events.StreamOut}, nil, nil)
+	s.out, err = eventwatch.Watch(ctx, s.js, events.NewCodec(schemas.MustLoad()), []string{streams.StreamOut}, nil, nil)
 	if err != nil {
 		s.stop()
 		return nil, err

@@ -1,10 +1,11 @@
-package events
+package streams
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/smartrent-bridge/bridge/internal/events"
 	"slices"
 	"strings"
 
@@ -23,6 +24,9 @@ func isInput(subject string) bool {
 	}
 	return false
 }
+
+// ErrNotFound is a dead letter that is not (or no longer) in the DLQ.
+var ErrNotFound = errors.New("not found")
 
 // ErrNotReplayable is a dead letter that is not an input of the bridge.
 var ErrNotReplayable = errors.New("not a dead letter of an input")
@@ -45,7 +49,7 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (
 	if err != nil {
 		return "", fmt.Errorf("dead letter %d: %w", seq, err)
 	}
-	subject, ok := strings.CutPrefix(m.Subject, SubjectDLQPrefix)
+	subject, ok := strings.CutPrefix(m.Subject, events.SubjectDLQPrefix)
 	// SMARTRENT_IN held callbacks too before SMARTRENT_CALLBACKS existed:
 	// a dead letter names the stream it came from, not the one its
 	// subject is stored in now.

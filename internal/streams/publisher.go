@@ -1,8 +1,9 @@
-package events
+package streams
 
 import (
 	"context"
 	"fmt"
+	"github.com/smartrent-bridge/bridge/internal/events"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -26,11 +27,11 @@ type PubAck struct {
 // Publisher publishes contract events to JetStream and waits for the PubAck.
 type Publisher struct {
 	js    jetstream.Publisher
-	codec *Codec
+	codec *events.Codec
 }
 
 // NewPublisher returns a publisher that encodes with codec.
-func NewPublisher(js jetstream.Publisher, codec *Codec) *Publisher {
+func NewPublisher(js jetstream.Publisher, codec *events.Codec) *Publisher {
 	return &Publisher{js: js, codec: codec}
 }
 
@@ -39,7 +40,7 @@ func NewPublisher(js jetstream.Publisher, codec *Codec) *Publisher {
 // PubAck. An error means the event may not be stored: publishing the same
 // event again is safe, the server stores it once.
 func (p *Publisher) Publish(ctx context.Context, e event.Event) (PubAck, error) {
-	subject, ok := SubjectOf(e.Type())
+	subject, ok := events.SubjectOf(e.Type())
 	if !ok {
 		return PubAck{}, fmt.Errorf("publish: no subject for event type %q", e.Type())
 	}
@@ -48,7 +49,7 @@ func (p *Publisher) Publish(ctx context.Context, e event.Event) (PubAck, error) 
 		return PubAck{}, err
 	}
 	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
-	msg.Header.Set(HeaderContentType, ContentTypeStructured)
+	msg.Header.Set(events.HeaderContentType, events.ContentTypeStructured)
 	msg.Header.Set(HeaderMsgID, e.ID())
 	return p.PublishMsg(ctx, msg)
 }
@@ -73,4 +74,4 @@ func (p *Publisher) PublishMsg(ctx context.Context, msg *nats.Msg) (PubAck, erro
 }
 
 // Codec returns the publisher's codec.
-func (p *Publisher) Codec() *Codec { return p.codec }
+func (p *Publisher) Codec() *events.Codec { return p.codec }

@@ -1,4 +1,4 @@
-package events_test
+package orderstore_test
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/orderstore"
 )
 
 type doc struct {
@@ -25,12 +26,12 @@ func (d doc) DeepCopy() doc { return d }
 func TestStateStoreRemembersButNeverDecidesOnStaleValues(t *testing.T) {
 	_, kv := provisioned(t)
 	ctx := context.Background()
-	a, b := events.NewStateStore[doc](kv), events.NewStateStore[doc](kv)
+	a, b := orderstore.NewStateStore[doc](kv), orderstore.NewStateStore[doc](kv)
 	rev, err := a.Create(ctx, "O/1", doc{"new"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Create(ctx, "O/1", doc{"new"}); !errors.Is(err, events.ErrExists) {
+	if _, err := b.Create(ctx, "O/1", doc{"new"}); !errors.Is(err, orderstore.ErrExists) {
 		t.Fatalf("second create: %v", err)
 	}
 	if _, err := b.Save(ctx, "O/1", doc{"pending"}, rev); err != nil {
@@ -40,7 +41,7 @@ func TestStateStoreRemembersButNeverDecidesOnStaleValues(t *testing.T) {
 	if err != nil || stale.State != "new" || staleRev != rev {
 		t.Fatalf("a.Load = %+v %d %v, want its remembered value", stale, staleRev, err)
 	}
-	if _, err := a.Save(ctx, "O/1", doc{"rejected"}, staleRev); !errors.Is(err, events.ErrConflict) {
+	if _, err := a.Save(ctx, "O/1", doc{"rejected"}, staleRev); !errors.Is(err, orderstore.ErrConflict) {
 		t.Fatalf("save on a stale value: %v, want ErrConflict", err)
 	}
 	fresh, _, err := a.Load(ctx, "O/1") // the conflict made it forget
@@ -53,7 +54,7 @@ func TestStateStoreRemembersButNeverDecidesOnStaleValues(t *testing.T) {
 	if v, _, _ := a.LoadFresh(ctx, "O/1"); v.State != "granted" {
 		t.Fatalf("LoadFresh = %+v", v)
 	}
-	if _, _, err := a.Load(ctx, "nope"); !errors.Is(err, events.ErrNotFound) {
+	if _, _, err := a.Load(ctx, "nope"); !errors.Is(err, orderstore.ErrNotFound) {
 		t.Fatalf("missing order: %v", err)
 	}
 	n := 0
@@ -68,7 +69,7 @@ func TestStateStoreRemembersButNeverDecidesOnStaleValues(t *testing.T) {
 	}
 }
 
-func mustRev(t *testing.T, s *events.StateStore[doc], id string) uint64 {
+func mustRev(t *testing.T, s *orderstore.StateStore[doc], id string) uint64 {
 	t.Helper()
 	_, rev, err := s.LoadFresh(context.Background(), id)
 	if err != nil {
@@ -118,7 +119,7 @@ func (n *nested) scribble() {
 func TestStateStoreHandsOutCopies(t *testing.T) {
 	_, kv := provisioned(t)
 	ctx := context.Background()
-	s := events.NewStateStore[nested](kv)
+	s := orderstore.NewStateStore[nested](kv)
 	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	v := nested{
 		At: &at, Items: []doc{{"a"}, {"b"}}, Raw: json.RawMessage(`{"x":1}`),

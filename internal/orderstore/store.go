@@ -1,10 +1,11 @@
-package events
+package orderstore
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/smartrent-bridge/bridge/internal/events"
 	"iter"
 	"sync"
 	"time"
@@ -32,7 +33,7 @@ var (
 // (compare-and-set), the entry is forgotten and the caller loads the
 // fresh value. Nothing is decided on a stale value that is not checked by
 // a compare-and-set before it has an effect.
-type StateStore[T Copier[T]] struct {
+type StateStore[T events.Copier[T]] struct {
 	kv    jetstream.KeyValue
 	limit int
 
@@ -52,7 +53,7 @@ type seenEntry[T any] struct {
 
 // NewStateStore wraps a KV bucket, remembering up to 1,024 orders: enough
 // for the orders being worked on, small next to the memory target.
-func NewStateStore[T Copier[T]](kv jetstream.KeyValue) *StateStore[T] {
+func NewStateStore[T events.Copier[T]](kv jetstream.KeyValue) *StateStore[T] {
 	return &StateStore[T]{kv: kv, limit: 1024, seen: map[string]seenEntry[T]{}}
 }
 

@@ -1,4 +1,4 @@
-package events_test
+package orderstore_test
 
 import (
 	"context"
@@ -9,8 +9,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/internal/orderstore"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 // TestBucketsOfAnEarlierVersionUpgraded: the orders bucket of an earlier
@@ -20,7 +21,7 @@ func TestBucketsOfAnEarlierVersionUpgraded(t *testing.T) {
 	srv := natstest.Run(t, natstest.Options{})
 	_, js := natstest.Connect(t, srv.ClientURL())
 	ctx := context.Background()
-	old, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: events.BucketOrders, History: 5, Storage: jetstream.FileStorage})
+	old, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: streams.BucketOrders, History: 5, Storage: jetstream.FileStorage})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,7 @@ func TestBucketsOfAnEarlierVersionUpgraded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	kv, err := events.ProvisionBridge(ctx, js, events.DefaultTopology())
+	kv, err := streams.ProvisionBridge(ctx, js, streams.DefaultTopology())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +41,7 @@ func TestBucketsOfAnEarlierVersionUpgraded(t *testing.T) {
 	if e, err := kv.Get(ctx, "ORD-1"); err != nil || string(e.Value()) != `{"state":"pending"}` {
 		t.Fatalf("order lost in the upgrade: %v", err)
 	}
-	if _, err := events.VerifyBridge(ctx, js, events.DefaultTopology()); err != nil {
+	if _, err := streams.VerifyBridge(ctx, js, streams.DefaultTopology()); err != nil {
 		t.Fatalf("verify after upgrade: %v", err)
 	}
 }
@@ -51,12 +52,12 @@ func TestOpenIndexAndLease(t *testing.T) {
 	srv := natstest.Run(t, natstest.Options{})
 	_, js := natstest.Connect(t, srv.ClientURL())
 	ctx := context.Background()
-	if _, err := events.ProvisionBridge(ctx, js, events.DefaultTopology()); err != nil {
+	if _, err := streams.ProvisionBridge(ctx, js, streams.DefaultTopology()); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := events.OpenIndexOf(ctx, js, "bridge-a")
-	b, _ := events.OpenIndexOf(ctx, js, "bridge-b")
-	for _, k := range []string{"ORD-1", "ORD-2", events.StateKey("lv-web", "ORD-1")} {
+	a, _ := orderstore.OpenIndexOf(ctx, js, "bridge-a")
+	b, _ := orderstore.OpenIndexOf(ctx, js, "bridge-b")
+	for _, k := range []string{"ORD-1", "ORD-2", orderstore.StateKey("lv-web", "ORD-1")} {
 		if err := a.Add(ctx, k); err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +98,7 @@ func TestStartUpConcurrentlyOnR3Cluster(t *testing.T) {
 		t.Skip("cluster test skipped in -short mode")
 	}
 	c := natstest.RunCluster(t)
-	topo := events.DefaultTopology()
+	topo := streams.DefaultTopology()
 	topo.Replicas = 3
 	errs := make(chan error, 3)
 	for i := range 3 {
@@ -105,13 +106,13 @@ func TestStartUpConcurrentlyOnR3Cluster(t *testing.T) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			kv, err := events.ProvisionBridge(ctx, js, topo)
+			kv, err := streams.ProvisionBridge(ctx, js, topo)
 			if err == nil {
-				_, err = events.MigrateStateKeys(ctx, kv)
+				_, err = orderstore.MigrateStateKeys(ctx, kv)
 			}
 			if err == nil {
-				var x *events.OpenIndex
-				if x, err = events.OpenIndexOf(ctx, js, fmt.Sprint("bridge-", i)); err == nil {
+				var x *orderstore.OpenIndex
+				if x, err = orderstore.OpenIndexOf(ctx, js, fmt.Sprint("bridge-", i)); err == nil {
 					if _, err = x.Backfilled(ctx); err == nil {
 						err = x.MarkBackfilled(ctx)
 					}

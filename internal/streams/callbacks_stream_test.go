@@ -1,4 +1,4 @@
-package events_test
+package streams_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 // earlierLayout creates SMARTRENT_IN and its callbacks consumer as the
@@ -22,14 +23,14 @@ import (
 func earlierLayout(t *testing.T, js jetstream.JetStream, ackWait time.Duration) jetstream.Consumer {
 	t.Helper()
 	ctx := context.Background()
-	in := events.DefaultTopology().Streams()[0]
+	in := streams.DefaultTopology().Streams()[0]
 	in.Subjects = []string{"smartrent.in.>"}
 	if _, err := js.CreateStream(ctx, in); err != nil {
 		t.Fatal(err)
 	}
-	cfg := events.DefaultTopology().Consumers()[2].ConsumerConfig
+	cfg := streams.DefaultTopology().Consumers()[2].ConsumerConfig
 	cfg.AckWait = ackWait
-	c, err := js.CreateConsumer(ctx, events.StreamIn, cfg)
+	c, err := js.CreateConsumer(ctx, streams.StreamIn, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,18 +78,18 @@ func TestUpgradeMovesUnhandledCallbacks(t *testing.T) {
 		}
 	} // got[2] stays held by the "older bridge" until its ack wait passes
 
-	topo := events.DefaultTopology()
-	if _, err := events.ProvisionBridge(ctx, js, topo); err != nil {
+	topo := streams.DefaultTopology()
+	if _, err := streams.ProvisionBridge(ctx, js, topo); err != nil {
 		t.Fatalf("start-up on the earlier layout: %v", err)
 	}
-	moved, err := events.MoveLegacyCallbacks(ctx, js)
+	moved, err := streams.MoveLegacyCallbacks(ctx, js)
 	if err != nil || moved != 3 {
 		t.Fatalf("moved %d (%v), want 3", moved, err)
 	}
-	if _, err := js.Consumer(ctx, events.StreamIn, events.ConsumerCallbacks); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if _, err := js.Consumer(ctx, streams.StreamIn, streams.ConsumerCallbacks); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Errorf("the callbacks consumer of SMARTRENT_IN is still there: %v", err)
 	}
-	s, err := js.Stream(ctx, events.StreamCallbacks)
+	s, err := js.Stream(ctx, streams.StreamCallbacks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,14 +104,14 @@ func TestUpgradeMovesUnhandledCallbacks(t *testing.T) {
 	if len(ids) != 3 || ids["cb-2"] != 1 || ids["cb-3"] != 1 || ids["cb-4"] != 1 {
 		t.Errorf("SMARTRENT_CALLBACKS holds %v, want cb-2, cb-3 and cb-4 once each", ids)
 	}
-	if again, err := events.MoveLegacyCallbacks(ctx, js); err != nil || again != 0 {
+	if again, err := streams.MoveLegacyCallbacks(ctx, js); err != nil || again != 0 {
 		t.Errorf("second run moved %d (%v)", again, err)
 	}
 	// New callbacks now land in SMARTRENT_CALLBACKS, shop events in SMARTRENT_IN.
 	publishCallback(t, js, "cb-new")
-	in, _ := js.Stream(ctx, events.StreamIn)
+	in, _ := js.Stream(ctx, streams.StreamIn)
 	info, _ := in.Info(ctx)
-	if info.State.Msgs != 5 || !slices.Equal(info.Config.Subjects, events.InputSubjects) {
+	if info.State.Msgs != 5 || !slices.Equal(info.Config.Subjects, streams.InputSubjects) {
 		t.Errorf("SMARTRENT_IN after the upgrade: %d messages, subjects %v", info.State.Msgs, info.Config.Subjects)
 	}
 }
@@ -123,9 +124,9 @@ func TestCallbacksStreamIsBounded(t *testing.T) {
 	srv := natstest.Run(t, natstest.Options{})
 	_, js := natstest.Connect(t, srv.ClientURL())
 	ctx := context.Background()
-	topo := events.DefaultTopology()
+	topo := streams.DefaultTopology()
 	topo.CallbacksMaxBytes = 1 << 20
-	if err := events.ProvisionStreams(ctx, js, topo); err != nil {
+	if err := streams.ProvisionStreams(ctx, js, topo); err != nil {
 		t.Fatal(err)
 	}
 	body := strings.Repeat("x", 60<<10)
@@ -134,7 +135,7 @@ func TestCallbacksStreamIsBounded(t *testing.T) {
 			t.Fatalf("callback %d refused: %v", i, err)
 		}
 	}
-	s, _ := js.Stream(ctx, events.StreamCallbacks)
+	s, _ := js.Stream(ctx, streams.StreamCallbacks)
 	info, _ := s.Info(ctx)
 	if info.State.Bytes > 1<<20 || info.State.LastSeq != 50 || info.State.FirstSeq == 1 {
 		t.Errorf("SMARTRENT_CALLBACKS: %d bytes, seq %d–%d; want at most 1 MiB, the newest kept", info.State.Bytes, info.State.FirstSeq, info.State.LastSeq)
@@ -143,7 +144,7 @@ func TestCallbacksStreamIsBounded(t *testing.T) {
 		t.Errorf("order intake refused: %v", err)
 	}
 
-	small := events.DefaultTopology()
+	small := streams.DefaultTopology()
 	small.CallbacksMaxBytes = 1 << 19
 	if err := small.Validate(); err == nil {
 		t.Error("a callbacks stream smaller than one message was accepted")
@@ -153,7 +154,7 @@ func TestCallbacksStreamIsBounded(t *testing.T) {
 	if _, err := js.UpdateStream(ctx, unbounded); err != nil {
 		t.Fatal(err)
 	}
-	if err := events.VerifyStreams(ctx, js, topo, events.StreamCallbacks); !errors.Is(err, events.ErrIncompatible) {
+	if err := streams.VerifyStreams(ctx, js, topo, streams.StreamCallbacks); !errors.Is(err, streams.ErrIncompatible) {
 		t.Errorf("an unbounded SMARTRENT_CALLBACKS passed the check: %v", err)
 	}
 }

@@ -1,9 +1,10 @@
-package events
+package streams
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/smartrent-bridge/bridge/internal/events"
 	"slices"
 	"time"
 
@@ -93,7 +94,7 @@ const (
 )
 
 // InputSubjects are the subjects of SMARTRENT_IN: the shop systems' events.
-var InputSubjects = []string{SubjectOrderPlaced, SubjectDeviceShipped, SubjectDeviceDelivered}
+var InputSubjects = []string{events.SubjectOrderPlaced, events.SubjectDeviceShipped, events.SubjectDeviceDelivered}
 
 // Streams returns the four stream definitions, SMARTRENT_IN before
 // SMARTRENT_CALLBACKS (an older SMARTRENT_IN took every smartrent.in.>
@@ -115,13 +116,13 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 			Duplicates: t.DuplicateWindow,
 		}
 	}
-	callbacks := mk(StreamCallbacks, "Smart Rent: Inbank callbacks stored by the webhook ingress, read by the bridge; bounded, oldest dropped first", []string{SubjectCallbackReceived}, t.CallbacksMaxAge)
+	callbacks := mk(StreamCallbacks, "Smart Rent: Inbank callbacks stored by the webhook ingress, read by the bridge; bounded, oldest dropped first", []string{events.SubjectCallbackReceived}, t.CallbacksMaxAge)
 	callbacks.MaxBytes, callbacks.Discard = t.CallbacksMaxBytes, jetstream.DiscardOld
 	return []jetstream.StreamConfig{
 		mk(StreamIn, "Smart Rent: events from shop systems, read by the bridge", slices.Clone(InputSubjects), t.InMaxAge),
 		callbacks,
 		mk(StreamOut, "Smart Rent: session and contract state events published by the bridge", []string{"smartrent.out.>"}, t.OutMaxAge),
-		mk(StreamDLQ, "Smart Rent: dead letters, the original message with Smartrent-Dlq-* headers", []string{SubjectDLQPrefix + ">"}, t.DLQMaxAge),
+		mk(StreamDLQ, "Smart Rent: dead letters, the original message with Smartrent-Dlq-* headers", []string{events.SubjectDLQPrefix + ">"}, t.DLQMaxAge),
 	}
 }
 
@@ -182,9 +183,9 @@ func (t Topology) Consumers() []DurableConsumer {
 		}}
 	}
 	return []DurableConsumer{
-		mk(StreamIn, ConsumerOrders, "Smart Rent bridge: order.placed", SubjectOrderPlaced),
-		mk(StreamIn, ConsumerDevices, "Smart Rent bridge: device.shipped and device.delivered", SubjectDeviceShipped, SubjectDeviceDelivered),
-		mk(StreamCallbacks, ConsumerCallbacks, "Smart Rent bridge: Inbank callbacks", SubjectCallbackReceived),
+		mk(StreamIn, ConsumerOrders, "Smart Rent bridge: order.placed", events.SubjectOrderPlaced),
+		mk(StreamIn, ConsumerDevices, "Smart Rent bridge: device.shipped and device.delivered", events.SubjectDeviceShipped, events.SubjectDeviceDelivered),
+		mk(StreamCallbacks, ConsumerCallbacks, "Smart Rent bridge: Inbank callbacks", events.SubjectCallbackReceived),
 	}
 }
 

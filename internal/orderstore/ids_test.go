@@ -1,4 +1,4 @@
-package events_test
+package orderstore_test
 
 import (
 	"context"
@@ -9,9 +9,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/internal/orderstore"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
 var hostileIDs = []string{"lv-web/ORD-1", "ORD-1", ".", "*", ">", "../x", "a b", "ü-ßø-注文", "lv-web.ORD-1", "=bHYtd2Vi", strings.Repeat("x", 200), strings.Repeat("注", 200)}
@@ -22,7 +23,7 @@ func TestStateKeyIsInjective(t *testing.T) {
 	seen := map[string][2]string{}
 	for _, shop := range []string{"", "lv-web", "lv", "web", "a", "lv-web-2"} {
 		for _, id := range hostileIDs {
-			k := events.StateKey(shop, id)
+			k := orderstore.StateKey(shop, id)
 			if prev, dup := seen[k]; dup {
 				t.Fatalf("(%q,%q) and (%q,%q) share key %s", shop, id, prev[0], prev[1], k)
 			}
@@ -32,7 +33,7 @@ func TestStateKeyIsInjective(t *testing.T) {
 			}
 		}
 	}
-	if events.StateKey("", "ORD-1") != "ORD-1" || events.StateKey("", "lv-web/ORD-1") != events.OrderKey("lv-web/ORD-1") {
+	if orderstore.StateKey("", "ORD-1") != "ORD-1" || orderstore.StateKey("", "lv-web/ORD-1") != orderstore.OrderKey("lv-web/ORD-1") {
 		t.Fatal("default-shop keys changed")
 	}
 }
@@ -42,11 +43,11 @@ func TestStateKeyIsInjective(t *testing.T) {
 func TestStoreRefusesKeysBeforeSending(t *testing.T) {
 	srv := natstest.Run(t, natstest.Options{})
 	nc, js := natstest.Connect(t, srv.ClientURL())
-	kv, err := events.ProvisionBridge(context.Background(), js, events.DefaultTopology())
+	kv, err := streams.ProvisionBridge(context.Background(), js, streams.DefaultTopology())
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := events.NewStateStore[doc](kv)
+	store := orderstore.NewStateStore[doc](kv)
 	for _, key := range []string{strings.Repeat("k", 5000), "a b", "a*", ""} {
 		if _, err := store.Create(context.Background(), key, doc{}); !errors.Is(err, ids.ErrInvalidID) {
 			t.Errorf("Create(%.20q…): %v", key, err)
@@ -72,24 +73,39 @@ func TestMigrateStateKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	put(events.OrderKey("lv-web/X"), "lv-web", "X")    // lv-web's order X, earlier scheme
-	put(events.OrderKey("lt-shop/Y"), "", "lt-shop/Y") // the default shop's order "lt-shop/Y"
-	put(events.OrderKey("PLAIN"), "", "PLAIN")         // untouched
+	put(orderstore.OrderKey("lv-web/X"), "lv-web", "X")    // lv-web's order X, earlier scheme
+	put(orderstore.OrderKey("lt-shop/Y"), "", "lt-shop/Y") // the default shop's order "lt-shop/Y"
+	put(orderstore.OrderKey("PLAIN"), "", "PLAIN")         // untouched
 	for run, want := range []int{1, 0} {
-		n, err := events.MigrateStateKeys(ctx, kv)
+		n, err := orderstore.MigrateStateKeys(ctx, kv)
 		if err != nil || n != want {
 			t.Fatalf("run %d: moved %d (%v), want %d", run, n, err, want)
 		}
 	}
-	if _, err := kv.Get(ctx, events.StateKey("lv-web", "X")); err != nil {
+	if _, err := kv.Get(ctx, orderstore.StateKey("lv-web", "X")); err != nil {
 		t.Fatalf("lv-web's X not at its new key: %v", err)
 	}
-	if _, err := kv.Get(ctx, events.OrderKey("lv-web/X")); err == nil {
+	if _, err := kv.Get(ctx, orderstore.OrderKey("lv-web/X")); err == nil {
 		t.Fatal("the earlier key of lv-web's X is still there")
 	}
-	for _, key := range []string{events.OrderKey("lt-shop/Y"), "PLAIN"} {
+	for _, key := range []string{orderstore.OrderKey("lt-shop/Y"), "PLAIN"} {
 		if _, err := kv.Get(ctx, key); err != nil {
 			t.Fatalf("%s moved: %v", key, err)
+		}
+	}
+}
+
+func TestOrderKey(t *testing.T) {
+	tests := []struct{ id, want string }{
+		{"ORD-1001", "ORD-1001"},
+		{"a_b-C9", "a_b-C9"},
+		{"shop/1001", "=c2hvcC8xMDAx"},
+		{"ä", "=w6Q"},
+		{"a.b", "=YS5i"},
+	}
+	for _, tt := range tests {
+		if got := orderstore.OrderKey(tt.id); got != tt.want {
+			t.Errorf("OrderKey(%q) = %q, want %q", tt.id, got, tt.want)
 		}
 	}
 }

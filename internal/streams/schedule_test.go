@@ -1,4 +1,4 @@
-package events_test
+package streams_test
 
 import (
 	"context"
@@ -15,7 +15,11 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
+	"github.com/smartrent-bridge/bridge/schemas"
 )
+
+var schemaSet = schemas.MustLoad()
 
 // deliveryRecorder is a handler that records when each order's event was
 // delivered and answers as its behaviour for that order says.
@@ -31,7 +35,7 @@ func newDeliveryRecorder(answer func(string, int) error) *deliveryRecorder {
 	return &deliveryRecorder{times: map[string][]time.Time{}, gaveUp: map[string]time.Time{}, answer: answer, changed: make(chan struct{}, 1000)}
 }
 
-func (r *deliveryRecorder) Handle(_ context.Context, env events.Envelope, _ events.Delivery) error {
+func (r *deliveryRecorder) Handle(_ context.Context, env events.Envelope, _ streams.Delivery) error {
 	r.mu.Lock()
 	id := env.OrderID()
 	r.times[id] = append(r.times[id], time.Now())
@@ -41,11 +45,11 @@ func (r *deliveryRecorder) Handle(_ context.Context, env events.Envelope, _ even
 	return r.answer(id, n)
 }
 
-func (r *deliveryRecorder) Invalid(context.Context, events.Delivery, *events.DecodeError) error {
+func (r *deliveryRecorder) Invalid(context.Context, streams.Delivery, *events.DecodeError) error {
 	return nil
 }
 
-func (r *deliveryRecorder) GiveUp(_ context.Context, env events.Envelope, _ events.Delivery, _ error) error {
+func (r *deliveryRecorder) GiveUp(_ context.Context, env events.Envelope, _ streams.Delivery, _ error) error {
 	r.mu.Lock()
 	r.gaveUp[env.OrderID()] = time.Now()
 	r.mu.Unlock()
@@ -99,12 +103,12 @@ func TestRedeliveryScheduleAsDocumented(t *testing.T) {
 	srv := natstest.Run(t, natstest.Options{})
 	nc, js := natstest.Connect(t, srv.ClientURL())
 	ctx := context.Background()
-	topo := events.DefaultTopology()
+	topo := streams.DefaultTopology()
 	topo.AckWait, topo.MaxDeliver = 2*time.Second, 6
-	if _, err := events.ProvisionBridge(ctx, js, topo); err != nil {
+	if _, err := streams.ProvisionBridge(ctx, js, topo); err != nil {
 		t.Fatal(err)
 	}
-	pub := events.NewPublisher(js, events.NewCodec(schemaSet))
+	pub := streams.NewPublisher(js, events.NewCodec(schemaSet))
 	transient := errors.New("inbank: 503")
 	rec := newDeliveryRecorder(func(orderID string, n int) error {
 		switch orderID {
@@ -112,7 +116,7 @@ func TestRedeliveryScheduleAsDocumented(t *testing.T) {
 			return transient
 		case "RETRY-AFTER":
 			if n == 1 {
-				return events.RetryAfter(transient, 1500*time.Millisecond)
+				return streams.RetryAfter(transient, 1500*time.Millisecond)
 			}
 		}
 		return nil
@@ -120,7 +124,7 @@ func TestRedeliveryScheduleAsDocumented(t *testing.T) {
 
 	// A bridge that died holding a message: fetched, never answered.
 	publishShipped(t, pub, "DIED")
-	cons, err := js.Consumer(ctx, events.StreamIn, events.ConsumerDevices)
+	cons, err := js.Consumer(ctx, streams.StreamIn, streams.ConsumerDevices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +140,7 @@ func TestRedeliveryScheduleAsDocumented(t *testing.T) {
 		t.Fatal("the first delivery of DIED never came")
 	}
 
-	consumeDevices(t, nc, js, topo, rec, events.ConsumerConfig{
+	consumeDevices(t, nc, js, topo, rec, streams.ConsumerConfig{
 		// Delays long enough that a loaded CI machine's scheduling noise
 		// stays well inside the ±20 % the test allows.
 		RetryBase: 500 * time.Millisecond, RetryMax: 2 * time.Second,
@@ -173,7 +177,7 @@ func TestRedeliveryScheduleAsDocumented(t *testing.T) {
 	}
 }
 
-func publishShipped(t *testing.T, pub *events.Publisher, orderID string) {
+func publishShipped(t *testing.T, pub *streams.Publisher, orderID string) {
 	t.Helper()
 	e, err := pub.Codec().New("urn:test", events.TypeDeviceShipped, orderID, events.DeviceShipped{
 		OrderID: orderID, AssetIdentifiers: []events.AssetIdentifier{{Identifier: "356938035643809", IdentifierType: "IMEI"}},
@@ -192,8 +196,8 @@ func TestProvisionRemovesOldBackOff(t *testing.T) {
 	srv := natstest.Run(t, natstest.Options{})
 	_, js := natstest.Connect(t, srv.ClientURL())
 	ctx := context.Background()
-	topo := events.DefaultTopology()
-	if err := events.ProvisionStreams(ctx, js, topo); err != nil {
+	topo := streams.DefaultTopology()
+	if err := streams.ProvisionStreams(ctx, js, topo); err != nil {
 		t.Fatal(err)
 	}
 	for _, cfg := range topo.Consumers() {
@@ -202,7 +206,7 @@ func TestProvisionRemovesOldBackOff(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := events.ProvisionBridge(ctx, js, topo); err != nil {
+	if _, err := streams.ProvisionBridge(ctx, js, topo); err != nil {
 		t.Fatal(err)
 	}
 	for _, cfg := range topo.Consumers() {
@@ -225,28 +229,28 @@ func TestMiddlewareWrapsTheHandler(t *testing.T) {
 	srv := natstest.Run(t, natstest.Options{})
 	nc, js := natstest.Connect(t, srv.ClientURL())
 	ctx := context.Background()
-	topo := events.DefaultTopology()
-	if _, err := events.ProvisionBridge(ctx, js, topo); err != nil {
+	topo := streams.DefaultTopology()
+	if _, err := streams.ProvisionBridge(ctx, js, topo); err != nil {
 		t.Fatal(err)
 	}
-	pub := events.NewPublisher(js, events.NewCodec(schemaSet))
+	pub := streams.NewPublisher(js, events.NewCodec(schemaSet))
 	rec := newDeliveryRecorder(func(string, int) error { return nil })
 
 	var mu sync.Mutex
 	outcomes := map[string]string{}
 	blocked := errors.New("blocked by the test middleware")
-	hook := func(next events.HandlerFunc) events.HandlerFunc {
-		return func(ctx context.Context, m *events.Msg) error {
+	hook := func(next streams.HandlerFunc) streams.HandlerFunc {
+		return func(ctx context.Context, m *streams.Msg) error {
 			if m.Env.OrderID() == "BLOCKED" {
-				return events.Permanent(blocked)
+				return streams.Permanent(blocked)
 			}
 			return next(ctx, m)
 		}
 	}
 	// The configured middleware runs inside the disposition: when it
 	// returns, nothing has been decided for the message yet.
-	seen := func(next events.HandlerFunc) events.HandlerFunc {
-		return func(ctx context.Context, m *events.Msg) error {
+	seen := func(next streams.HandlerFunc) streams.HandlerFunc {
+		return func(ctx context.Context, m *streams.Msg) error {
 			err := next(ctx, m)
 			mu.Lock()
 			outcomes[m.Env.OrderID()] = m.Outcome
@@ -254,7 +258,7 @@ func TestMiddlewareWrapsTheHandler(t *testing.T) {
 			return err
 		}
 	}
-	consumeDevices(t, nc, js, topo, rec, events.ConsumerConfig{Middleware: []events.Middleware{seen, hook}})
+	consumeDevices(t, nc, js, topo, rec, streams.ConsumerConfig{Middleware: []streams.Middleware{seen, hook}})
 	publishShipped(t, pub, "PASSES")
 	publishShipped(t, pub, "BLOCKED")
 
@@ -273,7 +277,7 @@ func TestMiddlewareWrapsTheHandler(t *testing.T) {
 	mu.Unlock()
 
 	// The blocked message is in the dead-letter stream with the reason.
-	dlq, err := js.Stream(ctx, events.StreamDLQ)
+	dlq, err := js.Stream(ctx, streams.StreamDLQ)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,12 +289,12 @@ func TestMiddlewareWrapsTheHandler(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no dead letter: %v", err)
 	}
-	if got := msg.Headers().Get(events.HeaderDLQReason); got != blocked.Error() {
+	if got := msg.Headers().Get(streams.HeaderDLQReason); got != blocked.Error() {
 		t.Errorf("dead-letter reason %q, want %q", got, blocked.Error())
 	}
 	// The message that passed is acknowledged and the blocked one
 	// terminated: nothing stays pending.
-	cons2, err := js.Consumer(ctx, events.StreamIn, events.ConsumerDevices)
+	cons2, err := js.Consumer(ctx, streams.StreamIn, streams.ConsumerDevices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,10 +316,10 @@ func TestMiddlewareWrapsTheHandler(t *testing.T) {
 
 // consumeDevices runs h as the devices consumer with the topology's
 // MAX_DELIVER and ACK_WAIT and cfg's other settings, until the test ends.
-func consumeDevices(t *testing.T, nc *nats.Conn, js jetstream.JetStream, topo events.Topology, h events.Handler, cfg events.ConsumerConfig) {
+func consumeDevices(t *testing.T, nc *nats.Conn, js jetstream.JetStream, topo streams.Topology, h streams.Handler, cfg streams.ConsumerConfig) {
 	t.Helper()
-	cfg.Stream, cfg.Consumer, cfg.MaxDeliver, cfg.AckWait = events.StreamIn, events.ConsumerDevices, topo.MaxDeliver, topo.AckWait
-	c, err := events.Consume(context.Background(), nc, js, events.NewCodec(schemaSet), h, cfg)
+	cfg.Stream, cfg.Consumer, cfg.MaxDeliver, cfg.AckWait = streams.StreamIn, streams.ConsumerDevices, topo.MaxDeliver, topo.AckWait
+	c, err := streams.Consume(context.Background(), nc, js, events.NewCodec(schemaSet), h, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,19 +332,19 @@ func consumeDevices(t *testing.T, nc *nats.Conn, js jetstream.JetStream, topo ev
 func TestMetricLabelsComeFromAFixedSet(t *testing.T) {
 	srv := natstest.Run(t, natstest.Options{})
 	nc, js := natstest.Connect(t, srv.ClientURL())
-	topo := events.DefaultTopology()
-	if _, err := events.ProvisionBridge(context.Background(), js, topo); err != nil {
+	topo := streams.DefaultTopology()
+	if _, err := streams.ProvisionBridge(context.Background(), js, topo); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	metrics, err := events.NewConsumerMetrics(reg)
+	metrics, err := streams.NewConsumerMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	consumeDevices(t, nc, js, topo, newDeliveryRecorder(func(string, int) error { return nil }), events.ConsumerConfig{Metrics: metrics})
+	consumeDevices(t, nc, js, topo, newDeliveryRecorder(func(string, int) error { return nil }), streams.ConsumerConfig{Metrics: metrics})
 	evil := "evil-" + strings.Repeat("x", 4096)
 	raw := `{"specversion":"1.0","id":"e-1","source":"urn:x","type":"` + evil + `","subject":"O-1","data":{"orderId":"O-1"}}`
-	if _, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: events.SubjectDeviceShipped, Data: []byte(raw), Header: nats.Header{events.HeaderMsgID: {"e-1"}}}); err != nil {
+	if _, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: events.SubjectDeviceShipped, Data: []byte(raw), Header: nats.Header{streams.HeaderMsgID: {"e-1"}}}); err != nil {
 		t.Fatal(err)
 	}
 	var types []string
@@ -367,7 +371,7 @@ func TestMetricLabelsComeFromAFixedSet(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling the registry: there is no event to await
 	}
-	if len(types) != 1 || types[0] != events.TypeOther {
-		t.Fatalf("type labels %.80q, want only %q", types, events.TypeOther)
+	if len(types) != 1 || types[0] != streams.TypeOther {
+		t.Fatalf("type labels %.80q, want only %q", types, streams.TypeOther)
 	}
 }

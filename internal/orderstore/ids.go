@@ -1,4 +1,4 @@
-package events
+package orderstore
 
 import (
 	"encoding/base64"

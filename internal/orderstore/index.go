@@ -1,9 +1,10 @@
-package events
+package orderstore
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/smartrent-bridge/bridge/internal/streams"
 	"strings"
 	"time"
 
@@ -34,9 +35,9 @@ type OpenIndex struct {
 // OpenIndexOf opens the bucket of a provisioned (or verified) topology;
 // owner names this process in the leases it takes.
 func OpenIndexOf(ctx context.Context, js jetstream.JetStream, owner string) (*OpenIndex, error) {
-	kv, err := js.KeyValue(ctx, BucketOpen)
+	kv, err := js.KeyValue(ctx, streams.BucketOpen)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", BucketOpen, err)
+		return nil, fmt.Errorf("bucket %s: %w", streams.BucketOpen, err)
 	}
 	return &OpenIndex{kv: kv, js: js, owner: owner}, nil
 }

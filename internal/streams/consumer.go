@@ -1,10 +1,11 @@
-package events
+package streams
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/smartrent-bridge/bridge/internal/events"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
@@ -52,13 +53,13 @@ type Handler interface {
 	// Handle applies the event. nil acks it; an error marked with
 	// [Permanent] dead-letters it; any other error retries it later
 	// (after [RetryAfter]'s delay when given).
-	Handle(ctx context.Context, env Envelope, d Delivery) error
+	Handle(ctx context.Context, env events.Envelope, d Delivery) error
 	// Invalid is told about a message that cannot be decoded, before it
 	// is dead-lettered (for example to reject the order it names).
-	Invalid(ctx context.Context, d Delivery, err *DecodeError) error
+	Invalid(ctx context.Context, d Delivery, err *events.DecodeError) error
 	// GiveUp is told about an event that failed permanently or ran out of
 	// deliveries, before it is dead-lettered.
-	GiveUp(ctx context.Context, env Envelope, d Delivery, cause error) error
+	GiveUp(ctx context.Context, env events.Envelope, d Delivery, cause error) error
 }
 
 type permanentError struct{ err error }
@@ -105,7 +106,7 @@ type ConsumerConfig struct {
 
 // Msg is one decoded message in a consumer's hands, as middleware sees it.
 type Msg struct {
-	Env      Envelope
+	Env      events.Envelope
 	Delivery Delivery
 	Log      *slog.Logger // names the consumer, subject, order, type and shop
 	// Outcome is what the disposition did (ok, retry or dead_letter), and
@@ -130,7 +131,7 @@ type Consumer struct {
 	cfg   ConsumerConfig
 	js    jetstream.JetStream
 	nc    *nats.Conn
-	codec *Codec
+	codec *events.Codec
 	pub   *Publisher
 	h     Handler
 	chain HandlerFunc // the handler inside its middleware
@@ -146,7 +147,7 @@ type Consumer struct {
 // Stop. Messages that cannot be decoded, fail permanently or run out of
 // deliveries are republished to SMARTRENT_DLQ before they are terminated;
 // nothing is dropped without a trace.
-func Consume(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, codec *Codec, h Handler, cfg ConsumerConfig) (*Consumer, error) {
+func Consume(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, codec *events.Codec, h Handler, cfg ConsumerConfig) (*Consumer, error) {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 16
 	}
@@ -245,12 +246,12 @@ func (c *Consumer) handle(raw jetstream.Msg) {
 	log := c.cfg.Logger.With("consumer", c.cfg.Consumer, "subject", d.Subject, "stream_seq", d.StreamSeq, "delivery", d.NumDelivered)
 
 	env, err := c.codec.Decode(raw.Headers(), raw.Data())
-	var de *DecodeError
+	var de *events.DecodeError
 	if errors.As(err, &de) {
 		c.invalid(ctx, raw, d, de, log.With("order_id", de.OrderID), start)
 		return
 	}
-	shop := ids.ShopName(ShopOf(env.Data))
+	shop := ids.ShopName(events.ShopOf(env.Data))
 	ctx = telemetry.WithLogAttrs(ctx, slog.String("shop", shop))
 	log = log.With("order_id", env.OrderID(), "type", env.Event.Type(), "shop", shop)
 	_ = c.chain(ctx, &Msg{Env: env, Delivery: d, Log: log, raw: raw})
@@ -258,7 +259,7 @@ func (c *Consumer) handle(raw jetstream.Msg) {
 
 // invalid reports an undecodable message to the handler, then
 // dead-letters it.
-func (c *Consumer) invalid(ctx context.Context, raw jetstream.Msg, d Delivery, de *DecodeError, log *slog.Logger, start time.Time) {
+func (c *Consumer) invalid(ctx context.Context, raw jetstream.Msg, d Delivery, de *events.DecodeError, log *slog.Logger, start time.Time) {
 	if herr := c.h.Invalid(ctx, d, de); herr != nil {
 		log.Error("could not report an invalid message; will retry", "err", herr)
 		c.retry(raw, d, herr, log)
@@ -320,7 +321,7 @@ func (c *Consumer) disposed(next HandlerFunc) HandlerFunc {
 func (c *Consumer) traced(next HandlerFunc) HandlerFunc {
 	return func(ctx context.Context, m *Msg) error {
 		d := m.Delivery
-		ctx, span := c.cfg.Tracer.Start(telemetry.ContextWithTraceParent(ctx, TraceParent(m.Env.Event)), "consume "+m.Env.Event.Type(),
+		ctx, span := c.cfg.Tracer.Start(telemetry.ContextWithTraceParent(ctx, events.TraceParent(m.Env.Event)), "consume "+m.Env.Event.Type(),
 			trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", d.Subject),
 				attribute.String("smartrent.order_id", m.Env.OrderID()), attribute.Int64("messaging.nats.stream_sequence", int64(d.StreamSeq))))
@@ -416,7 +417,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, d Delivery, 
 // contract's headers. Its Nats-Msg-Id is the original's, or
 // <stream>-<seq>, so dead-lettering the same message twice stores it once.
 func DeadLetter(ctx context.Context, pub *Publisher, d Delivery, hdr nats.Header, data []byte, reason string) error {
-	out := &nats.Msg{Subject: SubjectDLQPrefix + d.Subject, Data: data, Header: nats.Header{}}
+	out := &nats.Msg{Subject: events.SubjectDLQPrefix + d.Subject, Data: data, Header: nats.Header{}}
 	for k, v := range hdr {
 		out.Header[k] = append([]string(nil), v...)
 	}
@@ -537,7 +538,7 @@ func (m *ConsumerMetrics) observe(consumer, typ, outcome string, start time.Time
 	if m == nil {
 		return
 	}
-	if _, known := SubjectOf(typ); !known && typ != "" {
+	if _, known := events.SubjectOf(typ); !known && typ != "" {
 		typ = TypeOther
 	}
 	m.handled.WithLabelValues(consumer, typ, outcome).Inc()
