@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/smartrent-bridge/bridge/internal/activation"
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/cli"
 	"github.com/smartrent-bridge/bridge/internal/ctl"
@@ -58,14 +59,15 @@ type BridgeOptions struct {
 
 // bridgeConfig is the bridge's configuration, from flags and environment.
 type bridgeConfig struct {
-	nats                                    *natsconn.Settings
-	process                                 *processSettings
-	baseURL, apiKey, shopUUID, productCode  string
-	policy, callbackBase, secret, shopsFile string
-	inbankTimeout, sessionTTL, reconcile    time.Duration
-	claimTTL, settle, retention             time.Duration
-	quoteTimeout, conditionsTTL, calcTTL    time.Duration
-	concurrency                             int
+	nats                                        *natsconn.Settings
+	process                                     *processSettings
+	baseURL, apiKey, shopUUID, productCode      string
+	policyText, callbackBase, secret, shopsFile string
+	policy                                      activation.Policy
+	inbankTimeout, sessionTTL, reconcile        time.Duration
+	claimTTL, settle, retention                 time.Duration
+	quoteTimeout, conditionsTTL, calcTTL        time.Duration
+	concurrency                                 int
 }
 
 func parseBridgeConfig(args []string, getenv cli.Getenv) (*bridgeConfig, error) {
@@ -76,7 +78,7 @@ func parseBridgeConfig(args []string, getenv cli.Getenv) (*bridgeConfig, error) 
 	fs.StringVar(&c.shopUUID, "inbank-shop-uuid", "INBANK_SHOP_UUID", "", "Inbank shop uuid (required)")
 	fs.StringVar(&c.productCode, "inbank-product-code", "INBANK_PRODUCT_CODE", "", "product code for orders that have none")
 	fs.DurationVar(&c.inbankTimeout, "inbank-timeout", "INBANK_TIMEOUT", 15*time.Second, "timeout of one Inbank request")
-	fs.StringVar(&c.policy, "activation-policy", "ACTIVATION_POLICY", handlers.PolicyOnDelivery, "on-delivery, on-shipment, or portal (never activate via API)")
+	fs.StringVar(&c.policyText, "activation-policy", "ACTIVATION_POLICY", string(activation.OnDelivery), "on-delivery, on-shipment, or portal (never activate via API)")
 	fs.StringVar(&c.callbackBase, "callback-base-url", "CALLBACK_BASE_URL", "", "public base URL of the webhook ingress (required)")
 	fs.StringVar(&c.secret, "callback-secret", "CALLBACK_SECRET", "", "callback token secret(s), comma-separated: the first signs, all verify (required)")
 	fs.DurationVar(&c.sessionTTL, "session-ttl", "SESSION_TTL", 24*time.Hour, "session validity sent to Inbank as validUntil")
@@ -100,11 +102,11 @@ func parseBridgeConfig(args []string, getenv cli.Getenv) (*bridgeConfig, error) 
 	); err != nil {
 		return nil, err
 	}
-	switch c.policy {
-	case handlers.PolicyOnDelivery, handlers.PolicyOnShipment, handlers.PolicyPortal:
-	default:
-		return nil, fmt.Errorf("ACTIVATION_POLICY: activation policy %q: want on-delivery, on-shipment or portal", c.policy)
+	policy, err := activation.Parse(c.policyText)
+	if err != nil {
+		return nil, fmt.Errorf("ACTIVATION_POLICY: %w", err)
 	}
+	c.policy = policy
 	if c.claimTTL <= 0 {
 		c.claimTTL = 3 * c.inbankTimeout
 	}

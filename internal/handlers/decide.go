@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/smartrent-bridge/bridge/internal/activation"
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 )
@@ -63,7 +64,7 @@ type Facts struct {
 	Attempt string // this attempt's id: a claim it holds is not held elsewhere
 	// Policy is the order's shop's activation policy; "" when the shop is
 	// not configured.
-	Policy string
+	Policy activation.Policy
 	// Settle is how long an activation that may have reached Inbank is
 	// given before it is repeated (ActivationSettle).
 	Settle time.Duration
@@ -178,7 +179,7 @@ func decideGranted(o *Order, f Facts) Move {
 	if f.Policy == "" {
 		return Move{Kind: MoveUnprocessable, Err: fmt.Errorf("shop %q is not configured", o.Shop)}
 	}
-	portal := f.Policy == PolicyPortal ||
+	portal := f.Policy == activation.Portal ||
 		(o.SessionStatus == inbank.SessionCompleted && o.ActivationAttempts == 0 && !o.ActivationCalled)
 	switch {
 	case portal:
@@ -227,14 +228,14 @@ func decideActivation(o *Order, f Facts) Move {
 
 // activationDue: identifiers are with Inbank and the device has reached
 // the point the policy names.
-func activationDue(o *Order, policy string) bool {
+func activationDue(o *Order, policy activation.Policy) bool {
 	if len(o.IdentifiersAssigned) == 0 {
 		return false
 	}
 	switch policy {
-	case PolicyOnShipment:
+	case activation.OnShipment:
 		return o.ShippedAt != nil || o.DeliveredAt != nil
-	case PolicyOnDelivery:
+	case activation.OnDelivery:
 		return o.DeliveredAt != nil
 	}
 	return false

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartrent-bridge/bridge/internal/activation"
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
@@ -47,7 +48,7 @@ func TestDecide(t *testing.T) {
 	claimBy := func(owner string, until time.Duration) *handlers.Claim {
 		return &handlers.Claim{Owner: owner, Until: now.Add(until)}
 	}
-	api := handlers.Facts{Now: now, Attempt: "me", Policy: handlers.PolicyOnDelivery, Settle: 2 * time.Minute}
+	api := handlers.Facts{Now: now, Attempt: "me", Policy: activation.OnDelivery, Settle: 2 * time.Minute}
 	with := func(change func(*handlers.Facts)) handlers.Facts { f := api; change(&f); return f }
 	refresh := with(func(f *handlers.Facts) { f.Refresh = true })
 	withConditions := func(c inbank.RentalConditions) handlers.Facts {
@@ -154,11 +155,11 @@ func TestDecide(t *testing.T) {
 		// Granted: path B (portal) and path A (identifiers, activation).
 		{"granted: no contract yet", granted(func(o *handlers.Order) { o.ContractUUID = "" }), api, handlers.Move{Kind: handlers.MoveRest}},
 		{"granted: shop not configured", granted(), with(func(f *handlers.Facts) { f.Policy = "" }), handlers.Move{Kind: handlers.MoveUnprocessable}},
-		{"portal: waits for the shop", granted(), with(func(f *handlers.Facts) { f.Policy = handlers.PolicyPortal }), handlers.Move{Kind: handlers.MoveRest}},
-		{"portal: reconciliation reads the contract", granted(), with(func(f *handlers.Facts) { f.Policy, f.Refresh, f.SessionRead = handlers.PolicyPortal, true, true }),
+		{"portal: waits for the shop", granted(), with(func(f *handlers.Facts) { f.Policy = activation.Portal }), handlers.Move{Kind: handlers.MoveRest}},
+		{"portal: reconciliation reads the contract", granted(), with(func(f *handlers.Facts) { f.Policy, f.Refresh, f.SessionRead = activation.Portal, true, true }),
 			handlers.Move{Kind: handlers.MoveAwaitActivation, Via: events.ActivatedViaPortal}},
 		{"portal: completed session reads the contract", granted(func(o *handlers.Order) { o.SessionStatus = inbank.SessionCompleted }),
-			with(func(f *handlers.Facts) { f.Policy = handlers.PolicyPortal }), handlers.Move{Kind: handlers.MoveAwaitActivation, Via: events.ActivatedViaPortal}},
+			with(func(f *handlers.Facts) { f.Policy = activation.Portal }), handlers.Move{Kind: handlers.MoveAwaitActivation, Via: events.ActivatedViaPortal}},
 		{"API policy, approved in the portal", granted(func(o *handlers.Order) { o.SessionStatus = inbank.SessionCompleted }), api,
 			handlers.Move{Kind: handlers.MoveAwaitActivation, Via: events.ActivatedViaPortal}},
 		{"granted: nothing shipped", granted(), api, handlers.Move{Kind: handlers.MoveRest}},
@@ -169,7 +170,7 @@ func TestDecide(t *testing.T) {
 		}), api, handlers.Move{Kind: handlers.MoveWait, After: 10 * time.Second, Why: "identifier assignment claimed by other"}},
 		{"on delivery: shipped is not enough", granted(shippedAssigned), api, handlers.Move{Kind: handlers.MoveRest}},
 		{"on delivery: delivered activates", granted(delivered), api, handlers.Move{Kind: handlers.MoveActivate}},
-		{"on shipment: shipped activates", granted(shippedAssigned), with(func(f *handlers.Facts) { f.Policy = handlers.PolicyOnShipment }),
+		{"on shipment: shipped activates", granted(shippedAssigned), with(func(f *handlers.Facts) { f.Policy = activation.OnShipment }),
 			handlers.Move{Kind: handlers.MoveActivate}},
 		{"activation claimed by another attempt", granted(delivered, func(o *handlers.Order) { o.ActivationClaim = claimBy("other", 20*time.Second) }), api,
 			handlers.Move{Kind: handlers.MoveWait, After: 20 * time.Second, Why: "activation claimed by other"}},

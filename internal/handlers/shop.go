@@ -9,6 +9,7 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/smartrent-bridge/bridge/internal/activation"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 )
 
@@ -16,10 +17,10 @@ import (
 // default shop is the one of Config's top-level fields.
 type ShopConfig struct {
 	Inbank      Inbank
-	Conditions  *Conditions   // default: a private cache
-	ProductCode string        // default product code of its orders
-	Policy      string        // default: Config.Policy
-	SessionTTL  time.Duration // default: Config.SessionTTL
+	Conditions  *Conditions       // default: a private cache
+	ProductCode string            // default product code of its orders
+	Policy      activation.Policy // default: Config.Policy
+	SessionTTL  time.Duration     // default: Config.SessionTTL
 	// Concurrency bounds this shop's Inbank calls in flight (default 32),
 	// so one shop's slow or failing Inbank cannot take every handler.
 	Concurrency int
@@ -31,7 +32,7 @@ type shop struct {
 	api         Inbank
 	conditions  *Conditions
 	productCode string
-	policy      string
+	policy      activation.Policy
 	ttl         time.Duration
 }
 

@@ -99,6 +99,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/smartrent-bridge/bridge/internal/activation"
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/ids"
@@ -135,13 +136,6 @@ type Publisher interface {
 	Publish(ctx context.Context, e event.Event) (streams.PubAck, error)
 }
 
-// Activation policies (ACTIVATION_POLICY).
-const (
-	PolicyOnDelivery = "on-delivery"
-	PolicyOnShipment = "on-shipment"
-	PolicyPortal     = "portal"
-)
-
 // Steps named in order.failed and logs.
 const (
 	StepConditions  = "get_rental_conditions"
@@ -173,7 +167,7 @@ type Config struct {
 
 	CallbackBaseURL    string
 	DefaultProductCode string
-	Policy             string
+	Policy             activation.Policy
 	SessionTTL         time.Duration // validUntil = now + SessionTTL (24h)
 	ClaimTTL           time.Duration // how long a claim holds; longer than an Inbank request (45s)
 	ActivationSettle   time.Duration // wait before repeating an activation that may have reached Inbank (2m)
@@ -217,11 +211,10 @@ func New(cfg Config) (*Workflow, error) {
 	if cfg.CallbackBaseURL == "" {
 		return nil, errors.New("handlers: callback base URL is required")
 	}
-	switch cfg.Policy {
-	case "":
-		cfg.Policy = PolicyOnDelivery
-	case PolicyOnDelivery, PolicyOnShipment, PolicyPortal:
-	default:
+	if cfg.Policy == "" {
+		cfg.Policy = activation.OnDelivery
+	}
+	if !cfg.Policy.Valid() {
 		return nil, fmt.Errorf("handlers: activation policy %q: want on-delivery, on-shipment or portal", cfg.Policy)
 	}
 	def := func(d *time.Duration, v time.Duration) {
@@ -272,9 +265,7 @@ func New(cfg Config) (*Workflow, error) {
 		if s.policy == "" {
 			s.policy = cfg.Policy
 		}
-		switch s.policy {
-		case PolicyOnDelivery, PolicyOnShipment, PolicyPortal:
-		default:
+		if !s.policy.Valid() {
 			return nil, fmt.Errorf("handlers: shop %s: activation policy %q: want on-delivery, on-shipment or portal", alias, s.policy)
 		}
 		if s.ttl <= 0 {

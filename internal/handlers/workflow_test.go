@@ -12,6 +12,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/smartrent-bridge/bridge/internal/activation"
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
@@ -62,14 +63,14 @@ func TestPathAOnDelivery(t *testing.T) {
 }
 
 func TestPathAOnShipment(t *testing.T) {
-	h := newHarness(t, func(c *handlers.Config) { c.Policy = handlers.PolicyOnShipment })
+	h := newHarness(t, func(c *handlers.Config) { c.Policy = activation.OnShipment })
 	h.signed("S1", 500)
 	h.mustDeliver(&events.DeviceShipped{OrderID: "S1", AssetIdentifiers: imei()})
 	h.count("S1", events.TypeContractActivated, 1)
 }
 
 func TestShipmentBeforeGrantIsKeptUntilGranted(t *testing.T) {
-	h := newHarness(t, func(c *handlers.Config) { c.Policy = handlers.PolicyOnShipment })
+	h := newHarness(t, func(c *handlers.Config) { c.Policy = activation.OnShipment })
 	h.mustDeliver(placed("E1", 500))
 	h.mustDeliver(&events.DeviceShipped{OrderID: "E1", AssetIdentifiers: imei()})
 	h.count("E1", events.TypeIdentifiersAssigned, 0)
@@ -80,7 +81,7 @@ func TestShipmentBeforeGrantIsKeptUntilGranted(t *testing.T) {
 }
 
 func TestPathBPortal(t *testing.T) {
-	h := newHarness(t, func(c *handlers.Config) { c.Policy = handlers.PolicyPortal })
+	h := newHarness(t, func(c *handlers.Config) { c.Policy = activation.Portal })
 	h.signed("B1", 500)
 	h.mustDeliver(&events.DeviceShipped{OrderID: "B1", AssetIdentifiers: imei()})
 	h.mustDeliver(&events.DeviceDelivered{OrderID: "B1"})
@@ -352,7 +353,7 @@ func TestTraceParentIsCarriedToTheEventsAnInputCauses(t *testing.T) {
 }
 
 func TestConcurrentShipmentsAssignOnce(t *testing.T) {
-	h := newHarness(t, func(c *handlers.Config) { c.Policy = handlers.PolicyOnShipment })
+	h := newHarness(t, func(c *handlers.Config) { c.Policy = activation.OnShipment })
 	h.signed("CS1", 500)
 	h.fake.SetFault(inbank.OpAssignAssetIdentifiers, inbanktest.Fault{Latency: inbanktest.Duration(100 * time.Millisecond)})
 	errs := make(chan error, 4)

@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/smartrent-bridge/bridge/internal/activation"
 	"github.com/smartrent-bridge/bridge/internal/ids"
 )
 
@@ -32,11 +33,11 @@ type Shop struct {
 	BaseURL          string
 	ShopUUID         string
 	ProductCode      string
-	ActivationPolicy string        // "" = the bridge's ACTIVATION_POLICY
-	SessionTTL       time.Duration // 0 = the bridge's SESSION_TTL
-	Concurrency      int           // Inbank calls in flight for this shop; 0 = the bridge's default
-	APIKeyEnv        string        // the key is in this environment variable…
-	APIKeyFile       string        // …or in this file (re-read on SIGHUP)
+	ActivationPolicy activation.Policy // "" = the bridge's ACTIVATION_POLICY
+	SessionTTL       time.Duration     // 0 = the bridge's SESSION_TTL
+	Concurrency      int               // Inbank calls in flight for this shop; 0 = the bridge's default
+	APIKeyEnv        string            // the key is in this environment variable…
+	APIKeyFile       string            // …or in this file (re-read on SIGHUP)
 }
 
 // APIKey reads the shop's key from where it is referenced.
@@ -109,8 +110,7 @@ func Parse(data []byte, getenv func(string) string) ([]Shop, error) {
 			problems = append(problems, fmt.Errorf("shop alias %q: use lower-case letters, digits, - and _", alias))
 			continue
 		}
-		s := Shop{Alias: alias, BaseURL: fs.BaseURL, ShopUUID: fs.ShopUUID, ProductCode: fs.ProductCode,
-			ActivationPolicy: fs.ActivationPolicy, Concurrency: fs.Concurrency}
+		s := Shop{Alias: alias, BaseURL: fs.BaseURL, ShopUUID: fs.ShopUUID, ProductCode: fs.ProductCode, Concurrency: fs.Concurrency}
 		if u, err := url.Parse(fs.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			bad(alias, "baseUrl %q must be an absolute http(s) URL", fs.BaseURL)
 		} else if strings.Contains(u.Path, "/partner/v3") {
@@ -119,10 +119,12 @@ func Parse(data []byte, getenv func(string) string) ([]Shop, error) {
 		if fs.ShopUUID == "" {
 			bad(alias, "shopUuid is required")
 		}
-		switch fs.ActivationPolicy {
-		case "", "on-delivery", "on-shipment", "portal":
-		default:
-			bad(alias, "activationPolicy %q: want on-delivery, on-shipment or portal", fs.ActivationPolicy)
+		if fs.ActivationPolicy != "" {
+			if p, err := activation.Parse(fs.ActivationPolicy); err != nil {
+				bad(alias, "activationPolicy: %v", err)
+			} else {
+				s.ActivationPolicy = p
+			}
 		}
 		if fs.SessionTTL != "" {
 			d, err := time.ParseDuration(fs.SessionTTL)
