@@ -44,7 +44,6 @@ type IngressOptions struct {
 // readiness turns off, then (after SHUTDOWN_DELAY) it stops accepting,
 // finishes requests in flight and drains the NATS connection, within
 // SHUTDOWN_TIMEOUT.
-
 func RunIngress(ctx context.Context, args []string, getenv cli.Getenv, logOut io.Writer, started chan<- IngressStarted, opts ...IngressOptions) (err error) {
 	c, err := parseIngressConfig(args, getenv)
 	if err != nil {

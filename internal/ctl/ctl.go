@@ -90,7 +90,9 @@ type commandLine struct {
 	} `cmd:"" name:"dlq" help:"dead letters (SMARTRENT_DLQ)"`
 }
 
-type cli struct {
+// session is one smartrentctl command's run: where it prints, its global
+// flags, and its NATS connection once dialled.
+type session struct {
 	out, errOut io.Writer
 	json        bool
 	shop        string // the order's shop alias; "" is the default shop
@@ -102,7 +104,7 @@ type cli struct {
 
 // dial connects on first use: commands that fail on their arguments, and
 // --help, never need NATS.
-func (c *cli) dial() error {
+func (c *session) dial() error {
 	if c.nc != nil {
 		return nil
 	}
@@ -155,7 +157,7 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer, getenv func(
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	c := &cli{out: out, errOut: errOut, json: cl.JSON || cl.Output == "json", shop: cl.Shop, getenv: getenv, conn: &cl.connection}
+	c := &session{out: out, errOut: errOut, json: cl.JSON || cl.Output == "json", shop: cl.Shop, getenv: getenv, conn: &cl.connection}
 	defer func() {
 		if c.nc != nil {
 			c.nc.Close()

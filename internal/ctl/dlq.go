@@ -16,7 +16,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
-func (c *cli) dlqMessages(ctx context.Context, subject string) ([]*jetstream.RawStreamMsg, error) {
+func (c *session) dlqMessages(ctx context.Context, subject string) ([]*jetstream.RawStreamMsg, error) {
 	if err := c.dial(); err != nil {
 		return nil, err
 	}
@@ -37,7 +37,7 @@ type dlqList struct {
 	Subject string `help:"only dead letters of this original subject"`
 }
 
-func (l *dlqList) Run(ctx context.Context, c *cli) error {
+func (l *dlqList) Run(ctx context.Context, c *session) error {
 	msgs, err := c.dlqMessages(ctx, l.Subject)
 	if err != nil {
 		return err
@@ -53,7 +53,7 @@ func (l *dlqList) Run(ctx context.Context, c *cli) error {
 	return nil
 }
 
-func (c *cli) printDeadLetters(list []deadLetter) {
+func (c *session) printDeadLetters(list []deadLetter) {
 	tw := tabwriter.NewWriter(c.out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tSUBJECT\tORDER\tTIME\tDELIVERIES\tREASON")
 	for _, d := range list {
@@ -66,7 +66,7 @@ type dlqShow struct {
 	Seq uint64 `arg:"" help:"the dead letter's sequence number in SMARTRENT_DLQ"`
 }
 
-func (s *dlqShow) Run(ctx context.Context, c *cli) error {
+func (s *dlqShow) Run(ctx context.Context, c *session) error {
 	if err := c.dial(); err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ type dlqReplay struct {
 // Run asks a bridge to republish each chosen dead letter to its original
 // subject with a new event id; the bridge removes it from the DLQ only
 // after its PubAck.
-func (r *dlqReplay) Run(ctx context.Context, c *cli) error {
+func (r *dlqReplay) Run(ctx context.Context, c *session) error {
 	if r.All == (r.Seq != 0) {
 		return usageError{errors.New("give one sequence number or --all")}
 	}
@@ -151,7 +151,7 @@ func (r *dlqReplay) Run(ctx context.Context, c *cli) error {
 
 // replay asks a bridge to republish one dead letter: the operator's NATS
 // user may read dead letters but not publish inputs.
-func (c *cli) replay(ctx context.Context, m *jetstream.RawStreamMsg) error {
+func (c *session) replay(ctx context.Context, m *jetstream.RawStreamMsg) error {
 	body, _ := json.Marshal(ReplayRequest{Sequence: m.Sequence})
 	msg, err := c.nc.RequestWithContext(ctx, SubjectReplay, body)
 	if err != nil {

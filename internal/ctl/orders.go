@@ -17,13 +17,13 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
-func (c *cli) printJSON(v any) error {
+func (c *session) printJSON(v any) error {
 	enc := json.NewEncoder(c.out)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
 
-func (c *cli) store(ctx context.Context) (*orderstore.StateStore[handlers.Order], error) {
+func (c *session) store(ctx context.Context) (*orderstore.StateStore[handlers.Order], error) {
 	if err := c.dial(); err != nil {
 		return nil, err
 	}
@@ -35,7 +35,7 @@ func (c *cli) store(ctx context.Context) (*orderstore.StateStore[handlers.Order]
 }
 
 // orderArgs checks an order id and the --shop alias before any NATS call.
-func (c *cli) orderArgs(id string) error {
+func (c *session) orderArgs(id string) error {
 	if err := ids.CheckOrderID(id); err != nil {
 		return usageError{err}
 	}
@@ -49,7 +49,7 @@ type ordersGet struct {
 	OrderID string `arg:"" name:"order-id" help:"the shop's order id"`
 }
 
-func (g *ordersGet) Run(ctx context.Context, c *cli) error {
+func (g *ordersGet) Run(ctx context.Context, c *session) error {
 	if err := c.orderArgs(g.OrderID); err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func (g *ordersGet) Run(ctx context.Context, c *cli) error {
 	return nil
 }
 
-func (c *cli) printOrder(o handlers.Order, rev uint64) {
+func (c *session) printOrder(o handlers.Order, rev uint64) {
 	tw := tabwriter.NewWriter(c.out, 2, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
@@ -119,7 +119,7 @@ type orderLine struct {
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 
-func (l *ordersList) Run(ctx context.Context, c *cli) error {
+func (l *ordersList) Run(ctx context.Context, c *session) error {
 	if l.Limit < 0 {
 		return usageError{errors.New("--limit must not be negative")}
 	}
@@ -195,7 +195,7 @@ type ordersReconcile struct {
 	OrderID string `arg:"" name:"order-id" help:"the shop's order id"`
 }
 
-func (r *ordersReconcile) Run(ctx context.Context, c *cli) error {
+func (r *ordersReconcile) Run(ctx context.Context, c *session) error {
 	if err := c.orderArgs(r.OrderID); err != nil {
 		return err
 	}

@@ -21,9 +21,6 @@ type ShopConfig struct {
 	ProductCode string            // default product code of its orders
 	Policy      activation.Policy // default: Config.Policy
 	SessionTTL  time.Duration     // default: Config.SessionTTL
-	// Concurrency bounds this shop's Inbank calls in flight (default 32),
-	// so one shop's slow or failing Inbank cannot take every handler.
-	Concurrency int
 }
 
 // shop is a configured shop with its guard.

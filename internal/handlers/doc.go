@@ -1,0 +1,84 @@
+// Package handlers is the Smart Rent order workflow: it turns the shop's
+// events and Inbank's callbacks into Inbank calls and state events, over
+// small interfaces (Inbank, Store, Publisher) so its transitions are tested
+// without NATS.
+//
+// # Decisions and moves
+//
+// [Decide] is the whole workflow as a pure function: from an order's
+// state and the facts at hand (the time, the shop's policy, what this step
+// has read) it chooses the next [Move]. The transitions in transitions.go
+// change an order in memory with the events they imply. The runner
+// (run.go) only carries moves out: reads that add a fact and decide
+// again, writes (each one compare-and-set), and Inbank calls. Every call
+// with a side effect goes through one implementation of claim → call →
+// record ([Workflow.claimed]).
+//
+// # Delivery and crashes
+//
+// Every input is first recorded in the order's state (a KV entry changed
+// only by compare-and-set), then [Workflow.Advance] drives the order as far
+// as it can go. Advance can be run again at any time, by any bridge, after
+// any crash: every step looks at the stored state first. Reconciliation
+// runs it for unfinished orders without any input, so orders complete with
+// no callback at all.
+//
+// A new order's first write is its first move: it is created already
+// holding the session's claim (or already rejected). Its entry in the
+// open-orders index is written alongside, and order.placed is acknowledged
+// only after both: an order that is not final is in the index, or its
+// order.placed comes again and writes the entry again.
+//
+// Events to publish are put in the order's outbox in the same write as the
+// state that implies them, published, then removed. Their ids are derived
+// from the order and the step, so a publish repeated after a crash is
+// stored once by JetStream's de-duplication.
+//
+// Inbank calls with a side effect are claimed first: a claim (owner and
+// expiry, longer than a request's timeout) is written by compare-and-set
+// before the call, and the result is recorded after it. A call that fails
+// transiently turns its claim into a hold owned by nobody ([RetryHold])
+// until the retry is due (Inbank's Retry-After, or the consumers'
+// schedule after attempt n), and the input is redelivered then: every
+// path that could try the step again (the redelivery, reconciliation,
+// another input of the order, another bridge) finds the hold and waits,
+// so Inbank is never called sooner than the schedule. An order has at
+// most MaxAttempts session creation attempts, whichever path made them;
+// then it fails at the step and its order.placed is dead-lettered.
+//
+// What happens when the process dies between the call and the record:
+//
+//   - Session creation (no idempotency key at Inbank): the claim expires,
+//     another attempt creates a second session. Only a session that was
+//     recorded is ever published (session.created is in the outbox of the
+//     write that records it); the unrecorded one is never shown to the
+//     shop and expires at Inbank at its validUntil. A bridge that dies
+//     right after creating a new order (with its claim) leaves the order
+//     to the next attempt after the claim expires (CLAIM_TTL).
+//   - Identifier assignment is repeatable: it is simply assigned again.
+//   - Activation: the next attempt reads the contract first. If it is
+//     activated, the activation is recorded without a second call. If not,
+//     and the earlier attempt may have reached Inbank (the process died,
+//     or the request timed out without an answer), the call is repeated
+//     only after ActivationSettle, since activation may take effect
+//     asynchronously. An answer of 429 or 502–504 means Inbank did not act,
+//     so that attempt is repeated after a short delay.
+//
+// # Calculation and session together
+//
+// The session request needs nothing from the calculation's answer (Inbank
+// API 01, 04), so after the claim both calls run at once: the customer
+// waits one Inbank round trip, not two. The price is still checked before
+// the session (eligibility from the cached rental conditions), so what is
+// left to go wrong afterwards is rare, and decided so:
+//
+//   - Calculation refused (4xx) while the session was created: the order
+//     fails at the calculation, as when the calculation came first, and the
+//     session is never published (it expires at Inbank at its validUntil:
+//     the same orphan a crash between call and record leaves).
+//   - Calculation failed transiently: the session is recorded, unpublished,
+//     in the order's state; the retried delivery only prices it and then
+//     publishes session.created. No second session.
+//   - Session creation failed: as before; the calculation's answer is
+//     dropped (it has no side effect).
+package handlers
