@@ -125,6 +125,7 @@ type inbankClients struct {
 	defaultShop *inbank.Client
 	list        []shops.Shop
 	byAlias     map[string]*inbank.Client
+	metrics     *inbank.Metrics // the clients' and their guards'
 }
 
 func newInbankClients(c *bridgeConfig, getenv cli.Getenv, reg prometheus.Registerer, tp trace.TracerProvider, props propagation.TextMapPropagator) (*inbankClients, error) {
@@ -150,7 +151,7 @@ func newInbankClients(c *bridgeConfig, getenv cli.Getenv, reg prometheus.Registe
 		return inbank.New(inbank.Config{BaseURL: base, APIKey: inbank.Secret(key), ShopUUID: uuid, Timeout: c.inbankTimeout, ShopAlias: alias},
 			inbank.WithMetrics(metrics), inbank.WithHTTPClient(&http.Client{Transport: transport}))
 	}
-	ic := &inbankClients{list: list, byAlias: map[string]*inbank.Client{}}
+	ic := &inbankClients{list: list, byAlias: map[string]*inbank.Client{}, metrics: metrics}
 	if ic.defaultShop, err = newClient(shops.Default, c.baseURL, c.apiKey, c.shopUUID); err != nil {
 		return nil, err
 	}
@@ -357,7 +358,7 @@ func guardShops(p *process, c *bridgeConfig, clients *inbankClients) (*guardedSh
 		return nil, err
 	}
 	guard := func(alias string, client *inbank.Client, concurrency int) (handlers.Inbank, *handlers.Conditions) {
-		api := handlers.Guard(alias, client, handlers.GuardOptions{Concurrency: concurrency, Logger: p.log, Metrics: g.metrics})
+		api := inbank.Guard(alias, client, inbank.GuardOptions{Concurrency: concurrency, Logger: p.log, Metrics: clients.metrics})
 		return api, handlers.NewConditions(api, ttlcache.New[inbank.RentalConditions]("conditions", c.conditionsTTL, 10000, c.inbankTimeout*2, g.cache))
 	}
 	g.defaultAPI, g.conditions = guard(shops.Default, clients.defaultShop, 3*c.concurrency)

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/sony/gobreaker/v2"
 )
 
 // Metrics of the workflow. A nil *Metrics records nothing.
@@ -15,7 +14,6 @@ type Metrics struct {
 	oldest      *prometheus.GaugeVec
 	reconciles  *prometheus.CounterVec
 	toActivated prometheus.Histogram
-	circuits    *prometheus.GaugeVec
 }
 
 // NewMetrics registers the workflow metrics with reg.
@@ -34,11 +32,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time from session.created to contract.activated.",
 			Buckets: []float64{60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400},
 		}),
-		circuits: gaugeVec("smartrent_inbank_circuit_state",
-			"State of each shop's Inbank circuit breaker: 0 closed, 1 half-open (probing), 2 open (calls refused locally).", "shop"),
 		reconciles: counterVec("smartrent_reconciliations_total", "Reconciliation passes by outcome (ok, error), and orders re-read.", "outcome"),
 	}
-	for _, c := range []prometheus.Collector{m.transitions, m.publishedBy, m.sessions, m.activations, m.byState, m.oldest, m.reconciles, m.toActivated, m.circuits} {
+	for _, c := range []prometheus.Collector{m.transitions, m.publishedBy, m.sessions, m.activations, m.byState, m.oldest, m.reconciles, m.toActivated} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -110,14 +106,3 @@ func (m *Metrics) activated(sinceSession float64) {
 		m.toActivated.Observe(sinceSession)
 	}
 }
-
-// circuit exports a shop's breaker state (gobreaker's numbering: closed 0,
-// half-open 1, open 2).
-func (m *Metrics) circuit(shop string, s gobreaker.State) {
-	if m != nil {
-		m.circuits.WithLabelValues(shop).Set(float64(s))
-	}
-}
-
-// CircuitState is the gauge of a shop's circuit, for tests and dashboards.
-func (m *Metrics) CircuitState(shop string) prometheus.Gauge { return m.circuits.WithLabelValues(shop) }

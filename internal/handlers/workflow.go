@@ -27,16 +27,9 @@ import (
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
-// Inbank is the part of the Inbank client the workflow uses.
-type Inbank interface {
-	RentalConditions(ctx context.Context, productCode, identifierType, identifier string) (inbank.RentalConditions, error)
-	Calculate(ctx context.Context, productCode string, req inbank.CalculationRequest) (inbank.Calculation, error)
-	CreateSession(ctx context.Context, req inbank.SessionRequest) (inbank.CreatedSession, error)
-	Session(ctx context.Context, sessionUUID string) (inbank.Session, error)
-	AssignAssetIdentifiers(ctx context.Context, productCode, contractUUID string, req inbank.AssetIdentifiersRequest) error
-	ActivateContract(ctx context.Context, productCode, contractUUID string) error
-	Contract(ctx context.Context, contractUUID string) (inbank.Contract, error)
-}
+// Inbank is the Inbank API the workflow calls: a guarded client
+// ([inbank.Guard]) in production, a stub in tests.
+type Inbank = inbank.API
 
 // Store keeps order state. Save is a compare-and-set on rev. Load may
 // answer from a cache (a stale value fails the next Save); LoadFresh

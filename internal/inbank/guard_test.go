@@ -1,4 +1,4 @@
-package handlers_test
+package inbank_test
 
 import (
 	"bytes"
@@ -15,17 +15,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 )
 
 // sessionStub answers Session as told; it counts the calls that reached it.
 type sessionStub struct {
-	handlers.Inbank // other calls are not used
-	calls           atomic.Int32
-	answer          func() error
-	entered         chan struct{} // closed by the first call, when set
-	release         chan struct{} // a call waits for it, when set
+	inbank.API // other calls are not used
+	calls      atomic.Int32
+	answer     func() error
+	entered    chan struct{} // closed by the first call, when set
+	release    chan struct{} // a call waits for it, when set
 }
 
 func (s *sessionStub) Session(ctx context.Context, _ string) (inbank.Session, error) {
@@ -59,7 +58,7 @@ func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); retur
 // was; a successful probe closes it.
 func TestCircuitBreakerHalfOpenProbe(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := handlers.NewMetrics(reg)
+	m, err := inbank.NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +72,7 @@ func TestCircuitBreakerHalfOpenProbe(t *testing.T) {
 		return nil
 	}}
 	const cooldown = 100 * time.Millisecond
-	g := handlers.Guard("lv-web", stub, handlers.GuardOptions{Concurrency: 4, Cooldown: cooldown, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Metrics: m})
+	g := inbank.Guard("lv-web", stub, inbank.GuardOptions{Concurrency: 4, Cooldown: cooldown, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Metrics: m})
 	state := func() float64 { return testutil.ToFloat64(m.CircuitState("lv-web")) }
 	ctx := context.Background()
 
