@@ -17,6 +17,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
 func startSandbox(t *testing.T, env map[string]string) string {
@@ -46,7 +47,7 @@ func TestSandboxServesThePartnerAPI(t *testing.T) {
 	base := startSandbox(t, map[string]string{"SANDBOX_API_KEY": "k1", "SANDBOX_FAULT_STATUS": "503", "SANDBOX_FAULT_RATE": "1"})
 	c, _ := inbank.New(inbank.Config{BaseURL: base, APIKey: "k1", ShopUUID: inbanktest.DefaultShopUUID})
 	_, err := c.Session(context.Background(), "x")
-	if !errors.Is(err, inbank.ErrUnavailable) {
+	if !errors.Is(err, inbankapi.ErrUnavailable) {
 		t.Fatalf("err = %v, want the injected 503", err)
 	}
 	resp, err := http.Get(base + "/healthz")
@@ -94,13 +95,13 @@ func TestCustomerSignsInBrowser(t *testing.T) {
 	}))
 	defer shop.Close()
 	c, _ := inbank.New(inbank.Config{BaseURL: base, APIKey: inbanktest.DefaultAPIKey, ShopUUID: inbanktest.DefaultShopUUID})
-	created, err := c.CreateSession(context.Background(), inbank.SessionRequest{
+	created, err := c.CreateSession(context.Background(), inbankapi.SessionRequest{
 		ProductCode: inbanktest.DefaultProductCode, Currency: "EUR", Locale: "et-EE",
-		Purchase: inbank.Purchase{PurchaseReference: "browser-1", Description: "iPhone 16 for 24 months"},
-		RentalApplicationData: inbank.RentalApplicationData{Period: 24, Assets: []inbank.SessionAsset{
-			{Type: inbank.AssetModelBased, ModelID: inbanktest.ModelPhone, ModelName: "Apple iPhone 16", NetPrice: 700},
+		Purchase: inbankapi.Purchase{PurchaseReference: "browser-1", Description: "iPhone 16 for 24 months"},
+		RentalApplicationData: inbankapi.RentalApplicationData{Period: 24, Assets: []inbankapi.SessionAsset{
+			{Type: inbankapi.AssetModelBased, ModelID: inbanktest.ModelPhone, ModelName: "Apple iPhone 16", NetPrice: 700},
 		}},
-		PartnerURLs: &inbank.PartnerURLs{ReturnURL: shop.URL + "/return?order=browser-1", CancelURL: shop.URL + "/cancel"},
+		PartnerURLs: &inbankapi.PartnerURLs{ReturnURL: shop.URL + "/return?order=browser-1", CancelURL: shop.URL + "/cancel"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +153,7 @@ func TestCustomerSignsInBrowser(t *testing.T) {
 	defer resp.Body.Close()
 	var infos []inbanktest.SessionInfo
 	json.NewDecoder(resp.Body).Decode(&infos)
-	if len(infos) != 1 || infos[0].Status != inbank.SessionGranted {
+	if len(infos) != 1 || infos[0].Status != inbankapi.SessionGranted {
 		t.Fatalf("sessions = %+v, want one granted", infos)
 	}
 }

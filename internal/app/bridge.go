@@ -32,6 +32,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 	"github.com/smartrent-bridge/bridge/internal/natsconn"
 	"github.com/smartrent-bridge/bridge/internal/orderstore"
 	"github.com/smartrent-bridge/bridge/internal/quote"
@@ -359,7 +360,7 @@ func guardShops(p *process, c *bridgeConfig, clients *inbankClients) (*guardedSh
 	}
 	guard := func(alias string, client *inbank.Client, concurrency int) (handlers.Inbank, *handlers.Conditions) {
 		api := inbank.Guard(alias, client, inbank.GuardOptions{Concurrency: concurrency, Logger: p.log, Metrics: clients.metrics})
-		return api, handlers.NewConditions(api, ttlcache.New[inbank.RentalConditions]("conditions", c.conditionsTTL, 10000, c.inbankTimeout*2, g.cache))
+		return api, handlers.NewConditions(api, ttlcache.New[inbankapi.RentalConditions]("conditions", c.conditionsTTL, 10000, c.inbankTimeout*2, g.cache))
 	}
 	g.defaultAPI, g.conditions = guard(shops.Default, clients.defaultShop, 3*c.concurrency)
 	for _, s := range clients.list {

@@ -23,6 +23,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 	"github.com/smartrent-bridge/bridge/internal/ingress"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
 	"github.com/smartrent-bridge/bridge/internal/streams"
@@ -125,12 +126,12 @@ func order(id string, net float64) events.OrderPlaced {
 	return events.OrderPlaced{
 		OrderID: id, Period: 24, Locale: "et-EE", Description: "iPhone 16 rental",
 		ReturnURL: "https://shop.example/r", CancelURL: "https://shop.example/c",
-		HeroDevice: events.HeroDevice{IdentifierType: inbank.ModelIdentifierEAN, Identifier: inbanktest.EANPhone, ModelID: inbanktest.ModelPhone, ModelName: "Apple iPhone 16", NetPrice: net},
+		HeroDevice: events.HeroDevice{IdentifierType: inbankapi.ModelIdentifierEAN, Identifier: inbanktest.EANPhone, ModelID: inbanktest.ModelPhone, ModelName: "Apple iPhone 16", NetPrice: net},
 		Customer:   &events.Customer{IdentityCode: "49403136515", FirstName: "Mari", LastName: "Maasikas", Email: "mari@example.ee", Mobile: "+37255555555"},
 	}
 }
 
-var imei = []events.AssetIdentifier{{Identifier: "356938035643809", IdentifierType: inbank.AssetIdentifierIMEI}}
+var imei = []events.AssetIdentifier{{Identifier: "356938035643809", IdentifierType: inbankapi.AssetIdentifierIMEI}}
 
 func (w *world) place(id string, net float64) {
 	w.t.Helper()

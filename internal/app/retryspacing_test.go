@@ -15,6 +15,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
 // sessionAttempts records when each session creation request reached the
@@ -29,7 +30,7 @@ func (a *sessionAttempts) wrap(next http.Handler) http.Handler {
 		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/pos-sessions") {
 			body, _ := io.ReadAll(r.Body)
 			r.Body = io.NopCloser(bytes.NewReader(body))
-			var req inbank.SessionRequest
+			var req inbankapi.SessionRequest
 			if json.Unmarshal(body, &req) == nil {
 				a.mu.Lock()
 				a.at[req.Purchase.PurchaseReference] = append(a.at[req.Purchase.PurchaseReference], time.Now())

@@ -25,6 +25,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
@@ -117,7 +118,7 @@ func TestEventsReadByJavaScriptClients(t *testing.T) {
 		return events.OrderPlaced{
 			OrderID: id, Period: period, Locale: "et-EE", Description: "iPhone 16 rental",
 			ReturnURL: "https://shop.example/r", CancelURL: "https://shop.example/c",
-			HeroDevice: events.HeroDevice{IdentifierType: inbank.ModelIdentifierEAN, Identifier: inbanktest.EANPhone, ModelID: inbanktest.ModelPhone, ModelName: "Apple iPhone 16", NetPrice: 500},
+			HeroDevice: events.HeroDevice{IdentifierType: inbankapi.ModelIdentifierEAN, Identifier: inbanktest.EANPhone, ModelID: inbanktest.ModelPhone, ModelName: "Apple iPhone 16", NetPrice: 500},
 		}
 	}
 
@@ -129,7 +130,7 @@ func TestEventsReadByJavaScriptClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Wait(t, "CF-A", events.TypeSessionStatusChange, 1)
-	imei := []events.AssetIdentifier{{Identifier: "356938035643809", IdentifierType: inbank.AssetIdentifierIMEI}}
+	imei := []events.AssetIdentifier{{Identifier: "356938035643809", IdentifierType: inbankapi.AssetIdentifierIMEI}}
 	publish(events.TypeDeviceShipped, "CF-A", events.DeviceShipped{OrderID: "CF-A", AssetIdentifiers: imei})
 	w.Wait(t, "CF-A", events.TypeIdentifiersAssigned, 1)
 	publish(events.TypeDeviceDelivered, "CF-A", events.DeviceDelivered{OrderID: "CF-A"})

@@ -21,8 +21,8 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/eventwatch"
-	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 	"github.com/smartrent-bridge/bridge/internal/stack"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/schemas"
@@ -186,7 +186,7 @@ func demoScenarios() []scenario {
 		return events.OrderPlaced{
 			OrderID: id, Period: 24, Locale: "et-EE", Description: "Apple iPhone 16 128GB, 24 months",
 			ReturnURL: "https://shop.example/orders/" + id + "/return", CancelURL: "https://shop.example/orders/" + id + "/cancel",
-			HeroDevice: events.HeroDevice{IdentifierType: inbank.ModelIdentifierEAN, Identifier: inbanktest.EANPhone, ModelID: inbanktest.ModelPhone, ModelName: "Apple iPhone 16 128GB", NetPrice: net},
+			HeroDevice: events.HeroDevice{IdentifierType: inbankapi.ModelIdentifierEAN, Identifier: inbanktest.EANPhone, ModelID: inbanktest.ModelPhone, ModelName: "Apple iPhone 16 128GB", NetPrice: net},
 		}
 	}
 	sign := func(f *inbanktest.Fake, s string) error { _, err := f.Sign(s); return err }
@@ -195,7 +195,7 @@ func demoScenarios() []scenario {
 	laptop := base("ORD-1005", 1299)
 	laptop.Description = "Apple MacBook Air 13, 36 months"
 	laptop.Period = 36
-	laptop.HeroDevice = events.HeroDevice{IdentifierType: inbank.ModelIdentifierEAN, Identifier: inbanktest.EANLaptop, ModelID: inbanktest.ModelLaptop, ModelName: "Apple MacBook Air 13 M4", NetPrice: 1299}
+	laptop.HeroDevice = events.HeroDevice{IdentifierType: inbankapi.ModelIdentifierEAN, Identifier: inbanktest.EANLaptop, ModelID: inbanktest.ModelLaptop, ModelName: "Apple MacBook Air 13 M4", NetPrice: 1299}
 	withCase := base("ORD-1001", 799)
 	withCase.AddOns = []events.AddOn{{CategoryCode: "add_on", ModelName: "Silicone case", NetPrice: 39}}
 	return []scenario{
@@ -230,7 +230,7 @@ func playScenario(ctx context.Context, cfg Config, sc scenario, watch *eventwatc
 	}
 	granted := func() bool {
 		for _, c := range watch.OfLocked(sc.id, events.TypeSessionStatusChange) {
-			if c["status"] == inbank.SessionGranted {
+			if c["status"] == inbankapi.SessionGranted {
 				return true
 			}
 		}
@@ -242,7 +242,7 @@ func playScenario(ctx context.Context, cfg Config, sc scenario, watch *eventwatc
 	if sc.portal {
 		return fake.PortalApprove(session)
 	}
-	ids := []events.AssetIdentifier{{Identifier: "356938035643809", IdentifierType: inbank.AssetIdentifierIMEI}}
+	ids := []events.AssetIdentifier{{Identifier: "356938035643809", IdentifierType: inbankapi.AssetIdentifierIMEI}}
 	now := time.Now().UTC()
 	if err := shop.publish(ctx, events.TypeDeviceShipped, sc.id, events.DeviceShipped{OrderID: sc.id, AssetIdentifiers: ids, Carrier: "Omniva", TrackingNumber: "CC123456789EE", ShippedAt: &now}); err != nil {
 		return err

@@ -8,7 +8,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/activation"
 	"github.com/smartrent-bridge/bridge/internal/events"
-	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
 // MoveKind names what an order needs next.
@@ -75,10 +75,10 @@ type Facts struct {
 	SessionRead bool
 	// Conditions are the model's rental conditions once read; NotRentable
 	// that Inbank has none for it.
-	Conditions  *inbank.RentalConditions
+	Conditions  *inbankapi.RentalConditions
 	NotRentable bool
 	// Contract is the contract once read in this step.
-	Contract *inbank.Contract
+	Contract *inbankapi.Contract
 	// MaxAttempts bounds an order's session creation attempts (MAX_DELIVER;
 	// 0: no bound): then the order fails at the step (MoveGiveUp).
 	MaxAttempts int
@@ -180,10 +180,10 @@ func decideGranted(o *Order, f Facts) Move {
 		return Move{Kind: MoveUnprocessable, Err: fmt.Errorf("shop %q is not configured", o.Shop)}
 	}
 	portal := f.Policy == activation.Portal ||
-		(o.SessionStatus == inbank.SessionCompleted && o.ActivationAttempts == 0 && !o.ActivationCalled)
+		(o.SessionStatus == inbankapi.SessionCompleted && o.ActivationAttempts == 0 && !o.ActivationCalled)
 	switch {
 	case portal:
-		if !f.Refresh && o.SessionStatus != inbank.SessionCompleted {
+		if !f.Refresh && o.SessionStatus != inbankapi.SessionCompleted {
 			return Move{Kind: MoveRest}
 		}
 		return Move{Kind: MoveAwaitActivation, Via: events.ActivatedViaPortal}
@@ -214,7 +214,7 @@ func decideActivation(o *Order, f Facts) Move {
 		if f.Contract == nil {
 			return Move{Kind: MoveReadContract}
 		}
-		if f.Contract.Status == inbank.ContractActivated {
+		if f.Contract.Status == inbankapi.ContractActivated {
 			return Move{Kind: MoveRecordActivated, Via: events.ActivatedViaAPI}
 		}
 		if o.ActivationUncertain != nil {

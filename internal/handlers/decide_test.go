@@ -9,7 +9,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/activation"
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/handlers"
-	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
 // TestDecide covers every transition and refusal of the workflow as pure
@@ -17,14 +17,14 @@ import (
 func TestDecide(t *testing.T) {
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) *time.Time { v := now.Add(d); return &v }
-	phone := inbank.RentalConditions{Periods: []int{12, 24, 36}, AssetIdentifierTypes: []string{inbank.AssetIdentifierIMEI},
-		InsuranceRequirement: inbank.InsuranceOptional, SubscriptionTotalLimits: inbank.Limits{MinNetPrice: 100, MaxNetPrice: 5000}}
+	phone := inbankapi.RentalConditions{Periods: []int{12, 24, 36}, AssetIdentifierTypes: []string{inbankapi.AssetIdentifierIMEI},
+		InsuranceRequirement: inbankapi.InsuranceOptional, SubscriptionTotalLimits: inbankapi.Limits{MinNetPrice: 100, MaxNetPrice: 5000}}
 	insuranceAlways := phone
-	insuranceAlways.InsuranceRequirement = inbank.InsuranceAlways
+	insuranceAlways.InsuranceRequirement = inbankapi.InsuranceAlways
 	only12 := phone
 	only12.Periods = []int{12}
-	activated := inbank.Contract{Status: inbank.ContractActivated}
-	signed := inbank.Contract{Status: "signed"}
+	activated := inbankapi.Contract{Status: inbankapi.ContractActivated}
+	signed := inbankapi.Contract{Status: "signed"}
 
 	newOrder := func(change ...func(*handlers.Order)) handlers.Order {
 		o := handlers.Order{OrderID: "o-1", State: handlers.StateNew, ProductCode: "smartrent", Period: 24, Placed: placed("o-1", 900)}
@@ -35,7 +35,7 @@ func TestDecide(t *testing.T) {
 	}
 	granted := func(change ...func(*handlers.Order)) handlers.Order {
 		o := handlers.Order{OrderID: "o-1", State: handlers.StateGranted, ProductCode: "smartrent", SessionUUID: "s-1",
-			SessionStatus: inbank.SessionGranted, ContractUUID: "c-1"}
+			SessionStatus: inbankapi.SessionGranted, ContractUUID: "c-1"}
 		for _, c := range change {
 			c(&o)
 		}
@@ -51,7 +51,7 @@ func TestDecide(t *testing.T) {
 	api := handlers.Facts{Now: now, Attempt: "me", Policy: activation.OnDelivery, Settle: 2 * time.Minute}
 	with := func(change func(*handlers.Facts)) handlers.Facts { f := api; change(&f); return f }
 	refresh := with(func(f *handlers.Facts) { f.Refresh = true })
-	withConditions := func(c inbank.RentalConditions) handlers.Facts {
+	withConditions := func(c inbankapi.RentalConditions) handlers.Facts {
 		return with(func(f *handlers.Facts) { f.Conditions = &c })
 	}
 
@@ -106,7 +106,7 @@ func TestDecide(t *testing.T) {
 
 		// Pending: the customer is with Inbank.
 		{"pending: waits", granted(func(o *handlers.Order) {
-			o.State, o.SessionStatus, o.ContractUUID = handlers.StatePending, inbank.SessionPending, ""
+			o.State, o.SessionStatus, o.ContractUUID = handlers.StatePending, inbankapi.SessionPending, ""
 		}), api,
 			handlers.Move{Kind: handlers.MoveRest}},
 		{"pending: reconciliation reads the session", granted(func(o *handlers.Order) { o.State = handlers.StatePending }), refresh,
@@ -143,7 +143,7 @@ func TestDecide(t *testing.T) {
 			o.State, o.ActivatedAt = handlers.StateActivated, at(-time.Hour)
 		}), refresh, handlers.Move{Kind: handlers.MoveReadSession}},
 		{"activated: session completed rests", granted(func(o *handlers.Order) {
-			o.State, o.ActivatedAt, o.SessionStatus = handlers.StateActivated, at(-time.Hour), inbank.SessionCompleted
+			o.State, o.ActivatedAt, o.SessionStatus = handlers.StateActivated, at(-time.Hour), inbankapi.SessionCompleted
 		}), refresh, handlers.Move{Kind: handlers.MoveRest}},
 		{"activated: watched for 24 hours only", granted(func(o *handlers.Order) {
 			o.State, o.ActivatedAt = handlers.StateActivated, at(-25*time.Hour)
@@ -158,9 +158,9 @@ func TestDecide(t *testing.T) {
 		{"portal: waits for the shop", granted(), with(func(f *handlers.Facts) { f.Policy = activation.Portal }), handlers.Move{Kind: handlers.MoveRest}},
 		{"portal: reconciliation reads the contract", granted(), with(func(f *handlers.Facts) { f.Policy, f.Refresh, f.SessionRead = activation.Portal, true, true }),
 			handlers.Move{Kind: handlers.MoveAwaitActivation, Via: events.ActivatedViaPortal}},
-		{"portal: completed session reads the contract", granted(func(o *handlers.Order) { o.SessionStatus = inbank.SessionCompleted }),
+		{"portal: completed session reads the contract", granted(func(o *handlers.Order) { o.SessionStatus = inbankapi.SessionCompleted }),
 			with(func(f *handlers.Facts) { f.Policy = activation.Portal }), handlers.Move{Kind: handlers.MoveAwaitActivation, Via: events.ActivatedViaPortal}},
-		{"API policy, approved in the portal", granted(func(o *handlers.Order) { o.SessionStatus = inbank.SessionCompleted }), api,
+		{"API policy, approved in the portal", granted(func(o *handlers.Order) { o.SessionStatus = inbankapi.SessionCompleted }), api,
 			handlers.Move{Kind: handlers.MoveAwaitActivation, Via: events.ActivatedViaPortal}},
 		{"granted: nothing shipped", granted(), api, handlers.Move{Kind: handlers.MoveRest}},
 		{"granted: shipped identifiers are assigned", granted(func(o *handlers.Order) { o.Identifiers, o.ShippedAt = imei(), at(-time.Hour) }), api,

@@ -9,13 +9,13 @@ import (
 	"github.com/sethvargo/go-retry"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
-	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
-func toInbank(ids []events.AssetIdentifier) inbank.AssetIdentifiersRequest {
-	req := inbank.AssetIdentifiersRequest{}
+func toInbank(ids []events.AssetIdentifier) inbankapi.AssetIdentifiersRequest {
+	req := inbankapi.AssetIdentifiersRequest{}
 	for _, id := range ids {
-		req.AssetIdentifiers = append(req.AssetIdentifiers, inbank.AssetIdentifier(id))
+		req.AssetIdentifiers = append(req.AssetIdentifiers, inbankapi.AssetIdentifier(id))
 	}
 	return req
 }
@@ -53,7 +53,7 @@ func (w *Workflow) activate(ctx context.Context, o *Order, rev uint64, f Facts, 
 		begin:    beginActivation,
 		call: func(ctx context.Context) error {
 			err := sh.api.ActivateContract(ctx, o.ProductCode, o.ContractUUID)
-			var api *inbank.APIError
+			var api *inbankapi.APIError
 			switch {
 			case err == nil:
 				w.cfg.Metrics.activationCalled()
@@ -87,8 +87,8 @@ func (w *Workflow) activate(ctx context.Context, o *Order, rev uint64, f Facts, 
 	})
 }
 
-func (w *Workflow) readContract(ctx context.Context, sh *shop, contractUUID string) (inbank.Contract, error) {
-	var k inbank.Contract
+func (w *Workflow) readContract(ctx context.Context, sh *shop, contractUUID string) (inbankapi.Contract, error) {
+	var k inbankapi.Contract
 	err := shortRetry(ctx, func(ctx context.Context) error {
 		var err error
 		k, err = sh.api.Contract(ctx, contractUUID)
@@ -104,7 +104,7 @@ func (w *Workflow) readContract(ctx context.Context, sh *shop, contractUUID stri
 // and records the activation once Inbank shows it. Past poll, the order
 // waits for the next reconciliation.
 func (w *Workflow) awaitActivation(ctx context.Context, o *Order, sh *shop, via string, poll time.Duration) (bool, error) {
-	var k inbank.Contract
+	var k inbankapi.Contract
 	var err error
 	if poll <= 0 {
 		k, err = w.readContract(ctx, sh, o.ContractUUID)
@@ -118,7 +118,7 @@ func (w *Workflow) awaitActivation(ctx context.Context, o *Order, sh *shop, via 
 			if err != nil {
 				return err
 			}
-			if k.Status != inbank.ContractActivated {
+			if k.Status != inbankapi.ContractActivated {
 				return retry.RetryableError(errors.New("not activated yet"))
 			}
 			return nil
@@ -127,12 +127,12 @@ func (w *Workflow) awaitActivation(ctx context.Context, o *Order, sh *shop, via 
 			err = nil // past the poll: reconciliation keeps checking
 		}
 	}
-	if k.Status == inbank.ContractActivated {
+	if k.Status == inbankapi.ContractActivated {
 		return true, w.recordActivated(ctx, o.Key(), via, via == events.ActivatedViaAPI)
 	}
 	if err != nil && ctx.Err() == nil {
 		var se *StepError
-		if errors.As(err, &se) && !inbank.IsTransient(se.Err) {
+		if errors.As(err, &se) && !inbankapi.IsTransient(se.Err) {
 			return false, w.fail(ctx, o.Key(), StepContract, se.Err, 1)
 		}
 		return false, err

@@ -18,6 +18,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 	"github.com/smartrent-bridge/bridge/internal/orderstore"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
@@ -249,7 +250,7 @@ func placed(orderID string, net float64) *events.OrderPlaced {
 	return &events.OrderPlaced{
 		OrderID: orderID, Period: 24, Locale: "et-EE", Description: "iPhone rental",
 		ReturnURL: "https://shop.example/r", CancelURL: "https://shop.example/c",
-		HeroDevice: events.HeroDevice{IdentifierType: inbank.ModelIdentifierEAN, Identifier: inbanktest.EANPhone, ModelID: inbanktest.ModelPhone, ModelName: "iPhone 16", NetPrice: net},
+		HeroDevice: events.HeroDevice{IdentifierType: inbankapi.ModelIdentifierEAN, Identifier: inbanktest.EANPhone, ModelID: inbanktest.ModelPhone, ModelName: "iPhone 16", NetPrice: net},
 	}
 }
 
@@ -357,7 +358,7 @@ func (h *harness) contract(orderID string) string {
 }
 
 func imei() []events.AssetIdentifier {
-	return []events.AssetIdentifier{{Identifier: "356938035643809", IdentifierType: inbank.AssetIdentifierIMEI}}
+	return []events.AssetIdentifier{{Identifier: "356938035643809", IdentifierType: inbankapi.AssetIdentifierIMEI}}
 }
 
 func (h *harness) count(orderID, typ string, want int) {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
-	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 	"github.com/smartrent-bridge/bridge/internal/orderstore"
 )
 
@@ -42,7 +42,7 @@ const sessionWatch = 24 * time.Hour
 
 // sessionSettled reports whether a session status can change no more.
 func sessionSettled(status string) bool {
-	return status == inbank.SessionCompleted || inbank.SessionFinal(status)
+	return status == inbankapi.SessionCompleted || inbankapi.SessionFinal(status)
 }
 
 // awaitsSessionEnd reports whether the order is activated while its

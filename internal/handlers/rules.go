@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
-	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
 // Rejection is a business reason not to go on with an input.
@@ -36,7 +36,7 @@ func CheckOrderFields(o *events.OrderPlaced) *Rejection {
 			return reject(events.ReasonInvalidOrder, "customer: email and mobile come together")
 		}
 	}
-	if !slices.Contains(inbank.Periods, o.Period) {
+	if !slices.Contains(inbankapi.Periods, o.Period) {
 		return reject(events.ReasonPeriodNotOffered, "period %d is not offered; Inbank offers 12, 24 or 36 months", o.Period)
 	}
 	return nil
@@ -46,16 +46,16 @@ func CheckOrderFields(o *events.OrderPlaced) *Rejection {
 // contract's order: period, insurance, trade-in, discount, add-ons, price
 // limits. It returns whether insurance is used (the model decides when the
 // order does not say) or the first rejection.
-func Eligibility(o *events.OrderPlaced, c inbank.RentalConditions) (insuranceUsed bool, rej *Rejection) {
+func Eligibility(o *events.OrderPlaced, c inbankapi.RentalConditions) (insuranceUsed bool, rej *Rejection) {
 	if !c.OffersPeriod(o.Period) {
 		return false, reject(events.ReasonPeriodNotOffered, "period %d is not offered for %s (%s)", o.Period, o.HeroDevice.ModelID, joinInts(c.Periods))
 	}
-	insuranceUsed = c.InsuranceRequirement != inbank.InsuranceNever
+	insuranceUsed = c.InsuranceRequirement != inbankapi.InsuranceNever
 	if o.InsuranceUsed != nil {
 		switch {
-		case *o.InsuranceUsed && c.InsuranceRequirement == inbank.InsuranceNever:
+		case *o.InsuranceUsed && c.InsuranceRequirement == inbankapi.InsuranceNever:
 			return false, reject(events.ReasonInsuranceNotAvailable, "insurance is not available for %s", o.HeroDevice.ModelID)
-		case !*o.InsuranceUsed && c.InsuranceRequirement == inbank.InsuranceAlways:
+		case !*o.InsuranceUsed && c.InsuranceRequirement == inbankapi.InsuranceAlways:
 			return false, reject(events.ReasonInsuranceRequired, "insurance is required for %s", o.HeroDevice.ModelID)
 		}
 		insuranceUsed = *o.InsuranceUsed
@@ -118,7 +118,7 @@ func CheckIdentifiers(ids []events.AssetIdentifier, accepted []string) *Rejectio
 		if len(accepted) > 0 && !slices.Contains(accepted, id.IdentifierType) {
 			return reject(events.ReasonInvalidIdentifier, "assetIdentifiers[%d]: type %s is not accepted for the model (%s)", i, id.IdentifierType, strings.Join(accepted, ", "))
 		}
-		if id.IdentifierType == inbank.AssetIdentifierIMEI && !ValidIMEI(id.Identifier) {
+		if id.IdentifierType == inbankapi.AssetIdentifierIMEI && !ValidIMEI(id.Identifier) {
 			return reject(events.ReasonInvalidIdentifier, "assetIdentifiers[%d]: not a valid IMEI (15 digits with a Luhn check digit)", i)
 		}
 		if strings.TrimSpace(id.Identifier) == "" {

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
-	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
 
@@ -22,10 +22,10 @@ func TestValidIMEI(t *testing.T) {
 
 func TestEligibilityOrderOfChecks(t *testing.T) {
 	yes, no := true, false
-	cond := inbank.RentalConditions{
-		Periods: []int{24, 36}, InsuranceRequirement: inbank.InsuranceNever,
-		SubscriptionTotalLimits: inbank.Limits{MinNetPrice: 100, MaxNetPrice: 1000},
-		AddOnCategories:         []inbank.AddOnCategory{{Code: "add_on", MinNetPrice: 1, MaxNetPrice: 50}},
+	cond := inbankapi.RentalConditions{
+		Periods: []int{24, 36}, InsuranceRequirement: inbankapi.InsuranceNever,
+		SubscriptionTotalLimits: inbankapi.Limits{MinNetPrice: 100, MaxNetPrice: 1000},
+		AddOnCategories:         []inbankapi.AddOnCategory{{Code: "add_on", MinNetPrice: 1, MaxNetPrice: 50}},
 	}
 	ten := 10.0
 	base := func() *events.OrderPlaced {
@@ -81,10 +81,10 @@ func TestCheckOrderFieldsCustomerAllOrNone(t *testing.T) {
 // the business rules: they answer or reject, and never panic.
 func FuzzOrderValidation(f *testing.F) {
 	set := schemas.MustLoad()
-	cond := inbank.RentalConditions{
-		Periods: []int{12, 24, 36}, InsuranceRequirement: inbank.InsuranceOptional,
-		SubscriptionTotalLimits: inbank.Limits{MinNetPrice: 100, MaxNetPrice: 2000, MinGrossPrice: 124, MaxGrossPrice: 2480},
-		AddOnCategories:         []inbank.AddOnCategory{{Code: "add_on", MinNetPrice: 5, MaxNetPrice: 150}},
+	cond := inbankapi.RentalConditions{
+		Periods: []int{12, 24, 36}, InsuranceRequirement: inbankapi.InsuranceOptional,
+		SubscriptionTotalLimits: inbankapi.Limits{MinNetPrice: 100, MaxNetPrice: 2000, MinGrossPrice: 124, MaxGrossPrice: 2480},
+		AddOnCategories:         []inbankapi.AddOnCategory{{Code: "add_on", MinNetPrice: 5, MaxNetPrice: 150}},
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if set.Validate(events.TypeOrderPlaced, data) != nil {

@@ -11,7 +11,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 	"github.com/smartrent-bridge/bridge/internal/orderstore"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
@@ -199,7 +199,7 @@ func (w *Workflow) claimed(ctx context.Context, o *Order, rev uint64, f Facts, e
 		return c != nil && c.Owner == f.Attempt
 	}
 	switch {
-	case err != nil && inbank.IsTransient(err):
+	case err != nil && inbankapi.IsTransient(err):
 		// The claim becomes a hold that nobody owns, until the retry is
 		// due: whichever path comes first (the input's redelivery, the
 		// reconciler, another input of the order, another bridge) calls
@@ -270,7 +270,7 @@ const RetryHold = "retry-hold"
 // transiently: as the consumers wait, Inbank's Retry-After or
 // RetryBase·2^(n−1), capped at RetryMax.
 func (w *Workflow) retryDelay(err error, attempt int) time.Duration {
-	if ra := inbank.RetryAfter(err); ra > 0 {
+	if ra := inbankapi.RetryAfter(err); ra > 0 {
 		return streams.AskedDelay(ra)
 	}
 	return streams.RetryDelay(uint64(max(attempt, 1)), w.cfg.RetryBase, w.cfg.RetryMax)
@@ -300,9 +300,9 @@ func (w *Workflow) loadConditions(ctx context.Context, o *Order, rev uint64, sh 
 	p := o.Placed
 	cond, err := sh.conditions.Get(ctx, o.ProductCode, p.HeroDevice.IdentifierType, p.HeroDevice.Identifier)
 	switch {
-	case errors.Is(err, inbank.ErrNotFound):
+	case errors.Is(err, inbankapi.ErrNotFound):
 		f.NotRentable = true
-	case err != nil && inbank.IsTransient(err):
+	case err != nil && inbankapi.IsTransient(err):
 		return &StepError{Step: StepConditions, Err: err}
 	case err != nil:
 		return w.failAt(ctx, o, rev, StepConditions, err)

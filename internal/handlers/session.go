@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
-	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
 // createSession claims the step, then calls the calculation and the
@@ -16,8 +16,8 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64, f Fa
 	p := o.Placed
 	validUntil := f.Now.Add(sh.ttl).Truncate(time.Second)
 	var (
-		created inbank.CreatedSession
-		calc    inbank.Calculation
+		created inbankapi.CreatedSession
+		calc    inbankapi.Calculation
 		calcErr error
 	)
 	o.IdentifierTypes = f.Conditions.AssetIdentifierTypes
@@ -42,7 +42,7 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64, f Fa
 			var err error
 			created, err = sh.api.CreateSession(ctx, w.sessionRequest(o, p, insurance, validUntil))
 			<-calcDone
-			if err == nil && calcErr != nil && !inbank.IsTransient(calcErr) {
+			if err == nil && calcErr != nil && !inbankapi.IsTransient(calcErr) {
 				w.log.WarnContext(ctx, "Inbank refused the calculation of a session it created; the order fails and the session expires unpublished",
 					"order_id", o.OrderID, "session_uuid", created.UUID)
 				return &StepError{Step: StepCalculate, Err: calcErr}
@@ -77,14 +77,14 @@ func (w *Workflow) createSession(ctx context.Context, o *Order, rev uint64, f Fa
 // priceSession prices a recorded, unpublished session and publishes it.
 // The calculation has no side effect: no claim.
 func (w *Workflow) priceSession(ctx context.Context, o *Order, sh *shop, insurance bool) error {
-	var calc inbank.Calculation
+	var calc inbankapi.Calculation
 	err := shortRetry(ctx, func(ctx context.Context) error {
 		var err error
 		calc, err = sh.api.Calculate(ctx, o.ProductCode, CalculationRequest(o.Placed, insurance))
 		return err
 	})
 	if err != nil {
-		if inbank.IsTransient(err) {
+		if inbankapi.IsTransient(err) {
 			return &StepError{Step: StepCalculate, Err: err}
 		}
 		return w.fail(ctx, o.Key(), StepCalculate, err, 1)
@@ -107,63 +107,63 @@ func (w *Workflow) priceSession(ctx context.Context, o *Order, sh *shop, insuran
 }
 
 // CalculationRequest is the calculation for an order, with insurance as decided.
-func CalculationRequest(p *events.OrderPlaced, insurance bool) inbank.CalculationRequest {
-	req := inbank.CalculationRequest{
+func CalculationRequest(p *events.OrderPlaced, insurance bool) inbankapi.CalculationRequest {
+	req := inbankapi.CalculationRequest{
 		Period: p.Period, InsuranceUsed: insurance,
 		GrossTradeInAmount: p.GrossTradeInAmount, GrossCampaignDiscount: p.GrossCampaignDiscount,
-		Assets: []inbank.CalculationAsset{{
-			Type: inbank.AssetModelBased, ModelID: p.HeroDevice.ModelID, ModelName: p.HeroDevice.ModelName,
+		Assets: []inbankapi.CalculationAsset{{
+			Type: inbankapi.AssetModelBased, ModelID: p.HeroDevice.ModelID, ModelName: p.HeroDevice.ModelName,
 			NetPrice: p.HeroDevice.NetPrice, GrossPrice: p.HeroDevice.GrossPrice,
 		}},
 	}
 	for _, a := range p.AddOns {
-		req.Assets = append(req.Assets, inbank.CalculationAsset{
-			Type: inbank.AssetCategoryBased, CategoryCode: a.CategoryCode, ModelName: a.ModelName, NetPrice: a.NetPrice, GrossPrice: a.GrossPrice,
+		req.Assets = append(req.Assets, inbankapi.CalculationAsset{
+			Type: inbankapi.AssetCategoryBased, CategoryCode: a.CategoryCode, ModelName: a.ModelName, NetPrice: a.NetPrice, GrossPrice: a.GrossPrice,
 		})
 	}
 	return req
 }
 
-func (w *Workflow) sessionRequest(o *Order, p *events.OrderPlaced, insurance bool, validUntil time.Time) inbank.SessionRequest {
+func (w *Workflow) sessionRequest(o *Order, p *events.OrderPlaced, insurance bool, validUntil time.Time) inbankapi.SessionRequest {
 	currency := p.Currency
 	if currency == "" {
 		currency = "EUR"
 	}
-	req := inbank.SessionRequest{
+	req := inbankapi.SessionRequest{
 		ProductCode: o.ProductCode, Currency: currency, Locale: p.Locale,
 		ValidUntil: validUntil.Format(time.RFC3339), UserIP: p.UserIP,
-		Purchase: inbank.Purchase{PurchaseReference: o.OrderID, Description: p.Description},
-		RentalApplicationData: inbank.RentalApplicationData{
+		Purchase: inbankapi.Purchase{PurchaseReference: o.OrderID, Description: p.Description},
+		RentalApplicationData: inbankapi.RentalApplicationData{
 			InsuranceUsed: &insurance, Period: p.Period,
 			GrossTradeInAmount: p.GrossTradeInAmount, GrossCampaignDiscount: p.GrossCampaignDiscount,
-			Assets: []inbank.SessionAsset{{Type: inbank.AssetModelBased, ModelID: p.HeroDevice.ModelID, ModelName: p.HeroDevice.ModelName, NetPrice: p.HeroDevice.NetPrice}},
+			Assets: []inbankapi.SessionAsset{{Type: inbankapi.AssetModelBased, ModelID: p.HeroDevice.ModelID, ModelName: p.HeroDevice.ModelName, NetPrice: p.HeroDevice.NetPrice}},
 		},
-		PartnerURLs: &inbank.PartnerURLs{
+		PartnerURLs: &inbankapi.PartnerURLs{
 			ReturnURL: p.ReturnURL, CancelURL: p.CancelURL,
 			CallbackURL: w.cfg.Tokens.URL(w.cfg.CallbackBaseURL, o.Shop, o.OrderID),
 		},
 		AdditionalData: p.AdditionalData,
 	}
 	for _, a := range p.AddOns {
-		req.RentalApplicationData.Assets = append(req.RentalApplicationData.Assets, inbank.SessionAsset{
-			Type: inbank.AssetCategoryBased, CategoryCode: a.CategoryCode, ModelName: a.ModelName, NetPrice: a.NetPrice,
+		req.RentalApplicationData.Assets = append(req.RentalApplicationData.Assets, inbankapi.SessionAsset{
+			Type: inbankapi.AssetCategoryBased, CategoryCode: a.CategoryCode, ModelName: a.ModelName, NetPrice: a.NetPrice,
 		})
 	}
 	for _, m := range p.Merchant {
-		req.Purchase.Merchant = append(req.Purchase.Merchant, inbank.Merchant(m))
+		req.Purchase.Merchant = append(req.Purchase.Merchant, inbankapi.Merchant(m))
 	}
 	if c := p.Customer; c != nil {
 		if c.IdentityCode != "" {
-			req.CustomerData = &inbank.CustomerData{IdentityCode: c.IdentityCode, FirstName: c.FirstName, LastName: c.LastName, Gender: c.Gender}
+			req.CustomerData = &inbankapi.CustomerData{IdentityCode: c.IdentityCode, FirstName: c.FirstName, LastName: c.LastName, Gender: c.Gender}
 		}
 		if c.Email != "" {
-			req.CustomerContactData = &inbank.CustomerContactData{Email: c.Email, Mobile: c.Mobile}
+			req.CustomerContactData = &inbankapi.CustomerContactData{Email: c.Email, Mobile: c.Mobile}
 		}
 	}
 	return req
 }
 
-func quoteOf(c inbank.Calculation) events.Quote {
+func quoteOf(c inbankapi.Calculation) events.Quote {
 	q := events.Quote{Period: c.Period, GrossMonthlyPayment: c.GrossMonthlyPayment, NetMonthlyPayment: c.NetMonthlyPayment, TotalGrossPrice: c.TotalGrossPrice}
 	if c.TotalGrossPriceWithDiscount != 0 {
 		v := c.TotalGrossPriceWithDiscount
@@ -177,14 +177,14 @@ func quoteOf(c inbank.Calculation) events.Quote {
 // readSession re-reads the session and records what it brought. It
 // reports false when the read showed nothing new.
 func (w *Workflow) readSession(ctx context.Context, o *Order, rev uint64, sh *shop, now time.Time) (bool, error) {
-	var s inbank.Session
+	var s inbankapi.Session
 	err := shortRetry(ctx, func(ctx context.Context) error {
 		var err error
 		s, err = sh.api.Session(ctx, o.SessionUUID)
 		return err
 	})
 	if err != nil {
-		if inbank.IsTransient(err) {
+		if inbankapi.IsTransient(err) {
 			return false, &StepError{Step: StepReadSession, Err: err}
 		}
 		return false, w.fail(ctx, o.Key(), StepReadSession, err, 1)

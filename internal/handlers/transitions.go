@@ -10,7 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
-	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
 // The transitions below change an order in memory, with the events they
@@ -35,7 +35,7 @@ func markFailed(o *Order, step string, cause error, attempts int, now time.Time)
 	o.SessionClaim, o.ActivationClaim = nil, nil
 	o.Placed = dropCustomer(o.Placed)
 	data := events.OrderFailed{OrderID: o.OrderID, Shop: o.Shop, Step: step, Message: cause.Error(), Attempts: attempts}
-	var api *inbank.APIError
+	var api *inbankapi.APIError
 	if errors.As(cause, &api) {
 		data.HTTPStatus, data.ErrorCode = api.Status, api.ErrorCode
 	}
@@ -46,7 +46,7 @@ func markFailed(o *Order, step string, cause error, attempts int, now time.Time)
 // recordCreatedSession keeps a session Inbank created for the order. The
 // customer's data went to Inbank with it and nothing needs it again (no
 // second session is made for a recorded one): the state keeps none.
-func recordCreatedSession(o *Order, created inbank.CreatedSession, validUntil, now time.Time) {
+func recordCreatedSession(o *Order, created inbankapi.CreatedSession, validUntil, now time.Time) {
 	o.SessionUUID, o.RedirectURL, o.ValidUntil, o.SessionAt, o.SessionClaim = created.UUID, created.RedirectURL, &validUntil, &now, nil
 	o.Placed = dropCustomer(o.Placed)
 }
@@ -54,7 +54,7 @@ func recordCreatedSession(o *Order, created inbank.CreatedSession, validUntil, n
 // publishSession moves a created, priced session to pending and queues
 // session.created.
 func publishSession(o *Order, quote events.Quote, now time.Time) {
-	o.State, o.SessionStatus, o.SessionClaim, o.Quote = StatePending, inbank.SessionPending, nil, &quote
+	o.State, o.SessionStatus, o.SessionClaim, o.Quote = StatePending, inbankapi.SessionPending, nil, &quote
 	o.Placed = dropCustomer(o.Placed)
 	enqueue(o, events.TypeSessionCreated, o.SessionUUID, events.SessionCreated{
 		OrderID: o.OrderID, Shop: o.Shop, SessionUUID: o.SessionUUID, RedirectURL: o.RedirectURL,
@@ -65,22 +65,22 @@ func publishSession(o *Order, quote events.Quote, now time.Time) {
 
 // sessionRank orders statuses so that state only moves forward.
 var sessionRank = map[string]int{
-	inbank.SessionPending: 0, inbank.SessionGranted: 1, inbank.SessionCompleted: 2,
-	inbank.SessionDeclined: 3, inbank.SessionCancelled: 3, inbank.SessionExpired: 3,
+	inbankapi.SessionPending: 0, inbankapi.SessionGranted: 1, inbankapi.SessionCompleted: 2,
+	inbankapi.SessionDeclined: 3, inbankapi.SessionCancelled: 3, inbankapi.SessionExpired: 3,
 }
 
 // sessionForward reports whether a read status moves the stored session
 // forward: known, later in sessionRank, and the stored one not final.
 func sessionForward(o *Order, status string) bool {
 	rank, known := sessionRank[status]
-	return known && status != o.SessionStatus && rank >= sessionRank[o.SessionStatus] && !inbank.SessionFinal(o.SessionStatus)
+	return known && status != o.SessionStatus && rank >= sessionRank[o.SessionStatus] && !inbankapi.SessionFinal(o.SessionStatus)
 }
 
 // applySession records what a read of the session brought: a forward
 // status change (with session.status_changed), the contract, and that a
 // requested refresh was served. It reports false when there was nothing
 // to record: the order waits on.
-func applySession(o *Order, s inbank.Session, now time.Time) bool {
+func applySession(o *Order, s inbankapi.Session, now time.Time) bool {
 	changed := sessionForward(o, s.Status)
 	if !changed && !o.RefreshRequested && (s.CreditContractUUID == "" || s.CreditContractUUID == o.ContractUUID) {
 		return false
@@ -107,13 +107,13 @@ func applySession(o *Order, s inbank.Session, now time.Time) bool {
 	case o.State == StateActivated:
 		// The order's own state only moves forward; the event above still
 		// reports Inbank's change.
-	case s.Status == inbank.SessionGranted, s.Status == inbank.SessionCompleted:
+	case s.Status == inbankapi.SessionGranted, s.Status == inbankapi.SessionCompleted:
 		o.State = StateGranted
-	case s.Status == inbank.SessionDeclined:
+	case s.Status == inbankapi.SessionDeclined:
 		o.State = StateDeclined
-	case s.Status == inbank.SessionCancelled:
+	case s.Status == inbankapi.SessionCancelled:
 		o.State = StateCancelled
-	case s.Status == inbank.SessionExpired:
+	case s.Status == inbankapi.SessionExpired:
 		o.State = StateExpired
 	}
 	o.note(now, "session "+s.Status)

@@ -21,6 +21,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 	"github.com/smartrent-bridge/bridge/internal/orderstore"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
@@ -232,12 +233,12 @@ func AsConsumerError(err error) error {
 		return streams.RetryAfter(err, w.after)
 	case errors.Is(err, ErrAbandoned):
 		return streams.RetryAfter(err, time.Second)
-	case errors.As(err, &se) && !inbank.IsTransient(se.Err):
+	case errors.As(err, &se) && !inbankapi.IsTransient(se.Err):
 		return streams.Permanent(err)
 	case errors.As(err, &se) && se.After > 0:
 		return streams.RetryAfter(err, se.After)
-	case inbank.IsTransient(err):
-		return streams.RetryAfter(err, inbank.RetryAfter(err))
+	case inbankapi.IsTransient(err):
+		return streams.RetryAfter(err, inbankapi.RetryAfter(err))
 	}
 	return err
 }
@@ -448,10 +449,10 @@ func shortRetry(ctx context.Context, fn func(context.Context) error) error {
 	b := retry.WithMaxRetries(2, retry.WithCappedDuration(2*time.Second, retry.WithJitterPercent(25, retry.NewExponential(200*time.Millisecond))))
 	return retry.Do(ctx, b, func(ctx context.Context) error {
 		err := fn(ctx)
-		if err == nil || !inbank.IsTransient(err) || inbank.RetryAfter(err) > 2*time.Second {
+		if err == nil || !inbankapi.IsTransient(err) || inbankapi.RetryAfter(err) > 2*time.Second {
 			return err
 		}
-		if ra := inbank.RetryAfter(err); ra > 0 {
+		if ra := inbankapi.RetryAfter(err); ra > 0 {
 			select {
 			case <-time.After(ra):
 			case <-ctx.Done():
@@ -463,9 +464,9 @@ func shortRetry(ctx context.Context, fn func(context.Context) error) error {
 }
 
 // certainlyNotApplied reports that Inbank certainly did not act: it answered
-// 429 or 502–504, or the call was never sent (inbank.NotSentError).
+// 429 or 502–504, or the call was never sent (inbankapi.NotSentError).
 func certainlyNotApplied(err error) bool {
-	var api *inbank.APIError
-	var notSent *inbank.NotSentError
+	var api *inbankapi.APIError
+	var notSent *inbankapi.NotSentError
 	return errors.As(err, &api) && api.Retryable() || errors.As(err, &notSent)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
 )
@@ -263,7 +264,7 @@ func TestIneligibleOrdersAreRejectedWithoutSession(t *testing.T) {
 func TestInvalidIMEIIsRejectedWithoutPatch(t *testing.T) {
 	h := newHarness(t, nil)
 	h.signed("I1", 500)
-	bad := []events.AssetIdentifier{{Identifier: "356938035643808", IdentifierType: inbank.AssetIdentifierIMEI}}
+	bad := []events.AssetIdentifier{{Identifier: "356938035643808", IdentifierType: inbankapi.AssetIdentifierIMEI}}
 	h.mustDeliver(&events.DeviceShipped{OrderID: "I1", AssetIdentifiers: bad})
 	rej := h.pub.of("I1", events.TypeOrderRejected)
 	if len(rej) != 1 || rej[0]["reason"] != events.ReasonInvalidIdentifier {

@@ -1,13 +1,17 @@
 // Package inbank is a client for the Inbank Smart Rent e-POS partner API v3.
 //
-// It has one method per documented call (see shared/inbank-api): rental
-// conditions, calculation, session creation and read, asset identifiers,
-// activation and contract read. Requests are validated before they are
-// sent ([*ValidationError]); answers other than 2xx come back as
-// [*APIError], network failures as [*TransportError]. [IsTransient] tells a
-// failure worth retrying from a permanent one. The client itself never
-// retries: whether a call may be repeated is the caller's decision, since
-// Inbank has no idempotency keys.
+// It has one method per documented call (see the API documents the
+// fake in inbanktest follows): rental conditions, calculation, session
+// creation and read, asset identifiers, activation and contract read, and
+// [Guard], which bounds a shop's calls in flight and opens a circuit when
+// Inbank keeps failing. What the calls send and answer (resources,
+// statuses, error kinds) is data in package inbankapi, so that code which
+// decides on it needs no HTTP. Requests are validated before they are sent
+// ([*inbankapi.ValidationError]); answers other than 2xx come back as
+// [*inbankapi.APIError], network failures as [*inbankapi.TransportError];
+// [inbankapi.IsTransient] tells a failure worth retrying from a permanent
+// one. The client itself never retries: whether a call may be repeated is
+// the caller's decision, since Inbank has no idempotency keys.
 package inbank
 
 import (
@@ -26,6 +30,7 @@ import (
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/ids"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
 // Operation names, used in errors and as metric labels.
@@ -158,7 +163,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	// The API key travels in the Authorization header; a redirect (to
 	// another host, or the same host over http) must not take it along.
 	// The partner API documents no redirect, so none is followed: the 3xx
-	// comes back as an *APIError, and is not retried.
+	// comes back as an *inbankapi.APIError, and is not retried.
 	hc := *c.hc
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c.hc = &hc
@@ -189,19 +194,19 @@ func (c *Client) shopPath(parts ...string) string {
 	return p
 }
 
-// RentalConditions returns the rental conditions of the model identified by
+// inbankapi.RentalConditions returns the rental conditions of the model identified by
 // identifierType (EAN or MANUFACTURER_PRODUCT_CODE) and identifier under
 // productCode. A model Inbank does not rent gives an error matching
-// [ErrNotFound].
-func (c *Client) RentalConditions(ctx context.Context, productCode, identifierType, identifier string) (RentalConditions, error) {
-	var out RentalConditions
-	if err := required("productCode", productCode); err != nil {
+// [inbankapi.ErrNotFound].
+func (c *Client) RentalConditions(ctx context.Context, productCode, identifierType, identifier string) (inbankapi.RentalConditions, error) {
+	var out inbankapi.RentalConditions
+	if err := inbankapi.Required("productCode", productCode); err != nil {
 		return out, err
 	}
-	if err := validModelIdentifierType("identifierType", identifierType); err != nil {
+	if err := inbankapi.ValidModelIdentifierType("identifierType", identifierType); err != nil {
 		return out, err
 	}
-	if err := required("identifier", identifier); err != nil {
+	if err := inbankapi.Required("identifier", identifier); err != nil {
 		return out, err
 	}
 	q := url.Values{"identifierType": {identifierType}, "identifier": {identifier}}
@@ -211,9 +216,9 @@ func (c *Client) RentalConditions(ctx context.Context, productCode, identifierTy
 }
 
 // Calculate returns the monthly payment for the assets in req.
-func (c *Client) Calculate(ctx context.Context, productCode string, req CalculationRequest) (Calculation, error) {
-	var out Calculation
-	if err := required("productCode", productCode); err != nil {
+func (c *Client) Calculate(ctx context.Context, productCode string, req inbankapi.CalculationRequest) (inbankapi.Calculation, error) {
+	var out inbankapi.Calculation
+	if err := inbankapi.Required("productCode", productCode); err != nil {
 		return out, err
 	}
 	if err := req.Validate(); err != nil {
@@ -226,8 +231,8 @@ func (c *Client) Calculate(ctx context.Context, productCode string, req Calculat
 
 // CreateSession starts a payment session. Inbank has no idempotency key:
 // every successful call creates a new session.
-func (c *Client) CreateSession(ctx context.Context, req SessionRequest) (CreatedSession, error) {
-	var out CreatedSession
+func (c *Client) CreateSession(ctx context.Context, req inbankapi.SessionRequest) (inbankapi.CreatedSession, error) {
+	var out inbankapi.CreatedSession
 	if err := req.Validate(); err != nil {
 		return out, err
 	}
@@ -238,10 +243,10 @@ func (c *Client) CreateSession(ctx context.Context, req SessionRequest) (Created
 	return out, err
 }
 
-// Session reads a payment session.
-func (c *Client) Session(ctx context.Context, sessionUUID string) (Session, error) {
-	var out Session
-	if err := required("posSessionUuid", sessionUUID); err != nil {
+// inbankapi.Session reads a payment session.
+func (c *Client) Session(ctx context.Context, sessionUUID string) (inbankapi.Session, error) {
+	var out inbankapi.Session
+	if err := inbankapi.Required("posSessionUuid", sessionUUID); err != nil {
 		return out, err
 	}
 	err := c.do(ctx, OpGetSession, http.MethodGet, c.shopPath("pos-sessions", url.PathEscape(sessionUUID)), nil, &out)
@@ -250,11 +255,11 @@ func (c *Client) Session(ctx context.Context, sessionUUID string) (Session, erro
 
 // AssignAssetIdentifiers gives the contract's hero device its identifiers.
 // Assigning the same identifiers again is harmless.
-func (c *Client) AssignAssetIdentifiers(ctx context.Context, productCode, contractUUID string, req AssetIdentifiersRequest) error {
-	if err := required("productCode", productCode); err != nil {
+func (c *Client) AssignAssetIdentifiers(ctx context.Context, productCode, contractUUID string, req inbankapi.AssetIdentifiersRequest) error {
+	if err := inbankapi.Required("productCode", productCode); err != nil {
 		return err
 	}
-	if err := required("contractUuid", contractUUID); err != nil {
+	if err := inbankapi.Required("contractUuid", contractUUID); err != nil {
 		return err
 	}
 	if err := req.Validate(); err != nil {
@@ -266,20 +271,20 @@ func (c *Client) AssignAssetIdentifiers(ctx context.Context, productCode, contra
 
 // ActivateContract approves the rental. Identifiers must be assigned first.
 func (c *Client) ActivateContract(ctx context.Context, productCode, contractUUID string) error {
-	if err := required("productCode", productCode); err != nil {
+	if err := inbankapi.Required("productCode", productCode); err != nil {
 		return err
 	}
-	if err := required("contractUuid", contractUUID); err != nil {
+	if err := inbankapi.Required("contractUuid", contractUUID); err != nil {
 		return err
 	}
 	p := c.shopPath("rental", "products", url.PathEscape(productCode), "contracts", url.PathEscape(contractUUID), "activation")
 	return c.do(ctx, OpActivateContract, http.MethodPost, p, nil, nil)
 }
 
-// Contract reads a contract; [ContractActivated] means the rental is in force.
-func (c *Client) Contract(ctx context.Context, contractUUID string) (Contract, error) {
-	var out Contract
-	if err := required("contractUuid", contractUUID); err != nil {
+// inbankapi.Contract reads a contract; [inbankapi.ContractActivated] means the rental is in force.
+func (c *Client) Contract(ctx context.Context, contractUUID string) (inbankapi.Contract, error) {
+	var out inbankapi.Contract
+	if err := inbankapi.Required("contractUuid", contractUUID); err != nil {
 		return out, err
 	}
 	err := c.do(ctx, OpGetContract, http.MethodGet, c.shopPath("contracts", url.PathEscape(contractUUID)), nil, &out)
@@ -329,13 +334,13 @@ func (c *Client) do(ctx context.Context, op, method, path string, in, out any) (
 	if err != nil {
 		// *url.Error prints the URL, which holds no secret; the key is only
 		// in the header.
-		return &TransportError{Op: op, Err: err}
+		return &inbankapi.TransportError{Op: op, Err: err}
 	}
 	defer resp.Body.Close()
 	status = resp.StatusCode
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return &TransportError{Op: op, Err: fmt.Errorf("read response: %w", err)}
+		return &inbankapi.TransportError{Op: op, Err: fmt.Errorf("read response: %w", err)}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return decodeAPIError(op, resp.StatusCode, resp.Header.Get("Retry-After"), raw, c.now())
@@ -358,10 +363,10 @@ func decodeBody(raw []byte, out any) error {
 	return json.Unmarshal(raw, out)
 }
 
-// decodeAPIError builds an [*APIError] from any body: documented JSON, other
+// decodeAPIError builds an [*inbankapi.APIError] from any body: documented JSON, other
 // JSON, HTML, or a truncated body.
-func decodeAPIError(op string, status int, retryAfter string, raw []byte, now time.Time) *APIError {
-	e := &APIError{Op: op, Status: status, RetryAfter: parseRetryAfter(retryAfter, now)}
+func decodeAPIError(op string, status int, retryAfter string, raw []byte, now time.Time) *inbankapi.APIError {
+	e := &inbankapi.APIError{Op: op, Status: status, RetryAfter: parseRetryAfter(retryAfter, now)}
 	var body struct {
 		Message   string `json:"message"`
 		ErrorCode string `json:"errorCode"`

@@ -15,6 +15,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
 func newClient(t *testing.T, baseURL string, opts ...inbank.Option) *inbank.Client {
@@ -26,16 +27,16 @@ func newClient(t *testing.T, baseURL string, opts ...inbank.Option) *inbank.Clie
 	return c
 }
 
-func phoneSession(ref string, net float64) inbank.SessionRequest {
-	return inbank.SessionRequest{
+func phoneSession(ref string, net float64) inbankapi.SessionRequest {
+	return inbankapi.SessionRequest{
 		ProductCode: inbanktest.DefaultProductCode, Currency: "EUR", Locale: "et-EE",
 		ValidUntil: time.Now().Add(time.Hour).Format(time.RFC3339),
-		Purchase:   inbank.Purchase{PurchaseReference: ref, Description: "iPhone 16 rental"},
-		RentalApplicationData: inbank.RentalApplicationData{
+		Purchase:   inbankapi.Purchase{PurchaseReference: ref, Description: "iPhone 16 rental"},
+		RentalApplicationData: inbankapi.RentalApplicationData{
 			Period: 24,
-			Assets: []inbank.SessionAsset{{Type: inbank.AssetModelBased, ModelID: inbanktest.ModelPhone, ModelName: "iPhone 16", NetPrice: net}},
+			Assets: []inbankapi.SessionAsset{{Type: inbankapi.AssetModelBased, ModelID: inbanktest.ModelPhone, ModelName: "iPhone 16", NetPrice: net}},
 		},
-		PartnerURLs: &inbank.PartnerURLs{ReturnURL: "https://shop.example/return", CancelURL: "https://shop.example/cancel"},
+		PartnerURLs: &inbankapi.PartnerURLs{ReturnURL: "https://shop.example/return", CancelURL: "https://shop.example/cancel"},
 	}
 }
 
@@ -44,20 +45,20 @@ func TestPathA_FullFlowThroughClient(t *testing.T) {
 	fake, srv := inbanktest.NewServer(t, inbanktest.Config{})
 	c := newClient(t, srv.URL)
 
-	cond, err := c.RentalConditions(ctx, inbanktest.DefaultProductCode, inbank.ModelIdentifierEAN, inbanktest.EANPhone)
+	cond, err := c.RentalConditions(ctx, inbanktest.DefaultProductCode, inbankapi.ModelIdentifierEAN, inbanktest.EANPhone)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := cond.ID, inbanktest.ModelPhone; got != want {
 		t.Fatalf("conditions id = %q, want %q", got, want)
 	}
-	if !cond.OffersPeriod(24) || !cond.AcceptsIdentifierType(inbank.AssetIdentifierIMEI) {
+	if !cond.OffersPeriod(24) || !cond.AcceptsIdentifierType(inbankapi.AssetIdentifierIMEI) {
 		t.Fatalf("conditions = %+v, want 24 months and IMEI", cond)
 	}
 
-	calc, err := c.Calculate(ctx, inbanktest.DefaultProductCode, inbank.CalculationRequest{
+	calc, err := c.Calculate(ctx, inbanktest.DefaultProductCode, inbankapi.CalculationRequest{
 		Period: 24, InsuranceUsed: true,
-		Assets: []inbank.CalculationAsset{{Type: inbank.AssetModelBased, ModelID: cond.ID, NetPrice: 800}},
+		Assets: []inbankapi.CalculationAsset{{Type: inbankapi.AssetModelBased, ModelID: cond.ID, NetPrice: 800}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +75,7 @@ func TestPathA_FullFlowThroughClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if created.Status != inbank.SessionPending || !strings.HasSuffix(created.RedirectURL, "/session/"+created.UUID) {
+	if created.Status != inbankapi.SessionPending || !strings.HasSuffix(created.RedirectURL, "/session/"+created.UUID) {
 		t.Fatalf("created = %+v", created)
 	}
 	if _, err := fake.Sign(created.UUID); err != nil {
@@ -84,14 +85,14 @@ func TestPathA_FullFlowThroughClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Status != inbank.SessionGranted || s.CreditContractUUID == "" {
+	if s.Status != inbankapi.SessionGranted || s.CreditContractUUID == "" {
 		t.Fatalf("session = %+v, want granted with a contract", s)
 	}
 	err = c.ActivateContract(ctx, inbanktest.DefaultProductCode, s.CreditContractUUID)
-	if !errors.Is(err, inbank.ErrRejected) {
+	if !errors.Is(err, inbankapi.ErrRejected) {
 		t.Fatalf("activation before identifiers: err = %v, want rejected", err)
 	}
-	ids := inbank.AssetIdentifiersRequest{AssetIdentifiers: []inbank.AssetIdentifier{{Identifier: "356938035643809", IdentifierType: inbank.AssetIdentifierIMEI}}}
+	ids := inbankapi.AssetIdentifiersRequest{AssetIdentifiers: []inbankapi.AssetIdentifier{{Identifier: "356938035643809", IdentifierType: inbankapi.AssetIdentifierIMEI}}}
 	if err := c.AssignAssetIdentifiers(ctx, inbanktest.DefaultProductCode, s.CreditContractUUID, ids); err != nil {
 		t.Fatal(err)
 	}
@@ -102,13 +103,13 @@ func TestPathA_FullFlowThroughClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k.Status != inbank.ContractActivated {
+	if k.Status != inbankapi.ContractActivated {
 		t.Fatalf("contract status = %q, want activated", k.Status)
 	}
 	if got := fake.Activations(s.CreditContractUUID); got != 2 {
 		t.Fatalf("activation calls = %d, want 2 (one refused, one accepted)", got)
 	}
-	if s, _ := c.Session(ctx, created.UUID); s.Status != inbank.SessionCompleted {
+	if s, _ := c.Session(ctx, created.UUID); s.Status != inbankapi.SessionCompleted {
 		t.Fatalf("session after activation = %q, want completed", s.Status)
 	}
 }
@@ -131,11 +132,11 @@ func TestPathB_PortalApproval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Status != inbank.SessionCompleted {
+	if s.Status != inbankapi.SessionCompleted {
 		t.Fatalf("status = %q, want completed", s.Status)
 	}
 	k, err := c.Contract(ctx, s.CreditContractUUID)
-	if err != nil || k.Status != inbank.ContractActivated {
+	if err != nil || k.Status != inbankapi.ContractActivated {
 		t.Fatalf("contract = %+v, %v; want activated", k, err)
 	}
 	if got := fake.Activations(s.CreditContractUUID); got != 0 {
@@ -150,7 +151,7 @@ func TestAsynchronousActivation(t *testing.T) {
 	created, _ := c.CreateSession(ctx, phoneSession("order-async", 500))
 	fake.Sign(created.UUID)
 	s, _ := c.Session(ctx, created.UUID)
-	ids := inbank.AssetIdentifiersRequest{AssetIdentifiers: []inbank.AssetIdentifier{{Identifier: "356938035643809", IdentifierType: inbank.AssetIdentifierIMEI}}}
+	ids := inbankapi.AssetIdentifiersRequest{AssetIdentifiers: []inbankapi.AssetIdentifier{{Identifier: "356938035643809", IdentifierType: inbankapi.AssetIdentifierIMEI}}}
 	if err := c.AssignAssetIdentifiers(ctx, inbanktest.DefaultProductCode, s.CreditContractUUID, ids); err != nil {
 		t.Fatal(err)
 	}
@@ -158,16 +159,16 @@ func TestAsynchronousActivation(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, _ := c.Contract(ctx, s.CreditContractUUID)
-	if k.Status == inbank.ContractActivated {
+	if k.Status == inbankapi.ContractActivated {
 		t.Fatal("contract activated at once, want after the delay")
 	}
 	err := c.ActivateContract(ctx, inbanktest.DefaultProductCode, s.CreditContractUUID)
-	var api *inbank.APIError
+	var api *inbankapi.APIError
 	if !errors.As(err, &api) || api.ErrorCode != "CONTRACT_ALREADY_ACTIVATED" {
 		t.Fatalf("second activation: %v, want CONTRACT_ALREADY_ACTIVATED", err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for k.Status != inbank.ContractActivated {
+	for k.Status != inbankapi.ContractActivated {
 		if time.Now().After(deadline) {
 			t.Fatal("contract never activated")
 		}
@@ -190,25 +191,25 @@ func TestDocumentedErrors(t *testing.T) {
 		errorCode string
 		is        error
 	}{
-		{"wrong key", func() error { _, err := wrongKey.Session(ctx, "x"); return err }, 401, "", inbank.ErrUnauthorized},
-		{"unknown shop", func() error { _, err := wrongShop.Session(ctx, "x"); return err }, 404, "", inbank.ErrNotFound},
+		{"wrong key", func() error { _, err := wrongKey.Session(ctx, "x"); return err }, 401, "", inbankapi.ErrUnauthorized},
+		{"unknown shop", func() error { _, err := wrongShop.Session(ctx, "x"); return err }, 404, "", inbankapi.ErrNotFound},
 		{"unknown model", func() error {
-			_, err := good.RentalConditions(ctx, inbanktest.DefaultProductCode, inbank.ModelIdentifierEAN, "123")
+			_, err := good.RentalConditions(ctx, inbanktest.DefaultProductCode, inbankapi.ModelIdentifierEAN, "123")
 			return err
-		}, 404, "", inbank.ErrNotFound},
+		}, 404, "", inbankapi.ErrNotFound},
 		{"unknown model id", func() error {
 			s := phoneSession("o", 500)
 			s.RentalApplicationData.Assets[0].ModelID = "nokia-3310"
 			_, err := good.CreateSession(ctx, s)
 			return err
-		}, 422, "ASSET_MODEL_NOT_FOUND", inbank.ErrRejected},
-		{"price out of limits", func() error { _, err := good.CreateSession(ctx, phoneSession("o", 5000)); return err }, 422, "CONSTRAINTS_VIOLATED_GENERAL", inbank.ErrRejected},
-		{"unknown contract", func() error { return good.ActivateContract(ctx, inbanktest.DefaultProductCode, "nope") }, 404, "", inbank.ErrNotFound},
+		}, 422, "ASSET_MODEL_NOT_FOUND", inbankapi.ErrRejected},
+		{"price out of limits", func() error { _, err := good.CreateSession(ctx, phoneSession("o", 5000)); return err }, 422, "CONSTRAINTS_VIOLATED_GENERAL", inbankapi.ErrRejected},
+		{"unknown contract", func() error { return good.ActivateContract(ctx, inbanktest.DefaultProductCode, "nope") }, 404, "", inbankapi.ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.call()
-			var api *inbank.APIError
+			var api *inbankapi.APIError
 			if !errors.As(err, &api) {
 				t.Fatalf("err = %v, want *APIError", err)
 			}
@@ -224,7 +225,7 @@ func TestDocumentedErrors(t *testing.T) {
 			if !errors.Is(err, tt.is) {
 				t.Errorf("errors.Is(%v, %v) = false", err, tt.is)
 			}
-			if inbank.IsTransient(err) {
+			if inbankapi.IsTransient(err) {
 				t.Errorf("%v is transient, want permanent", err)
 			}
 		})
@@ -242,28 +243,28 @@ func TestInjectedFaults(t *testing.T) {
 		retryAfter time.Duration
 		is         error
 	}{
-		{"500 is permanent", inbanktest.Fault{Status: 500}, false, 0, inbank.ErrServer},
-		{"502", inbanktest.Fault{Status: 502}, true, 0, inbank.ErrUnavailable},
-		{"503 with Retry-After", inbanktest.Fault{Status: 503, RetryAfterSeconds: 7}, true, 7 * time.Second, inbank.ErrUnavailable},
-		{"504", inbanktest.Fault{Status: 504}, true, 0, inbank.ErrUnavailable},
-		{"429 with Retry-After", inbanktest.Fault{Status: 429, RetryAfterSeconds: 2}, true, 2 * time.Second, inbank.ErrRateLimited},
+		{"500 is permanent", inbanktest.Fault{Status: 500}, false, 0, inbankapi.ErrServer},
+		{"502", inbanktest.Fault{Status: 502}, true, 0, inbankapi.ErrUnavailable},
+		{"503 with Retry-After", inbanktest.Fault{Status: 503, RetryAfterSeconds: 7}, true, 7 * time.Second, inbankapi.ErrUnavailable},
+		{"504", inbanktest.Fault{Status: 504}, true, 0, inbankapi.ErrUnavailable},
+		{"429 with Retry-After", inbanktest.Fault{Status: 429, RetryAfterSeconds: 2}, true, 2 * time.Second, inbankapi.ErrRateLimited},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.fault.Remaining = 1
 			fake.SetFault(inbank.OpGetSession, tt.fault)
 			_, err := c.Session(ctx, "any")
-			if got := inbank.IsTransient(err); got != tt.transient {
+			if got := inbankapi.IsTransient(err); got != tt.transient {
 				t.Errorf("IsTransient(%v) = %v, want %v", err, got, tt.transient)
 			}
-			if got := inbank.RetryAfter(err); got != tt.retryAfter {
+			if got := inbankapi.RetryAfter(err); got != tt.retryAfter {
 				t.Errorf("RetryAfter = %v, want %v", got, tt.retryAfter)
 			}
 			if !errors.Is(err, tt.is) {
 				t.Errorf("errors.Is(%v, %v) = false", err, tt.is)
 			}
 			// The fault was for one call only: the next one reaches the fake.
-			if _, err := c.Session(ctx, "any"); !errors.Is(err, inbank.ErrNotFound) {
+			if _, err := c.Session(ctx, "any"); !errors.Is(err, inbankapi.ErrNotFound) {
 				t.Errorf("after the fault: %v, want not found", err)
 			}
 		})
@@ -272,8 +273,8 @@ func TestInjectedFaults(t *testing.T) {
 		fake.SetFault(inbank.OpGetSession, inbanktest.Fault{Timeout: true, Remaining: 1})
 		short, _ := inbank.New(inbank.Config{BaseURL: srv.URL, APIKey: inbanktest.DefaultAPIKey, ShopUUID: inbanktest.DefaultShopUUID, Timeout: 50 * time.Millisecond})
 		_, err := short.Session(ctx, "any")
-		var tr *inbank.TransportError
-		if !errors.As(err, &tr) || !inbank.IsTransient(err) {
+		var tr *inbankapi.TransportError
+		if !errors.As(err, &tr) || !inbankapi.IsTransient(err) {
 			t.Fatalf("err = %v, want a transient TransportError", err)
 		}
 	})
@@ -281,7 +282,7 @@ func TestInjectedFaults(t *testing.T) {
 		dead := httptest.NewServer(http.NotFoundHandler())
 		dead.Close()
 		_, err := newClient(t, dead.URL).Session(ctx, "any")
-		if !inbank.IsTransient(err) {
+		if !inbankapi.IsTransient(err) {
 			t.Fatalf("err = %v, want transient", err)
 		}
 	})
@@ -309,7 +310,7 @@ func TestErrorBodies(t *testing.T) {
 			}))
 			defer srv.Close()
 			_, err := newClient(t, srv.URL).Session(context.Background(), "s")
-			var api *inbank.APIError
+			var api *inbankapi.APIError
 			if !errors.As(err, &api) {
 				t.Fatalf("err = %v, want *APIError", err)
 			}
@@ -406,7 +407,7 @@ func TestMetricsByOperationAndCode(t *testing.T) {
 	_, srv := inbanktest.NewServer(t, inbanktest.Config{})
 	c := newClient(t, srv.URL, inbank.WithMetrics(m))
 	c.Session(context.Background(), "3f1c7e1e-0000-4000-8000-000000000001")
-	c.RentalConditions(context.Background(), inbanktest.DefaultProductCode, inbank.ModelIdentifierEAN, inbanktest.EANPhone)
+	c.RentalConditions(context.Background(), inbanktest.DefaultProductCode, inbankapi.ModelIdentifierEAN, inbanktest.EANPhone)
 	want := `
 # HELP smartrent_inbank_requests_total Requests to the Inbank API by shop, operation and HTTP status code ("error" when no answer came).
 # TYPE smartrent_inbank_requests_total counter
@@ -448,8 +449,8 @@ func TestRedirectsNotFollowed(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = c.Session(context.Background(), "s")
-			var apiErr *inbank.APIError
-			if !errors.As(err, &apiErr) || apiErr.Status != http.StatusTemporaryRedirect || inbank.IsTransient(err) {
+			var apiErr *inbankapi.APIError
+			if !errors.As(err, &apiErr) || apiErr.Status != http.StatusTemporaryRedirect || inbankapi.IsTransient(err) {
 				t.Fatalf("redirect to %s: err = %v, want a permanent 307 APIError", target, err)
 			}
 		}

@@ -8,18 +8,20 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
 // API is the Inbank Smart Rent partner API as a client offers it: *Client,
 // and [Guard] around one.
 type API interface {
-	RentalConditions(ctx context.Context, productCode, identifierType, identifier string) (RentalConditions, error)
-	Calculate(ctx context.Context, productCode string, req CalculationRequest) (Calculation, error)
-	CreateSession(ctx context.Context, req SessionRequest) (CreatedSession, error)
-	Session(ctx context.Context, sessionUUID string) (Session, error)
-	AssignAssetIdentifiers(ctx context.Context, productCode, contractUUID string, req AssetIdentifiersRequest) error
+	RentalConditions(ctx context.Context, productCode, identifierType, identifier string) (inbankapi.RentalConditions, error)
+	Calculate(ctx context.Context, productCode string, req inbankapi.CalculationRequest) (inbankapi.Calculation, error)
+	CreateSession(ctx context.Context, req inbankapi.SessionRequest) (inbankapi.CreatedSession, error)
+	Session(ctx context.Context, sessionUUID string) (inbankapi.Session, error)
+	AssignAssetIdentifiers(ctx context.Context, productCode, contractUUID string, req inbankapi.AssetIdentifiersRequest) error
 	ActivateContract(ctx context.Context, productCode, contractUUID string) error
-	Contract(ctx context.Context, contractUUID string) (Contract, error)
+	Contract(ctx context.Context, contractUUID string) (inbankapi.Contract, error)
 }
 
 var _ API = (*Client)(nil)
@@ -41,7 +43,7 @@ type GuardOptions struct {
 
 // guard wraps one shop's Inbank client with a concurrency budget and a
 // circuit breaker (sony/gobreaker). A call refused by either fails with an
-// NotSentError (transient, certainly not applied), so the input is
+// [inbankapi.NotSentError] (transient, certainly not applied), so the input is
 // retried later and the handler is free at once for other shops' orders.
 type guard struct {
 	alias   string
@@ -75,7 +77,7 @@ func Guard(alias string, api API, o GuardOptions) API {
 		Timeout:     o.Cooldown,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= breakerFailures },
 		// Inbank answering a permanent 4xx is Inbank working.
-		IsSuccessful: func(err error) bool { return err == nil || !IsTransient(err) },
+		IsSuccessful: func(err error) bool { return err == nil || !inbankapi.IsTransient(err) },
 		IsExcluded:   func(err error) bool { return errors.Is(err, errNotCalled) },
 		OnStateChange: func(shop string, from, to gobreaker.State) {
 			o.Metrics.circuit(shop, to)
@@ -90,7 +92,7 @@ func Guard(alias string, api API, o GuardOptions) API {
 }
 
 func (g *guard) refuse(op, why string, after time.Duration) error {
-	return &NotSentError{Op: op, Reason: fmt.Sprintf("shop %s: %s", g.alias, why), RetryAfter: after}
+	return &inbankapi.NotSentError{Op: op, Reason: fmt.Sprintf("shop %s: %s", g.alias, why), RetryAfter: after}
 }
 
 func guarded[T any](g *guard, ctx context.Context, op string, f func() (T, error)) (T, error) {
@@ -127,25 +129,25 @@ func guarded[T any](g *guard, ctx context.Context, op string, f func() (T, error
 	return out, nil
 }
 
-func (g *guard) RentalConditions(ctx context.Context, productCode, identifierType, identifier string) (RentalConditions, error) {
-	return guarded(g, ctx, OpGetRentalConditions, func() (RentalConditions, error) {
+func (g *guard) RentalConditions(ctx context.Context, productCode, identifierType, identifier string) (inbankapi.RentalConditions, error) {
+	return guarded(g, ctx, OpGetRentalConditions, func() (inbankapi.RentalConditions, error) {
 		return g.api.RentalConditions(ctx, productCode, identifierType, identifier)
 	})
 }
 
-func (g *guard) Calculate(ctx context.Context, productCode string, req CalculationRequest) (Calculation, error) {
-	return guarded(g, ctx, OpCalculate, func() (Calculation, error) { return g.api.Calculate(ctx, productCode, req) })
+func (g *guard) Calculate(ctx context.Context, productCode string, req inbankapi.CalculationRequest) (inbankapi.Calculation, error) {
+	return guarded(g, ctx, OpCalculate, func() (inbankapi.Calculation, error) { return g.api.Calculate(ctx, productCode, req) })
 }
 
-func (g *guard) CreateSession(ctx context.Context, req SessionRequest) (CreatedSession, error) {
-	return guarded(g, ctx, OpCreateSession, func() (CreatedSession, error) { return g.api.CreateSession(ctx, req) })
+func (g *guard) CreateSession(ctx context.Context, req inbankapi.SessionRequest) (inbankapi.CreatedSession, error) {
+	return guarded(g, ctx, OpCreateSession, func() (inbankapi.CreatedSession, error) { return g.api.CreateSession(ctx, req) })
 }
 
-func (g *guard) Session(ctx context.Context, sessionUUID string) (Session, error) {
-	return guarded(g, ctx, OpGetSession, func() (Session, error) { return g.api.Session(ctx, sessionUUID) })
+func (g *guard) Session(ctx context.Context, sessionUUID string) (inbankapi.Session, error) {
+	return guarded(g, ctx, OpGetSession, func() (inbankapi.Session, error) { return g.api.Session(ctx, sessionUUID) })
 }
 
-func (g *guard) AssignAssetIdentifiers(ctx context.Context, productCode, contractUUID string, req AssetIdentifiersRequest) error {
+func (g *guard) AssignAssetIdentifiers(ctx context.Context, productCode, contractUUID string, req inbankapi.AssetIdentifiersRequest) error {
 	_, err := guarded(g, ctx, OpAssignAssetIdentifiers, func() (struct{}, error) {
 		return struct{}{}, g.api.AssignAssetIdentifiers(ctx, productCode, contractUUID, req)
 	})
@@ -159,6 +161,6 @@ func (g *guard) ActivateContract(ctx context.Context, productCode, contractUUID 
 	return err
 }
 
-func (g *guard) Contract(ctx context.Context, contractUUID string) (Contract, error) {
-	return guarded(g, ctx, OpGetContract, func() (Contract, error) { return g.api.Contract(ctx, contractUUID) })
+func (g *guard) Contract(ctx context.Context, contractUUID string) (inbankapi.Contract, error) {
+	return guarded(g, ctx, OpGetContract, func() (inbankapi.Contract, error) { return g.api.Contract(ctx, contractUUID) })
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
 // sessionStub answers Session as told; it counts the calls that reached it.
@@ -27,7 +28,7 @@ type sessionStub struct {
 	release    chan struct{} // a call waits for it, when set
 }
 
-func (s *sessionStub) Session(ctx context.Context, _ string) (inbank.Session, error) {
+func (s *sessionStub) Session(ctx context.Context, _ string) (inbankapi.Session, error) {
 	s.calls.Add(1)
 	if s.entered != nil {
 		close(s.entered)
@@ -36,7 +37,7 @@ func (s *sessionStub) Session(ctx context.Context, _ string) (inbank.Session, er
 	if s.release != nil {
 		<-s.release
 	}
-	return inbank.Session{Status: "pending"}, s.answer()
+	return inbankapi.Session{Status: "pending"}, s.answer()
 }
 
 type lockedBuffer struct {
@@ -67,7 +68,7 @@ func TestCircuitBreakerHalfOpenProbe(t *testing.T) {
 	failing.Store(true)
 	stub := &sessionStub{answer: func() error {
 		if failing.Load() {
-			return &inbank.APIError{Op: inbank.OpGetSession, Status: 503}
+			return &inbankapi.APIError{Op: inbank.OpGetSession, Status: 503}
 		}
 		return nil
 	}}
@@ -77,20 +78,20 @@ func TestCircuitBreakerHalfOpenProbe(t *testing.T) {
 	ctx := context.Background()
 
 	for range 5 {
-		if _, err := g.Session(ctx, "s"); !inbank.IsTransient(err) {
+		if _, err := g.Session(ctx, "s"); !inbankapi.IsTransient(err) {
 			t.Fatalf("err = %v", err)
 		}
 	}
 	_, err = g.Session(ctx, "s")
-	var notSent *inbank.NotSentError
+	var notSent *inbankapi.NotSentError
 	if !errors.As(err, &notSent) || !strings.Contains(err.Error(), "circuit open") {
 		t.Fatalf("sixth call: %v, want refused locally (NotSentError)", err)
 	}
 	// Refused here: transient, with a delay, and no Inbank answer to
 	// report (no HTTP status in an order.failed).
-	var api *inbank.APIError
-	if !inbank.IsTransient(err) || inbank.RetryAfter(err) <= 0 || errors.As(err, &api) {
-		t.Fatalf("refusal %v: transient %v, retry after %v, poses as an Inbank answer %v", err, inbank.IsTransient(err), inbank.RetryAfter(err), errors.As(err, &api))
+	var api *inbankapi.APIError
+	if !inbankapi.IsTransient(err) || inbankapi.RetryAfter(err) <= 0 || errors.As(err, &api) {
+		t.Fatalf("refusal %v: transient %v, retry after %v, poses as an Inbank answer %v", err, inbankapi.IsTransient(err), inbankapi.RetryAfter(err), errors.As(err, &api))
 	}
 	if n := stub.calls.Load(); n != 5 || state() != 2 {
 		t.Fatalf("calls %d, state %v: want 5 and open (2)", n, state())

@@ -22,7 +22,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/ids"
-	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 	"github.com/smartrent-bridge/bridge/internal/ttlcache"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
@@ -92,8 +92,8 @@ type BatchRequest struct {
 
 // BatchResult is one quote of a batch, or why not.
 type BatchResult struct {
-	Quote *inbank.Calculation `json:"quote,omitempty"`
-	Error *Error              `json:"error,omitempty"`
+	Quote *inbankapi.Calculation `json:"quote,omitempty"`
+	Error *Error                 `json:"error,omitempty"`
 }
 
 // Shop is one more Inbank shop the service prices for, by alias.
@@ -123,7 +123,7 @@ type Config struct {
 type Service struct {
 	cfg      Config
 	shops    map[string]Shop // "" is the default shop
-	calcs    *ttlcache.Cache[inbank.Calculation]
+	calcs    *ttlcache.Cache[inbankapi.Calculation]
 	sem      chan struct{}
 	requests *prometheus.CounterVec
 }
@@ -151,7 +151,7 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{
 		cfg:   cfg,
 		shops: map[string]Shop{"": {Inbank: cfg.Inbank, Conditions: cfg.Conditions, ProductCode: cfg.DefaultProductCode}},
-		calcs: ttlcache.New[inbank.Calculation]("calculations", cfg.CalculationTTL, cfg.CacheLimit, 30*time.Second, cfg.Cache),
+		calcs: ttlcache.New[inbankapi.Calculation]("calculations", cfg.CalculationTTL, cfg.CacheLimit, 30*time.Second, cfg.Cache),
 		sem:   make(chan struct{}, cfg.Concurrency),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "smartrent_quote_requests_total",
@@ -196,10 +196,10 @@ func product(sh Shop, code string) string {
 }
 
 // Conditions returns one model's rental conditions.
-func (s *Service) Conditions(ctx context.Context, req ConditionsRequest) (inbank.RentalConditions, *Error) {
+func (s *Service) Conditions(ctx context.Context, req ConditionsRequest) (inbankapi.RentalConditions, *Error) {
 	sh, e := s.shop(req.Shop)
 	if e != nil {
-		return inbank.RentalConditions{}, e
+		return inbankapi.RentalConditions{}, e
 	}
 	c, err := sh.Conditions.Get(ctx, product(sh, req.ProductCode), req.IdentifierType, req.Identifier)
 	if err != nil {
@@ -212,10 +212,10 @@ func (s *Service) Conditions(ctx context.Context, req ConditionsRequest) (inbank
 // device is identified (the same rules and reasons as order.placed), then
 // Inbank's calculation is returned, from the cache when an identical
 // request was answered within the TTL.
-func (s *Service) Quote(ctx context.Context, req Request) (inbank.Calculation, *Error) {
+func (s *Service) Quote(ctx context.Context, req Request) (inbankapi.Calculation, *Error) {
 	sh, e := s.shop(req.Shop)
 	if e != nil {
-		return inbank.Calculation{}, e
+		return inbankapi.Calculation{}, e
 	}
 	product := product(sh, req.ProductCode)
 	order := &events.OrderPlaced{
@@ -228,7 +228,7 @@ func (s *Service) Quote(ctx context.Context, req Request) (inbank.Calculation, *
 		},
 	}
 	if r := handlers.CheckOrderFields(order); r != nil {
-		return inbank.Calculation{}, &Error{Code: 422, Reason: r.Reason, Message: r.Message}
+		return inbankapi.Calculation{}, &Error{Code: 422, Reason: r.Reason, Message: r.Message}
 	}
 	insurance := true // Inbank's default when the model is not known here
 	if req.InsuranceUsed != nil {
@@ -237,19 +237,19 @@ func (s *Service) Quote(ctx context.Context, req Request) (inbank.Calculation, *
 	if req.HeroDevice.Identifier != "" {
 		cond, err := sh.Conditions.Get(ctx, product, req.HeroDevice.IdentifierType, req.HeroDevice.Identifier)
 		if err != nil {
-			return inbank.Calculation{}, s.inbankError(ctx, err, req.HeroDevice.Identifier)
+			return inbankapi.Calculation{}, s.inbankError(ctx, err, req.HeroDevice.Identifier)
 		}
 		var rej *handlers.Rejection
 		if insurance, rej = handlers.Eligibility(order, cond); rej != nil {
-			return inbank.Calculation{}, &Error{Code: 422, Reason: rej.Reason, Message: rej.Message}
+			return inbankapi.Calculation{}, &Error{Code: 422, Reason: rej.Reason, Message: rej.Message}
 		}
 	}
 	calcReq := handlers.CalculationRequest(order, insurance)
 	key, _ := json.Marshal(struct {
 		Shop, Product string
-		Req           inbank.CalculationRequest
+		Req           inbankapi.CalculationRequest
 	}{ids.ShopAlias(req.Shop), product, calcReq})
-	calc, _, err := s.calcs.Get(ctx, string(key), func(ctx context.Context) (inbank.Calculation, error) {
+	calc, _, err := s.calcs.Get(ctx, string(key), func(ctx context.Context) (inbankapi.Calculation, error) {
 		return sh.Inbank.Calculate(ctx, product, calcReq)
 	})
 	if err != nil {
@@ -260,16 +260,16 @@ func (s *Service) Quote(ctx context.Context, req Request) (inbank.Calculation, *
 
 // inbankError maps an Inbank failure onto the service's codes.
 func (s *Service) inbankError(ctx context.Context, err error, what string) *Error {
-	var api *inbank.APIError
-	var ve *inbank.ValidationError
+	var api *inbankapi.APIError
+	var ve *inbankapi.ValidationError
 	switch {
 	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
 		return &Error{Code: 504, Reason: ReasonDeadline, Message: "no answer from Inbank within the deadline"}
 	case errors.As(err, &ve):
 		return &Error{Code: 400, Reason: reasonInvalidInput, Message: ve.Field + ": " + ve.Reason}
-	case errors.Is(err, inbank.ErrNotFound) || (errors.As(err, &api) && api.ErrorCode == "ASSET_MODEL_NOT_FOUND"):
+	case errors.Is(err, inbankapi.ErrNotFound) || (errors.As(err, &api) && api.ErrorCode == "ASSET_MODEL_NOT_FOUND"):
 		return &Error{Code: 404, Reason: reasonNotRentable, Message: what + " is not rentable"}
-	case errors.Is(err, inbank.ErrRejected):
+	case errors.Is(err, inbankapi.ErrRejected):
 		return &Error{Code: 422, Reason: ReasonNotEligible, Message: api.Message}
 	}
 	s.cfg.Logger.Warn("quote: Inbank unavailable", "err", err)
@@ -292,7 +292,7 @@ func (s *Service) Batch(ctx context.Context, raw []json.RawMessage) ([]BatchResu
 				return
 			}
 			done := make(chan struct{})
-			var calc inbank.Calculation
+			var calc inbankapi.Calculation
 			var qe *Error
 			go func() { calc, qe = s.Quote(ctx, req); close(done) }()
 			select {

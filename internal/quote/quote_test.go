@@ -15,6 +15,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
 	"github.com/smartrent-bridge/bridge/internal/quote"
 	"github.com/smartrent-bridge/bridge/internal/ttlcache"
@@ -40,7 +41,7 @@ func setup(t testing.TB, timeout time.Duration) *env {
 	reg := prometheus.NewRegistry()
 	cm, _ := ttlcache.NewMetrics(reg)
 	s, err := quote.New(quote.Config{
-		Inbank: client, Conditions: handlers.NewConditions(client, ttlcache.New[inbank.RentalConditions]("conditions", time.Minute, 100, 5*time.Second, cm)),
+		Inbank: client, Conditions: handlers.NewConditions(client, ttlcache.New[inbankapi.RentalConditions]("conditions", time.Minute, 100, 5*time.Second, cm)),
 		DefaultProductCode: inbanktest.DefaultProductCode, Timeout: timeout, Schemas: schemas.MustLoad(), Cache: cm, Registerer: reg,
 	})
 	if err != nil {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
 // The fake's pricing. Inbank does not publish its formula; this one follows
@@ -55,27 +55,27 @@ const (
 
 // calculate prices req for model m, checking the model's conditions the
 // way Inbank enforces them.
-func calculate(m Model, req inbank.CalculationRequest, vat float64) (inbank.Calculation, *apiErr) {
+func calculate(m Model, req inbankapi.CalculationRequest, vat float64) (inbankapi.Calculation, *apiErr) {
 	if err := req.Validate(); err != nil {
-		return inbank.Calculation{}, badRequest(err.Error())
+		return inbankapi.Calculation{}, badRequest(err.Error())
 	}
 	if !m.Conditions().OffersPeriod(req.Period) {
-		return inbank.Calculation{}, rejected(CodeConstraints, fmt.Sprintf("period %d is not available for the model", req.Period))
+		return inbankapi.Calculation{}, rejected(CodeConstraints, fmt.Sprintf("period %d is not available for the model", req.Period))
 	}
 	switch {
-	case m.InsuranceRequirement == inbank.InsuranceNever && req.InsuranceUsed:
-		return inbank.Calculation{}, rejected(CodeConstraints, "insurance is not available for the model")
-	case m.InsuranceRequirement == inbank.InsuranceAlways && !req.InsuranceUsed:
-		return inbank.Calculation{}, rejected(CodeConstraints, "insurance is required for the model")
+	case m.InsuranceRequirement == inbankapi.InsuranceNever && req.InsuranceUsed:
+		return inbankapi.Calculation{}, rejected(CodeConstraints, "insurance is not available for the model")
+	case m.InsuranceRequirement == inbankapi.InsuranceAlways && !req.InsuranceUsed:
+		return inbankapi.Calculation{}, rejected(CodeConstraints, "insurance is required for the model")
 	}
 	tradeIn, discount := deref(req.GrossTradeInAmount), deref(req.GrossCampaignDiscount)
 	if tradeIn > 0 && !m.TradeInAvailable {
-		return inbank.Calculation{}, rejected(CodeConstraints, "trade-in is not available for the model")
+		return inbankapi.Calculation{}, rejected(CodeConstraints, "trade-in is not available for the model")
 	}
 	if discount > 0 && !m.CampaignDiscountAvailable {
-		return inbank.Calculation{}, rejected(CodeConstraints, "campaign discount is not available for the model")
+		return inbankapi.Calculation{}, rejected(CodeConstraints, "campaign discount is not available for the model")
 	}
-	out := inbank.Calculation{
+	out := inbankapi.Calculation{
 		Period: req.Period, InsuranceRequirement: m.InsuranceRequirement, InsuranceUsed: req.InsuranceUsed,
 		GrossTradeInAmount: tradeIn, GrossCampaignDiscount: discount,
 	}
@@ -85,12 +85,12 @@ func calculate(m Model, req inbank.CalculationRequest, vat float64) (inbank.Calc
 		if a.GrossPrice != nil {
 			gross = *a.GrossPrice
 		}
-		res := inbank.CalculationAssetResult{
+		res := inbankapi.CalculationAssetResult{
 			NetPrice: a.NetPrice, GrossPrice: gross, Type: a.Type, CategoryType: a.Type, Status: "ACTIVE",
 		}
 		if i == 0 {
 			if a.ModelID != m.ID {
-				return inbank.Calculation{}, rejected(CodeModelNotFound, "asset model not found")
+				return inbankapi.Calculation{}, rejected(CodeModelNotFound, "asset model not found")
 			}
 			heroNet = a.NetPrice
 			res.ModelID, res.ModelName, res.Name = m.ID, m.Name, m.Name
@@ -100,10 +100,10 @@ func calculate(m Model, req inbank.CalculationRequest, vat float64) (inbank.Calc
 		} else {
 			cat, ok := m.Conditions().AddOn(a.CategoryCode)
 			if !ok {
-				return inbank.Calculation{}, rejected(CodeConstraints, fmt.Sprintf("add-on category %q is not allowed for the model", a.CategoryCode))
+				return inbankapi.Calculation{}, rejected(CodeConstraints, fmt.Sprintf("add-on category %q is not allowed for the model", a.CategoryCode))
 			}
 			if a.NetPrice < cat.MinNetPrice || a.NetPrice > cat.MaxNetPrice {
-				return inbank.Calculation{}, rejected(CodeConstraints, fmt.Sprintf("add-on %q price is outside %.2f–%.2f", a.CategoryCode, cat.MinNetPrice, cat.MaxNetPrice))
+				return inbankapi.Calculation{}, rejected(CodeConstraints, fmt.Sprintf("add-on %q price is outside %.2f–%.2f", a.CategoryCode, cat.MinNetPrice, cat.MaxNetPrice))
 			}
 			res.ModelName, res.Name = a.ModelName, a.ModelName
 			res.CategoryCode, res.CategoryName = cat.Code, cat.Name
@@ -115,11 +115,11 @@ func calculate(m Model, req inbank.CalculationRequest, vat float64) (inbank.Calc
 	l := m.Limits
 	if out.TotalNetPrice < l.MinNetPrice || out.TotalNetPrice > l.MaxNetPrice ||
 		out.TotalGrossPrice < l.MinGrossPrice || out.TotalGrossPrice > l.MaxGrossPrice {
-		return inbank.Calculation{}, rejected(CodeConstraints, fmt.Sprintf("total net price %.2f is outside the limits %.2f–%.2f", out.TotalNetPrice, l.MinNetPrice, l.MaxNetPrice))
+		return inbankapi.Calculation{}, rejected(CodeConstraints, fmt.Sprintf("total net price %.2f is outside the limits %.2f–%.2f", out.TotalNetPrice, l.MinNetPrice, l.MaxNetPrice))
 	}
 	out.TotalGrossPriceWithDiscount = round2(out.TotalGrossPrice - tradeIn - discount)
 	if out.TotalGrossPriceWithDiscount < 0 {
-		return inbank.Calculation{}, rejected(CodeConstraints, "discounts exceed the total price")
+		return inbankapi.Calculation{}, rejected(CodeConstraints, "discounts exceed the total price")
 	}
 	out.TotalNetPriceWithDiscount = round2(out.TotalGrossPriceWithDiscount / (1 + vat))
 	financed := max(0, out.TotalNetPriceWithDiscount-residual)

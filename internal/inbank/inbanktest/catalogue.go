@@ -4,7 +4,7 @@ import (
 	"math"
 	"slices"
 
-	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
 // Model is one rentable model in the fake's catalogue.
@@ -15,16 +15,16 @@ type Model struct {
 	ManufacturerCode          string
 	Periods                   []int
 	AssetIdentifierTypes      []string
-	Limits                    inbank.Limits
+	Limits                    inbankapi.Limits
 	InsuranceRequirement      string
 	TradeInAvailable          bool
 	CampaignDiscountAvailable bool
-	AddOnCategories           []inbank.AddOnCategory
+	AddOnCategories           []inbankapi.AddOnCategory
 }
 
 // Conditions is the model as GET detailed-asset-model returns it.
-func (m Model) Conditions() inbank.RentalConditions {
-	return inbank.RentalConditions{
+func (m Model) Conditions() inbankapi.RentalConditions {
+	return inbankapi.RentalConditions{
 		ID:                        m.ID,
 		Name:                      m.Name,
 		Periods:                   slices.Clone(m.Periods),
@@ -52,9 +52,9 @@ const (
 	EANLaptop = "0195949257541"
 )
 
-func addOn(code, name string, minNet, maxNet, vat float64) inbank.AddOnCategory {
-	return inbank.AddOnCategory{
-		AssetType: "ADD_ON", Code: code, Name: name, Type: inbank.AssetCategoryBased,
+func addOn(code, name string, minNet, maxNet, vat float64) inbankapi.AddOnCategory {
+	return inbankapi.AddOnCategory{
+		AssetType: "ADD_ON", Code: code, Name: name, Type: inbankapi.AssetCategoryBased,
 		MinPrice: minNet, MaxPrice: maxNet, MinNetPrice: minNet, MaxNetPrice: maxNet,
 		MinGrossPrice: round2(minNet * (1 + vat)), MaxGrossPrice: round2(maxNet * (1 + vat)),
 	}
@@ -66,30 +66,30 @@ func addOn(code, name string, minNet, maxNet, vat float64) inbank.AddOnCategory 
 // never). Prices between 1001 and 1100 are declined at signing, as in
 // Inbank's demo environment.
 func DefaultCatalogue(vat float64) []Model {
-	lim := func(minNet, maxNet float64) inbank.Limits {
-		return inbank.Limits{MinNetPrice: minNet, MaxNetPrice: maxNet, MinGrossPrice: round2(minNet * (1 + vat)), MaxGrossPrice: round2(maxNet * (1 + vat))}
+	lim := func(minNet, maxNet float64) inbankapi.Limits {
+		return inbankapi.Limits{MinNetPrice: minNet, MaxNetPrice: maxNet, MinGrossPrice: round2(minNet * (1 + vat)), MaxGrossPrice: round2(maxNet * (1 + vat))}
 	}
 	return []Model{
 		{
 			ID: ModelPhone, Name: "Apple iPhone 16 128GB", EAN: EANPhone, ManufacturerCode: "MYE73",
-			Periods: []int{12, 24, 36}, AssetIdentifierTypes: []string{inbank.AssetIdentifierIMEI},
-			Limits: lim(100, 2000), InsuranceRequirement: inbank.InsuranceOptional,
+			Periods: []int{12, 24, 36}, AssetIdentifierTypes: []string{inbankapi.AssetIdentifierIMEI},
+			Limits: lim(100, 2000), InsuranceRequirement: inbankapi.InsuranceOptional,
 			TradeInAvailable: true, CampaignDiscountAvailable: true,
-			AddOnCategories: []inbank.AddOnCategory{
+			AddOnCategories: []inbankapi.AddOnCategory{
 				addOn("add_on", "Accessories", 5, 150, vat),
 				addOn("shipping_fee", "Shipping", 0, 30, vat),
 			},
 		},
 		{
 			ID: ModelTablet, Name: "Samsung Galaxy Tab S10", EAN: EANTablet, ManufacturerCode: "SM-X820",
-			Periods: []int{24, 36}, AssetIdentifierTypes: []string{inbank.AssetIdentifierSerialNumber},
-			Limits: lim(200, 1500), InsuranceRequirement: inbank.InsuranceAlways,
-			AddOnCategories: []inbank.AddOnCategory{addOn("add_on", "Accessories", 5, 200, vat)},
+			Periods: []int{24, 36}, AssetIdentifierTypes: []string{inbankapi.AssetIdentifierSerialNumber},
+			Limits: lim(200, 1500), InsuranceRequirement: inbankapi.InsuranceAlways,
+			AddOnCategories: []inbankapi.AddOnCategory{addOn("add_on", "Accessories", 5, 200, vat)},
 		},
 		{
 			ID: ModelLaptop, Name: "Apple MacBook Air 13 M4", EAN: EANLaptop, ManufacturerCode: "MW123",
-			Periods: []int{12, 24, 36}, AssetIdentifierTypes: []string{inbank.AssetIdentifierSerialNumber, inbank.AssetIdentifierIMEI},
-			Limits: lim(500, 3000), InsuranceRequirement: inbank.InsuranceNever,
+			Periods: []int{12, 24, 36}, AssetIdentifierTypes: []string{inbankapi.AssetIdentifierSerialNumber, inbankapi.AssetIdentifierIMEI},
+			Limits: lim(500, 3000), InsuranceRequirement: inbankapi.InsuranceNever,
 			CampaignDiscountAvailable: true,
 		},
 	}

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
 // ErrSessionNotFound and ErrWrongStatus are returned by the control methods.
@@ -24,24 +24,24 @@ var (
 func (f *Fake) Sign(sessionUUID string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s, err := f.sessionIn(sessionUUID, inbank.SessionPending)
+	s, err := f.sessionIn(sessionUUID, inbankapi.SessionPending)
 	if err != nil {
 		return "", err
 	}
 	if declinedByAmount(s.Quote.TotalNetPrice) {
-		f.setStatus(s, inbank.SessionDeclined)
+		f.setStatus(s, inbankapi.SessionDeclined)
 		return s.Status, nil
 	}
 	c := &contract{UUID: newUUID(), SessionUUID: s.UUID, ProductCode: s.Req.ProductCode, Model: s.Model, Status: contractGranted}
 	f.contracts[c.UUID] = c
 	s.ApplicationUUID, s.ContractUUID = newUUID(), c.UUID
-	f.setStatus(s, inbank.SessionGranted)
+	f.setStatus(s, inbankapi.SessionGranted)
 	return s.Status, nil
 }
 
 // Decline acts as Inbank's decision: a pending session becomes declined.
 func (f *Fake) Decline(sessionUUID string) error {
-	return f.transition(sessionUUID, inbank.SessionDeclined, inbank.SessionPending)
+	return f.transition(sessionUUID, inbankapi.SessionDeclined, inbankapi.SessionPending)
 }
 
 // Cancel acts as the customer cancelling: a pending or granted session
@@ -49,7 +49,7 @@ func (f *Fake) Decline(sessionUUID string) error {
 func (f *Fake) Cancel(sessionUUID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s, err := f.sessionIn(sessionUUID, inbank.SessionPending, inbank.SessionGranted)
+	s, err := f.sessionIn(sessionUUID, inbankapi.SessionPending, inbankapi.SessionGranted)
 	if err != nil {
 		return err
 	}
@@ -59,28 +59,28 @@ func (f *Fake) Cancel(sessionUUID string) error {
 		}
 		c.Status = contractCancelled
 	}
-	f.setStatus(s, inbank.SessionCancelled)
+	f.setStatus(s, inbankapi.SessionCancelled)
 	return nil
 }
 
 // Expire makes a pending session expired now, as if validUntil had passed.
 func (f *Fake) Expire(sessionUUID string) error {
-	return f.transition(sessionUUID, inbank.SessionExpired, inbank.SessionPending)
+	return f.transition(sessionUUID, inbankapi.SessionExpired, inbankapi.SessionPending)
 }
 
 // PortalApprove acts as the partner in the Partner Portal (path B): the
 // granted session's contract gets ids (or a generated identifier of the
 // model's first type), is activated, and the session becomes completed.
-func (f *Fake) PortalApprove(sessionUUID string, ids ...inbank.AssetIdentifier) error {
+func (f *Fake) PortalApprove(sessionUUID string, ids ...inbankapi.AssetIdentifier) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s, err := f.sessionIn(sessionUUID, inbank.SessionGranted)
+	s, err := f.sessionIn(sessionUUID, inbankapi.SessionGranted)
 	if err != nil {
 		return err
 	}
 	c := f.contracts[s.ContractUUID]
 	if len(ids) == 0 {
-		ids = []inbank.AssetIdentifier{generatedIdentifier(s.Model)}
+		ids = []inbankapi.AssetIdentifier{generatedIdentifier(s.Model)}
 	}
 	if e := checkIdentifiers(s.Model, ids); e != nil {
 		return fmt.Errorf("inbanktest: %s", e.message)
@@ -90,11 +90,11 @@ func (f *Fake) PortalApprove(sessionUUID string, ids ...inbank.AssetIdentifier) 
 	return nil
 }
 
-func generatedIdentifier(m Model) inbank.AssetIdentifier {
-	if m.AssetIdentifierTypes[0] == inbank.AssetIdentifierIMEI {
-		return inbank.AssetIdentifier{IdentifierType: inbank.AssetIdentifierIMEI, Identifier: "356938035643809"}
+func generatedIdentifier(m Model) inbankapi.AssetIdentifier {
+	if m.AssetIdentifierTypes[0] == inbankapi.AssetIdentifierIMEI {
+		return inbankapi.AssetIdentifier{IdentifierType: inbankapi.AssetIdentifierIMEI, Identifier: "356938035643809"}
 	}
-	return inbank.AssetIdentifier{IdentifierType: m.AssetIdentifierTypes[0], Identifier: "SN" + strings.ToUpper(newUUID()[:8])}
+	return inbankapi.AssetIdentifier{IdentifierType: m.AssetIdentifierTypes[0], Identifier: "SN" + strings.ToUpper(newUUID()[:8])}
 }
 
 func (f *Fake) transition(sessionUUID, to string, from ...string) error {
@@ -123,14 +123,14 @@ func (f *Fake) sessionIn(uuid string, statuses ...string) (*session, error) {
 
 // SessionInfo is what the control API tells about a session.
 type SessionInfo struct {
-	UUID              string                   `json:"uuid"`
-	Status            string                   `json:"status"`
-	PurchaseReference string                   `json:"purchaseReference"`
-	ContractUUID      string                   `json:"contractUuid,omitempty"`
-	ContractStatus    string                   `json:"contractStatus,omitempty"`
-	Identifiers       []inbank.AssetIdentifier `json:"identifiers,omitempty"`
-	CallbackURL       string                   `json:"callbackUrl,omitempty"`
-	ValidUntil        string                   `json:"validUntil,omitempty"`
+	UUID              string                      `json:"uuid"`
+	Status            string                      `json:"status"`
+	PurchaseReference string                      `json:"purchaseReference"`
+	ContractUUID      string                      `json:"contractUuid,omitempty"`
+	ContractStatus    string                      `json:"contractStatus,omitempty"`
+	Identifiers       []inbankapi.AssetIdentifier `json:"identifiers,omitempty"`
+	CallbackURL       string                      `json:"callbackUrl,omitempty"`
+	ValidUntil        string                      `json:"validUntil,omitempty"`
 }
 
 // Sessions lists the sessions created for purchaseReference ("" for all).
@@ -233,7 +233,7 @@ func (f *Fake) controlRoutes(m *http.ServeMux) {
 	})
 	m.HandleFunc("POST /sandbox/sessions/{session}/{action}", func(w http.ResponseWriter, r *http.Request) {
 		uuid, action := r.PathValue("session"), r.PathValue("action")
-		var ids []inbank.AssetIdentifier
+		var ids []inbankapi.AssetIdentifier
 		if action == "portal-approve" && r.ContentLength > 0 {
 			if err := json.NewDecoder(r.Body).Decode(&ids); err != nil {
 				writeJSON(w, http.StatusBadRequest, map[string]string{"message": "body must be a JSON array of asset identifiers"})
@@ -308,7 +308,7 @@ func (f *Fake) page(w http.ResponseWriter, r *http.Request) {
 		data = map[string]any{
 			"UUID": s.UUID, "Status": s.Status, "Description": s.Req.Purchase.Description,
 			"Reference": s.Req.Purchase.PurchaseReference, "Assets": s.Req.RentalApplicationData.Assets,
-			"Quote": s.Quote, "Pending": s.Status == inbank.SessionPending,
+			"Quote": s.Quote, "Pending": s.Status == inbankapi.SessionPending,
 		}
 	}
 	f.mu.Unlock()
@@ -323,7 +323,7 @@ func (f *Fake) page(w http.ResponseWriter, r *http.Request) {
 var errUnknownAction = errors.New("unknown action")
 
 // act performs a customer's or the partner portal's action on a session.
-func (f *Fake) act(uuid, action string, ids []inbank.AssetIdentifier) error {
+func (f *Fake) act(uuid, action string, ids []inbankapi.AssetIdentifier) error {
 	switch action {
 	case "sign":
 		_, err := f.Sign(uuid)

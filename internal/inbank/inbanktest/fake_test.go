@@ -14,6 +14,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
 // callbackSink records callbacks it receives.
@@ -76,14 +77,14 @@ func client(t *testing.T, url string) *inbank.Client {
 	return c
 }
 
-func session(ref string, net float64, callbackURL string, validUntil time.Time) inbank.SessionRequest {
-	r := inbank.SessionRequest{
+func session(ref string, net float64, callbackURL string, validUntil time.Time) inbankapi.SessionRequest {
+	r := inbankapi.SessionRequest{
 		ProductCode: inbanktest.DefaultProductCode, Currency: "EUR", Locale: "et-EE",
-		Purchase: inbank.Purchase{PurchaseReference: ref, Description: "rental"},
-		RentalApplicationData: inbank.RentalApplicationData{Period: 12, Assets: []inbank.SessionAsset{
-			{Type: inbank.AssetModelBased, ModelID: inbanktest.ModelPhone, ModelName: "iPhone", NetPrice: net},
+		Purchase: inbankapi.Purchase{PurchaseReference: ref, Description: "rental"},
+		RentalApplicationData: inbankapi.RentalApplicationData{Period: 12, Assets: []inbankapi.SessionAsset{
+			{Type: inbankapi.AssetModelBased, ModelID: inbanktest.ModelPhone, ModelName: "iPhone", NetPrice: net},
 		}},
-		PartnerURLs: &inbank.PartnerURLs{ReturnURL: "https://shop.example/return", CancelURL: "https://shop.example/cancel", CallbackURL: callbackURL},
+		PartnerURLs: &inbankapi.PartnerURLs{ReturnURL: "https://shop.example/return", CancelURL: "https://shop.example/cancel", CallbackURL: callbackURL},
 	}
 	if !validUntil.IsZero() {
 		r.ValidUntil = validUntil.Format(time.RFC3339)
@@ -186,7 +187,7 @@ func TestLifecycle(t *testing.T) {
 	t.Run("demo amounts 1001-1100 are declined", func(t *testing.T) {
 		s, _ := c.CreateSession(ctx, session("d", 1050, "", time.Time{}))
 		got, err := fake.Sign(s.UUID)
-		if err != nil || got != inbank.SessionDeclined || status(s.UUID) != inbank.SessionDeclined {
+		if err != nil || got != inbankapi.SessionDeclined || status(s.UUID) != inbankapi.SessionDeclined {
 			t.Fatalf("sign = %q, %v; want declined", got, err)
 		}
 		if _, err := fake.Sign(s.UUID); !errors.Is(err, inbanktest.ErrWrongStatus) {
@@ -195,7 +196,7 @@ func TestLifecycle(t *testing.T) {
 	})
 	t.Run("validUntil honoured", func(t *testing.T) {
 		s, _ := c.CreateSession(ctx, session("e", 500, "", time.Now().Add(-time.Second)))
-		if got := status(s.UUID); got != inbank.SessionExpired {
+		if got := status(s.UUID); got != inbankapi.SessionExpired {
 			t.Fatalf("status = %q, want expired", got)
 		}
 	})
@@ -207,7 +208,7 @@ func TestLifecycle(t *testing.T) {
 		}
 		got, _ := c.Session(ctx, s.UUID)
 		k, _ := c.Contract(ctx, got.CreditContractUUID)
-		if got.Status != inbank.SessionCancelled || k.Status != "cancelled" {
+		if got.Status != inbankapi.SessionCancelled || k.Status != "cancelled" {
 			t.Fatalf("session %q contract %q, want cancelled both", got.Status, k.Status)
 		}
 	})
@@ -216,8 +217,8 @@ func TestLifecycle(t *testing.T) {
 		fake.Sign(s.UUID)
 		got, _ := c.Session(ctx, s.UUID)
 		err := c.AssignAssetIdentifiers(ctx, inbanktest.DefaultProductCode, got.CreditContractUUID,
-			inbank.AssetIdentifiersRequest{AssetIdentifiers: []inbank.AssetIdentifier{{Identifier: "C02X", IdentifierType: inbank.AssetIdentifierSerialNumber}}})
-		if !errors.Is(err, inbank.ErrRejected) {
+			inbankapi.AssetIdentifiersRequest{AssetIdentifiers: []inbankapi.AssetIdentifier{{Identifier: "C02X", IdentifierType: inbankapi.AssetIdentifierSerialNumber}}})
+		if !errors.Is(err, inbankapi.ErrRejected) {
 			t.Fatalf("serial number on an IMEI model: %v, want rejected", err)
 		}
 		if got := fake.IdentifierAssignments(got.CreditContractUUID); got != 1 {
@@ -238,7 +239,7 @@ func TestFaultAfterEffect(t *testing.T) {
 	fake, srv := inbanktest.NewServer(t, inbanktest.Config{})
 	fake.SetFault(inbank.OpCreateSession, inbanktest.Fault{Status: 503, AfterEffect: true, Remaining: 1})
 	_, err := client(t, srv.URL).CreateSession(ctx, session("lost-answer", 500, "", time.Time{}))
-	if !inbank.IsTransient(err) {
+	if !inbankapi.IsTransient(err) {
 		t.Fatalf("err = %v, want transient 503", err)
 	}
 	if got := fake.SessionsCreated("lost-answer"); got != 1 {
@@ -252,7 +253,7 @@ func TestFaultRate(t *testing.T) {
 	c := client(t, srv.URL)
 	failed := 0
 	for range 200 {
-		if _, err := c.Session(context.Background(), "x"); errors.Is(err, inbank.ErrUnavailable) {
+		if _, err := c.Session(context.Background(), "x"); errors.Is(err, inbankapi.ErrUnavailable) {
 			failed++
 		}
 	}
@@ -292,7 +293,7 @@ func TestControlAPI(t *testing.T) {
 	var infos []inbanktest.SessionInfo
 	json.NewDecoder(resp.Body).Decode(&infos)
 	resp.Body.Close()
-	if len(infos) != 1 || infos[0].Status != inbank.SessionCompleted || infos[0].ContractStatus != inbank.ContractActivated || infos[0].Identifiers[0].Identifier != "356938035643809" {
+	if len(infos) != 1 || infos[0].Status != inbankapi.SessionCompleted || infos[0].ContractStatus != inbankapi.ContractActivated || infos[0].Identifiers[0].Identifier != "356938035643809" {
 		t.Fatalf("sessions = %+v", infos)
 	}
 	sink.wait(t, 2)
@@ -300,7 +301,7 @@ func TestControlAPI(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 204 {
 		t.Fatalf("set fault: %v %v", resp, err)
 	}
-	if _, err := client(t, srv.URL).Session(context.Background(), s.UUID); !errors.Is(err, inbank.ErrUnavailable) {
+	if _, err := client(t, srv.URL).Session(context.Background(), s.UUID); !errors.Is(err, inbankapi.ErrUnavailable) {
 		t.Fatalf("after fault set over HTTP: %v, want 503", err)
 	}
 	if got := fake.Calls(inbank.OpGetSession); got != 1 {
@@ -331,7 +332,7 @@ func TestCustomerPageButtons(t *testing.T) {
 	if got := resp.Header.Get("Location"); got != "https://shop.example/cancel" {
 		t.Fatalf("cancel redirects to %q, want the cancelUrl", got)
 	}
-	if infos := fake.Sessions("page"); infos[0].Status != inbank.SessionCancelled {
+	if infos := fake.Sessions("page"); infos[0].Status != inbankapi.SessionCancelled {
 		t.Fatalf("status = %q, want cancelled", infos[0].Status)
 	}
 }

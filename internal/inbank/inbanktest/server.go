@@ -46,6 +46,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 )
 
 // Config configures a fake Inbank.
@@ -74,9 +75,9 @@ const (
 type session struct {
 	UUID            string
 	Status          string
-	Req             inbank.SessionRequest
+	Req             inbankapi.SessionRequest
 	Model           Model
-	Quote           inbank.Calculation
+	Quote           inbankapi.Calculation
 	ValidUntil      time.Time
 	ApplicationUUID string
 	ContractUUID    string
@@ -88,7 +89,7 @@ type contract struct {
 	ProductCode string
 	Model       Model
 	Status      string
-	Identifiers []inbank.AssetIdentifier
+	Identifiers []inbankapi.AssetIdentifier
 	Activating  bool
 }
 
@@ -269,8 +270,8 @@ func (f *Fake) partner(op string, h func(http.ResponseWriter, *http.Request) *ap
 func (f *Fake) model(byType, id string) (Model, bool) {
 	for _, m := range f.cfg.Catalogue {
 		switch {
-		case byType == inbank.ModelIdentifierEAN && m.EAN == id,
-			byType == inbank.ModelIdentifierManufacturerProductCode && m.ManufacturerCode == id,
+		case byType == inbankapi.ModelIdentifierEAN && m.EAN == id,
+			byType == inbankapi.ModelIdentifierManufacturerProductCode && m.ManufacturerCode == id,
 			byType == "modelId" && m.ID == id:
 			return m, true
 		}
@@ -284,7 +285,7 @@ func (f *Fake) getConditions(w http.ResponseWriter, r *http.Request) *apiErr {
 	if typ == "" || id == "" {
 		return badRequest("identifierType and identifier are required")
 	}
-	if typ != inbank.ModelIdentifierEAN && typ != inbank.ModelIdentifierManufacturerProductCode {
+	if typ != inbankapi.ModelIdentifierEAN && typ != inbankapi.ModelIdentifierManufacturerProductCode {
 		return badRequest("identifierType must be EAN or MANUFACTURER_PRODUCT_CODE")
 	}
 	m, ok := f.model(typ, id)
@@ -304,7 +305,7 @@ func decode(r *http.Request, v any) *apiErr {
 }
 
 func (f *Fake) postCalculation(w http.ResponseWriter, r *http.Request) *apiErr {
-	var req inbank.CalculationRequest
+	var req inbankapi.CalculationRequest
 	if e := decode(r, &req); e != nil {
 		return e
 	}
@@ -320,8 +321,8 @@ func (f *Fake) postCalculation(w http.ResponseWriter, r *http.Request) *apiErr {
 	return nil
 }
 
-func (f *Fake) heroModel(assets []inbank.CalculationAsset) (Model, *apiErr) {
-	if len(assets) == 0 || assets[0].Type != inbank.AssetModelBased || assets[0].ModelID == "" {
+func (f *Fake) heroModel(assets []inbankapi.CalculationAsset) (Model, *apiErr) {
+	if len(assets) == 0 || assets[0].Type != inbankapi.AssetModelBased || assets[0].ModelID == "" {
 		return Model{}, badRequest("the first asset must be the MODEL_BASED hero device with modelId")
 	}
 	m, ok := f.model("modelId", assets[0].ModelID)
@@ -332,7 +333,7 @@ func (f *Fake) heroModel(assets []inbank.CalculationAsset) (Model, *apiErr) {
 }
 
 func (f *Fake) postSession(w http.ResponseWriter, r *http.Request) *apiErr {
-	var req inbank.SessionRequest
+	var req inbankapi.SessionRequest
 	if e := decode(r, &req); e != nil {
 		return e
 	}
@@ -343,19 +344,19 @@ func (f *Fake) postSession(w http.ResponseWriter, r *http.Request) *apiErr {
 		return rejected(CodeConstraints, "unknown product code")
 	}
 	rad := req.RentalApplicationData
-	calcReq := inbank.CalculationRequest{
+	calcReq := inbankapi.CalculationRequest{
 		Period: rad.Period, InsuranceUsed: rad.InsuranceUsed == nil || *rad.InsuranceUsed,
 		GrossTradeInAmount: rad.GrossTradeInAmount, GrossCampaignDiscount: rad.GrossCampaignDiscount,
 	}
 	for i, a := range rad.Assets {
 		typ := a.Type
 		if typ == "" {
-			typ = inbank.AssetCategoryBased
+			typ = inbankapi.AssetCategoryBased
 		}
 		if i > 0 && a.CategoryCode == "" {
 			return badRequest(fmt.Sprintf("rentalApplicationData.assets[%d].categoryCode is required", i))
 		}
-		calcReq.Assets = append(calcReq.Assets, inbank.CalculationAsset{Type: typ, ModelID: a.ModelID, CategoryCode: a.CategoryCode, NetPrice: a.NetPrice, ModelName: a.ModelName})
+		calcReq.Assets = append(calcReq.Assets, inbankapi.CalculationAsset{Type: typ, ModelID: a.ModelID, CategoryCode: a.CategoryCode, NetPrice: a.NetPrice, ModelName: a.ModelName})
 	}
 	m, e := f.heroModel(calcReq.Assets)
 	if e != nil {
@@ -373,23 +374,23 @@ func (f *Fake) postSession(w http.ResponseWriter, r *http.Request) *apiErr {
 		}
 		validUntil = t
 	}
-	s := &session{UUID: newUUID(), Status: inbank.SessionPending, Req: req, Model: m, Quote: quote, ValidUntil: validUntil}
+	s := &session{UUID: newUUID(), Status: inbankapi.SessionPending, Req: req, Model: m, Quote: quote, ValidUntil: validUntil}
 	f.mu.Lock()
 	f.sessions[s.UUID] = s
 	f.counts.sessionsByRef[req.Purchase.PurchaseReference]++
 	base := f.cfg.PublicURL
 	f.mu.Unlock()
-	writeJSON(w, http.StatusCreated, inbank.CreatedSession{UUID: s.UUID, Status: s.Status, RedirectURL: base + "/session/" + s.UUID})
+	writeJSON(w, http.StatusCreated, inbankapi.CreatedSession{UUID: s.UUID, Status: s.Status, RedirectURL: base + "/session/" + s.UUID})
 	return nil
 }
 
 func (f *Fake) getSession(w http.ResponseWriter, r *http.Request) *apiErr {
 	f.mu.Lock()
 	s, ok := f.sessions[r.PathValue("session")]
-	var out inbank.Session
+	var out inbankapi.Session
 	if ok {
 		f.expireIfDue(s)
-		out = inbank.Session{UUID: s.UUID, Status: s.Status, CreditApplicationUUID: s.ApplicationUUID, CreditContractUUID: s.ContractUUID}
+		out = inbankapi.Session{UUID: s.UUID, Status: s.Status, CreditApplicationUUID: s.ApplicationUUID, CreditContractUUID: s.ContractUUID}
 	}
 	f.mu.Unlock()
 	if !ok {
@@ -400,7 +401,7 @@ func (f *Fake) getSession(w http.ResponseWriter, r *http.Request) *apiErr {
 }
 
 func (f *Fake) patchIdentifiers(w http.ResponseWriter, r *http.Request) *apiErr {
-	var req inbank.AssetIdentifiersRequest
+	var req inbankapi.AssetIdentifiersRequest
 	if e := decode(r, &req); e != nil {
 		return e
 	}
@@ -420,17 +421,17 @@ func (f *Fake) patchIdentifiers(w http.ResponseWriter, r *http.Request) *apiErr 
 	if c.Status != contractGranted || c.Activating {
 		return rejected(CodeConstraints, "identifiers can only be assigned to a granted contract before activation")
 	}
-	c.Identifiers = append([]inbank.AssetIdentifier(nil), req.AssetIdentifiers...)
+	c.Identifiers = append([]inbankapi.AssetIdentifier(nil), req.AssetIdentifiers...)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-func checkIdentifiers(m Model, ids []inbank.AssetIdentifier) *apiErr {
+func checkIdentifiers(m Model, ids []inbankapi.AssetIdentifier) *apiErr {
 	for _, id := range ids {
 		if !m.Conditions().AcceptsIdentifierType(id.IdentifierType) {
 			return rejected(CodeConstraints, fmt.Sprintf("identifier type %s is not accepted for the model", id.IdentifierType))
 		}
-		if id.IdentifierType == inbank.AssetIdentifierIMEI && !allDigits(id.Identifier, 15) {
+		if id.IdentifierType == inbankapi.AssetIdentifierIMEI && !allDigits(id.Identifier, 15) {
 			return rejected(CodeConstraints, "IMEI must have 15 digits")
 		}
 	}
@@ -463,7 +464,7 @@ func (f *Fake) postActivation(w http.ResponseWriter, r *http.Request) *apiErr {
 	}
 	f.counts.activations[c.UUID]++
 	switch {
-	case c.Status == inbank.ContractActivated || c.Activating:
+	case c.Status == inbankapi.ContractActivated || c.Activating:
 		return rejected("CONTRACT_ALREADY_ACTIVATED", "contract is already activated")
 	case c.Status != contractGranted:
 		return rejected(CodeConstraints, "contract is "+c.Status)
@@ -491,18 +492,18 @@ func (f *Fake) postActivation(w http.ResponseWriter, r *http.Request) *apiErr {
 
 // activate makes c activated and its session completed. f.mu is held.
 func (f *Fake) activate(c *contract) {
-	c.Status, c.Activating = inbank.ContractActivated, false
-	if s := f.sessions[c.SessionUUID]; s != nil && s.Status == inbank.SessionGranted {
-		f.setStatus(s, inbank.SessionCompleted)
+	c.Status, c.Activating = inbankapi.ContractActivated, false
+	if s := f.sessions[c.SessionUUID]; s != nil && s.Status == inbankapi.SessionGranted {
+		f.setStatus(s, inbankapi.SessionCompleted)
 	}
 }
 
 func (f *Fake) getContract(w http.ResponseWriter, r *http.Request) *apiErr {
 	f.mu.Lock()
 	c, ok := f.contracts[r.PathValue("contract")]
-	var out inbank.Contract
+	var out inbankapi.Contract
 	if ok {
-		out = inbank.Contract{UUID: c.UUID, Status: c.Status}
+		out = inbankapi.Contract{UUID: c.UUID, Status: c.Status}
 	}
 	f.mu.Unlock()
 	if !ok {
@@ -523,8 +524,8 @@ func (f *Fake) setStatus(s *session, status string) {
 
 // expireIfDue expires a pending session past its validUntil. f.mu is held.
 func (f *Fake) expireIfDue(s *session) {
-	if s.Status == inbank.SessionPending && !s.ValidUntil.IsZero() && time.Now().After(s.ValidUntil) {
-		f.setStatus(s, inbank.SessionExpired)
+	if s.Status == inbankapi.SessionPending && !s.ValidUntil.IsZero() && time.Now().After(s.ValidUntil) {
+		f.setStatus(s, inbankapi.SessionExpired)
 	}
 }
 

@@ -1,4 +1,4 @@
-package inbank
+package inbankapi
 
 import "encoding/json"
 

@@ -1,4 +1,4 @@
-package inbank
+package inbankapi
 
 import (
 	"errors"
@@ -40,14 +40,17 @@ func validAssetIdentifierType(field, t string) error {
 	return nil
 }
 
-func validModelIdentifierType(field, t string) error {
+// ValidModelIdentifierType checks the identifier type of a rental-conditions
+// request (a path parameter the client checks before sending).
+func ValidModelIdentifierType(field, t string) error {
 	if t != ModelIdentifierEAN && t != ModelIdentifierManufacturerProductCode {
 		return invalid(field, fmt.Sprintf("must be EAN or MANUFACTURER_PRODUCT_CODE, got %q", t))
 	}
 	return nil
 }
 
-func required(field, v string) error {
+// Required checks that a request field or path parameter is not blank.
+func Required(field, v string) error {
 	if strings.TrimSpace(v) == "" {
 		return invalid(field, "required")
 	}
@@ -87,17 +90,17 @@ func (r CalculationRequest) Validate() error {
 			if i != 0 {
 				return invalid(f+".type", "only the hero device (first asset) may be MODEL_BASED")
 			}
-			if err := required(f+".modelId", a.ModelID); err != nil {
+			if err := Required(f+".modelId", a.ModelID); err != nil {
 				return err
 			}
 		case AssetCategoryBased:
 			if i == 0 {
 				return invalid(f+".type", "the hero device must be MODEL_BASED")
 			}
-			if err := required(f+".categoryCode", a.CategoryCode); err != nil {
+			if err := Required(f+".categoryCode", a.CategoryCode); err != nil {
 				return err
 			}
-			if err := required(f+".modelName", a.ModelName); err != nil {
+			if err := Required(f+".modelName", a.ModelName); err != nil {
 				return err
 			}
 		default:
@@ -121,13 +124,13 @@ func (r CalculationRequest) Validate() error {
 
 // Validate checks the session request as documented in 04.
 func (r SessionRequest) Validate() error {
-	if err := required("productCode", r.ProductCode); err != nil {
+	if err := Required("productCode", r.ProductCode); err != nil {
 		return err
 	}
 	if r.Currency != "EUR" {
 		return invalid("currency", fmt.Sprintf("must be EUR, got %q", r.Currency))
 	}
-	if err := required("locale", r.Locale); err != nil {
+	if err := Required("locale", r.Locale); err != nil {
 		return err
 	}
 	if c := r.CustomerData; c != nil {
@@ -136,7 +139,7 @@ func (r SessionRequest) Validate() error {
 			{"customerData.firstName", c.FirstName},
 			{"customerData.lastName", c.LastName},
 		} {
-			if err := required(f.name, f.v); err != nil {
+			if err := Required(f.name, f.v); err != nil {
 				return err
 			}
 		}
@@ -145,14 +148,14 @@ func (r SessionRequest) Validate() error {
 		}
 	}
 	if c := r.CustomerContactData; c != nil {
-		if err := required("customerContactData.email", c.Email); err != nil {
+		if err := Required("customerContactData.email", c.Email); err != nil {
 			return err
 		}
-		if err := required("customerContactData.mobile", c.Mobile); err != nil {
+		if err := Required("customerContactData.mobile", c.Mobile); err != nil {
 			return err
 		}
 	}
-	if err := required("purchase.description", r.Purchase.Description); err != nil {
+	if err := Required("purchase.description", r.Purchase.Description); err != nil {
 		return err
 	}
 	rad := r.RentalApplicationData
@@ -172,7 +175,7 @@ func (r SessionRequest) Validate() error {
 			if typ != AssetModelBased {
 				return invalid(f+".type", "the hero device (first asset) must be MODEL_BASED")
 			}
-			if err := required(f+".modelId", a.ModelID); err != nil {
+			if err := Required(f+".modelId", a.ModelID); err != nil {
 				return err
 			}
 		} else {
@@ -180,14 +183,14 @@ func (r SessionRequest) Validate() error {
 			case AssetModelBased:
 				return invalid(f+".type", "only the hero device (first asset) may be MODEL_BASED")
 			case AssetCategoryBased:
-				if err := required(f+".categoryCode", a.CategoryCode); err != nil {
+				if err := Required(f+".categoryCode", a.CategoryCode); err != nil {
 					return err
 				}
 			default:
 				return invalid(f+".type", fmt.Sprintf("must be MODEL_BASED or CATEGORY_BASED, got %q", a.Type))
 			}
 		}
-		if err := required(f+".modelName", a.ModelName); err != nil {
+		if err := Required(f+".modelName", a.ModelName); err != nil {
 			return err
 		}
 		if err := nonNegative(f+".netPrice", a.NetPrice); err != nil {
@@ -201,10 +204,10 @@ func (r SessionRequest) Validate() error {
 		return err
 	}
 	if u := r.PartnerURLs; u != nil {
-		if err := required("partnerUrls.returnUrl", u.ReturnURL); err != nil {
+		if err := Required("partnerUrls.returnUrl", u.ReturnURL); err != nil {
 			return err
 		}
-		if err := required("partnerUrls.cancelUrl", u.CancelURL); err != nil {
+		if err := Required("partnerUrls.cancelUrl", u.CancelURL); err != nil {
 			return err
 		}
 	}
@@ -219,7 +222,7 @@ func (r AssetIdentifiersRequest) Validate() error {
 	}
 	for i, a := range r.AssetIdentifiers {
 		f := fmt.Sprintf("assetIdentifiers[%d]", i)
-		if err := required(f+".identifier", a.Identifier); err != nil {
+		if err := Required(f+".identifier", a.Identifier); err != nil {
 			return err
 		}
 		if err := validAssetIdentifierType(f+".identifierType", a.IdentifierType); err != nil {
