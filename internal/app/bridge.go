@@ -34,6 +34,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 	"github.com/smartrent-bridge/bridge/internal/natsconn"
+	"github.com/smartrent-bridge/bridge/internal/order"
 	"github.com/smartrent-bridge/bridge/internal/orderstore"
 	"github.com/smartrent-bridge/bridge/internal/quote"
 	"github.com/smartrent-bridge/bridge/internal/shops"
@@ -341,8 +342,8 @@ func stopBridge(p *process, quotes micro.Service, consumers []*streams.Consumer,
 // outage does not take the handlers from the others) with their cached
 // rental conditions, as the workflow and the quote service use them.
 type guardedShops struct {
-	defaultAPI handlers.Inbank
-	conditions *handlers.Conditions
+	defaultAPI inbank.API
+	conditions *inbank.Conditions
 	workflow   map[string]handlers.ShopConfig
 	quote      map[string]quote.Shop
 	metrics    *handlers.Metrics
@@ -358,9 +359,9 @@ func guardShops(p *process, c *bridgeConfig, clients *inbankClients) (*guardedSh
 	if g.cache, err = ttlcache.NewMetrics(p.reg); err != nil {
 		return nil, err
 	}
-	guard := func(alias string, client *inbank.Client, concurrency int) (handlers.Inbank, *handlers.Conditions) {
+	guard := func(alias string, client *inbank.Client, concurrency int) (inbank.API, *inbank.Conditions) {
 		api := inbank.Guard(alias, client, inbank.GuardOptions{Concurrency: concurrency, Logger: p.log, Metrics: clients.metrics})
-		return api, handlers.NewConditions(api, ttlcache.New[inbankapi.RentalConditions]("conditions", c.conditionsTTL, 10000, c.inbankTimeout*2, g.cache))
+		return api, inbank.NewConditions(api, ttlcache.New[inbankapi.RentalConditions]("conditions", c.conditionsTTL, 10000, c.inbankTimeout*2, g.cache))
 	}
 	g.defaultAPI, g.conditions = guard(shops.Default, clients.defaultShop, 3*c.concurrency)
 	for _, s := range clients.list {
@@ -399,7 +400,7 @@ func serveAdmin(p *process, wf *handlers.Workflow) ([]*nats.Subscription, error)
 		default:
 			reply.OrderID = req.OrderID
 			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			state, err := wf.ReconcileNow(rctx, handlers.StoreKey(ids.ShopAlias(req.Shop), req.OrderID))
+			state, err := wf.ReconcileNow(rctx, order.StoreKey(ids.ShopAlias(req.Shop), req.OrderID))
 			cancel()
 			reply.Found = !errors.Is(err, orderstore.ErrNotFound)
 			reply.State = state
@@ -479,7 +480,7 @@ func newWorkflow(p *process, c *bridgeConfig, g *guardedShops, kv jetstream.KeyV
 	if moved > 0 {
 		log.Info("moved orders of non-default shops to their own state keys", "orders", moved)
 	}
-	store := orderstore.NewStateStore[handlers.Order](kv)
+	store := orderstore.NewStateStore[order.Order](kv)
 	// A finished order keeps no customer data and expires after
 	// ORDER_RETENTION (a per-key TTL: JetStream removes it).
 	store.ExpireWith(p.js, handlers.Retention(c.retention, time.Now))

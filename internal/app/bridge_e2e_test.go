@@ -26,6 +26,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/inbankapi"
 	"github.com/smartrent-bridge/bridge/internal/ingress"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
+	"github.com/smartrent-bridge/bridge/internal/order"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
@@ -122,7 +123,7 @@ func (w *world) publish(typ, orderID string, data any) {
 	}
 }
 
-func order(id string, net float64) events.OrderPlaced {
+func orderPlaced(id string, net float64) events.OrderPlaced {
 	return events.OrderPlaced{
 		OrderID: id, Period: 24, Locale: "et-EE", Description: "iPhone 16 rental",
 		ReturnURL: "https://shop.example/r", CancelURL: "https://shop.example/c",
@@ -135,7 +136,7 @@ var imei = []events.AssetIdentifier{{Identifier: "356938035643809", IdentifierTy
 
 func (w *world) place(id string, net float64) {
 	w.t.Helper()
-	o := order(id, net)
+	o := orderPlaced(id, net)
 	w.publish(events.TypeOrderPlaced, id, o)
 }
 
@@ -251,7 +252,7 @@ func TestE2EInbankFailingPastMaxDeliver(t *testing.T) {
 	w.place("ORD-G", 500)
 	w.out.wait("ORD-G", events.TypeOrderFailed, 1)
 	f := w.out.of("ORD-G", events.TypeOrderFailed)[0]
-	if f["step"] != handlers.StepConditions || f["attempts"] != 3.0 {
+	if f["step"] != order.StepConditions || f["attempts"] != 3.0 {
 		t.Fatalf("order.failed = %v", f)
 	}
 	dl := w.oneDeadLetter(events.SubjectDLQPrefix + events.SubjectOrderPlaced)
@@ -400,7 +401,7 @@ func TestE2ECrashBetweenCallAndRecordThenRestart(t *testing.T) {
 	w := newWorld(t, inbanktest.Config{}, map[string]string{"CLAIM_TTL": "1s"})
 	crashed := make(chan string, 4)
 	var mu sync.Mutex
-	crashOn := map[string]bool{handlers.StepSession: true, handlers.StepActivate: true}
+	crashOn := map[string]bool{order.StepSession: true, order.StepActivate: true}
 	hooks := handlers.Hooks{AfterInbankCall: func(step, _ string) error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -493,7 +494,7 @@ func TestE2ESessionRefusedGoesToDeadLetters(t *testing.T) {
 	w.place("ORD-F", 500)
 	w.out.wait("ORD-F", events.TypeOrderFailed, 1)
 	f := w.out.of("ORD-F", events.TypeOrderFailed)[0]
-	if f["step"] != handlers.StepSession || f["httpStatus"] != 422.0 {
+	if f["step"] != order.StepSession || f["httpStatus"] != 422.0 {
 		t.Fatalf("order.failed = %v", f)
 	}
 	dl := w.oneDeadLetter(events.SubjectDLQPrefix + events.SubjectOrderPlaced)
@@ -514,7 +515,7 @@ func TestE2ERejections(t *testing.T) {
 	w := newWorld(t, inbanktest.Config{}, map[string]string{"LOG_LEVEL": "debug"})
 	logs := &syncBuffer{}
 	stop := w.bridgeLogging(logs)
-	long := order("ORD-R1", 500)
+	long := orderPlaced("ORD-R1", 500)
 	long.Period = 48
 	w.publish(events.TypeOrderPlaced, "ORD-R1", long)
 	w.place("ORD-R2", 9000)
@@ -751,7 +752,7 @@ func (w *world) completedAt(orderID string, within time.Duration) time.Time {
 // bridge: the completed status is published within RECONCILE_INTERVAL/3
 // of its callback (so not by reconciliation), on path A and path B. The
 // fake sends the completed callback within a second of the granted one's
-// read, so the bridge serves it handlers.RefreshEvery (1 s) after that
+// read, so the bridge serves it order.RefreshEvery (1 s) after that
 // read: the interval leaves room for it.
 func TestE2EMinimalCallbacks(t *testing.T) {
 	const interval = 6 * time.Second

@@ -237,7 +237,7 @@ func TestChartRenderedPodsRunTheFlow(t *testing.T) {
 		}
 		return out.Of("CHART-1", typ)[0]
 	}
-	publish(ordersJS, events.TypeOrderPlaced, order("CHART-1", 500))
+	publish(ordersJS, events.TypeOrderPlaced, orderPlaced("CHART-1", 500))
 	session := wait(events.TypeSessionCreated)["sessionUuid"].(string)
 	if _, err := fake.Sign(session); err != nil { // a signed callback, through the ingress
 		t.Fatal(err)

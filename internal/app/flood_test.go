@@ -15,9 +15,9 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/events"
-	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 	"github.com/smartrent-bridge/bridge/internal/ingress"
+	"github.com/smartrent-bridge/bridge/internal/order"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
@@ -139,7 +139,7 @@ func TestCallbackFloodOnOneURLCannotStopOrders(t *testing.T) {
 		t.Errorf("SMARTRENT_CALLBACKS holds %d callbacks, %d were accepted", stored, accepted.Load())
 	}
 	// The bridge reads the session at most once per accepted callback, and
-	// at most once per handlers.RefreshEvery while it works on them.
+	// at most once per order.RefreshEvery while it works on them.
 	if !w.out.waitUntil(60*time.Second, func() bool { return w.consumerIdle(streams.ConsumerCallbacks) }) {
 		t.Fatal("the bridge did not work through the accepted callbacks")
 	}
@@ -149,8 +149,8 @@ func TestCallbackFloodOnOneURLCannotStopOrders(t *testing.T) {
 	if n > accepted.Load() {
 		t.Errorf("the bridge read the flooded session %d times for %d accepted callbacks", n, accepted.Load())
 	}
-	if limit := int64(worked/handlers.RefreshEvery) + 1; n > limit {
-		t.Errorf("the bridge read the flooded session %d times in %v: more than one per %v", n, worked, handlers.RefreshEvery)
+	if limit := int64(worked/order.RefreshEvery) + 1; n > limit {
+		t.Errorf("the bridge read the flooded session %d times in %v: more than one per %v", n, worked, order.RefreshEvery)
 	}
 }
 

@@ -79,7 +79,7 @@ func TestHostileOrderIDs(t *testing.T) {
 	for _, id := range odd {
 		w.place(id, 500)
 	}
-	lvX := order("X", 500)
+	lvX := orderPlaced("X", 500)
 	lvX.Shop = lvShop
 	w.publish(events.TypeOrderPlaced, "X", lvX)
 	for _, id := range odd {

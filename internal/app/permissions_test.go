@@ -183,7 +183,7 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 		}
 		return out.Of("PERM-1", typ)[0]
 	}
-	o := order("PERM-1", 500)
+	o := orderPlaced("PERM-1", 500)
 	publish(ordersJS, events.TypeOrderPlaced, o)
 	session := wait(events.TypeSessionCreated)["sessionUuid"].(string)
 	if reply, err := ordersNC.Request("smartrent.conditions", []byte(`{"identifierType":"EAN","identifier":"`+inbanktest.EANPhone+`"}`), 10*time.Second); err != nil || !strings.Contains(string(reply.Data), "period") {

@@ -42,7 +42,7 @@ func TestFinishedOrdersExpire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rejected := order("RET-REJ", 500) // with customer data, rejected before any session
+	rejected := orderPlaced("RET-REJ", 500) // with customer data, rejected before any session
 	rejected.Period = 48
 	w.publish(events.TypeOrderPlaced, "RET-REJ", rejected)
 	w.out.wait("RET-REJ", events.TypeOrderRejected, 1)

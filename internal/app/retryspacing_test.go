@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
-	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 	"github.com/smartrent-bridge/bridge/internal/inbankapi"
+	"github.com/smartrent-bridge/bridge/internal/order"
 )
 
 // sessionAttempts records when each session creation request reached the
@@ -123,7 +123,7 @@ func TestE2ESessionAttemptsStopAtMaxDeliver(t *testing.T) {
 
 	w.place("RT-MAX", 500)
 	w.out.wait("RT-MAX", events.TypeOrderFailed, 1)
-	if f := w.out.of("RT-MAX", events.TypeOrderFailed)[0]; f["step"] != handlers.StepSession {
+	if f := w.out.of("RT-MAX", events.TypeOrderFailed)[0]; f["step"] != order.StepSession {
 		t.Errorf("order.failed = %v, want the session step", f)
 	}
 	w.oneDeadLetter(events.SubjectDLQPrefix + events.SubjectOrderPlaced)

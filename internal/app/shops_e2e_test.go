@@ -38,12 +38,12 @@ func TestTwoShopsOneFailing(t *testing.T) {
 	lv.SetFault(inbanktest.AllOperations, inbanktest.Fault{Status: 503, RetryAfterSeconds: 1})
 	const n = 10
 	for i := range n {
-		ee, lvOrder := order(fmt.Sprintf("EE-%d", i), 500), order(fmt.Sprintf("SAME-%d", i), 500)
+		ee, lvOrder := orderPlaced(fmt.Sprintf("EE-%d", i), 500), orderPlaced(fmt.Sprintf("SAME-%d", i), 500)
 		w.publish(events.TypeOrderPlaced, ee.OrderID, ee)
 		lvOrder.Shop = lvShop
 		w.publish(events.TypeOrderPlaced, lvOrder.OrderID, lvOrder)
 		// The default shop has an order with the same id: shops never meet.
-		same := order(lvOrder.OrderID, 600)
+		same := orderPlaced(lvOrder.OrderID, 600)
 		w.publish(events.TypeOrderPlaced, same.OrderID, same)
 	}
 	start := time.Now()

@@ -132,7 +132,7 @@ func TestTLSToNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer out.Stop()
-	e, err := codec.New("urn:shop:tls", events.TypeOrderPlaced, "TLS-1", order("TLS-1", 500))
+	e, err := codec.New("urn:shop:tls", events.TypeOrderPlaced, "TLS-1", orderPlaced("TLS-1", 500))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/ids"
+	"github.com/smartrent-bridge/bridge/internal/order"
 	"github.com/smartrent-bridge/bridge/internal/orderstore"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 )
@@ -23,7 +23,7 @@ func (c *session) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-func (c *session) store(ctx context.Context) (*orderstore.StateStore[handlers.Order], error) {
+func (c *session) store(ctx context.Context) (*orderstore.StateStore[order.Order], error) {
 	if err := c.dial(); err != nil {
 		return nil, err
 	}
@@ -31,7 +31,7 @@ func (c *session) store(ctx context.Context) (*orderstore.StateStore[handlers.Or
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", streams.BucketOrders, err)
 	}
-	return orderstore.NewStateStore[handlers.Order](kv), nil
+	return orderstore.NewStateStore[order.Order](kv), nil
 }
 
 // orderArgs checks an order id and the --shop alias before any NATS call.
@@ -57,7 +57,7 @@ func (g *ordersGet) Run(ctx context.Context, c *session) error {
 	if err != nil {
 		return err
 	}
-	o, rev, err := st.Load(ctx, orderstore.StateKey(c.shop, g.OrderID))
+	o, rev, err := st.Load(ctx, ids.StateKey(c.shop, g.OrderID))
 	if errors.Is(err, orderstore.ErrNotFound) {
 		return failf(ExitNotFound, "order %s not found", g.OrderID)
 	}
@@ -72,7 +72,7 @@ func (g *ordersGet) Run(ctx context.Context, c *session) error {
 	return nil
 }
 
-func (c *session) printOrder(o handlers.Order, rev uint64) {
+func (c *session) printOrder(o order.Order, rev uint64) {
 	tw := tabwriter.NewWriter(c.out, 2, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
@@ -134,7 +134,7 @@ func (l *ordersList) Run(ctx context.Context, c *session) error {
 	}
 	now := time.Now()
 	var lines []orderLine
-	keep := func(o handlers.Order) {
+	keep := func(o order.Order) {
 		if (l.State != "" && o.State != l.State) || now.Sub(o.UpdatedAt) < l.OlderThan || (c.shop != "" && o.Shop != ids.ShopAlias(c.shop)) {
 			return
 		}

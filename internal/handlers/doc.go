@@ -1,18 +1,18 @@
-// Package handlers is the Smart Rent order workflow: it turns the shop's
-// events and Inbank's callbacks into Inbank calls and state events, over
-// small interfaces (Inbank, Store, Publisher) so its transitions are tested
-// without NATS.
+// Package handlers holds the consumers' handlers of the Smart Rent order
+// workflow and the runner of its effects: it turns the shop's events and
+// Inbank's callbacks into Inbank calls and state events, over small
+// interfaces (Inbank, Store, Publisher) so that it is tested without NATS.
 //
 // # Decisions and moves
 //
-// [Decide] is the whole workflow as a pure function: from an order's
-// state and the facts at hand (the time, the shop's policy, what this step
-// has read) it chooses the next [Move]. The transitions in transitions.go
-// change an order in memory with the events they imply. The runner
-// (run.go) only carries moves out: reads that add a fact and decide
-// again, writes (each one compare-and-set), and Inbank calls. Every call
-// with a side effect goes through one implementation of claim → call →
-// record ([Workflow.claimed]).
+// The decisions are in package order: [order.Decide] is the whole workflow
+// as a pure function (from an order's state and the facts at hand it
+// chooses the next [order.Move]), and the order's transitions change it in
+// memory with the events they imply. This package records inputs
+// (inputs.go) and carries moves out (run.go): reads that add a fact and
+// decide again, writes (each one compare-and-set), and Inbank calls. Every
+// call with a side effect goes through one implementation of claim → call
+// → record ([Workflow.claimed]).
 //
 // # Delivery and crashes
 //
@@ -37,7 +37,7 @@
 // Inbank calls with a side effect are claimed first: a claim (owner and
 // expiry, longer than a request's timeout) is written by compare-and-set
 // before the call, and the result is recorded after it. A call that fails
-// transiently turns its claim into a hold owned by nobody ([RetryHold])
+// transiently turns its claim into a hold owned by nobody ([order.RetryHold])
 // until the retry is due (Inbank's Retry-After, or the consumers'
 // schedule after attempt n), and the input is redelivered then: every
 // path that could try the step again (the redelivery, reconciliation,

@@ -9,7 +9,9 @@ import (
 	"github.com/sethvargo/go-retry"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbankapi"
+	"github.com/smartrent-bridge/bridge/internal/order"
 )
 
 func toInbank(ids []events.AssetIdentifier) inbankapi.AssetIdentifiersRequest {
@@ -22,35 +24,35 @@ func toInbank(ids []events.AssetIdentifier) inbankapi.AssetIdentifiersRequest {
 
 // assignIdentifiers gives the contract the hero device's identifiers. The
 // call is repeatable, so a crash before the record only repeats it.
-func (w *Workflow) assignIdentifiers(ctx context.Context, o *Order, rev uint64, f Facts, sh *shop) error {
+func (w *Workflow) assignIdentifiers(ctx context.Context, o *order.Order, rev uint64, f order.Facts, sh *shop) error {
 	ids := slices.Clone(o.Identifiers)
 	return w.claimed(ctx, o, rev, f, sideEffect{
-		step:  StepIdentifiers,
-		claim: func(o *Order) **Claim { return &o.IdentifiersClaim },
+		step:  order.StepIdentifiers,
+		claim: func(o *order.Order) **order.Claim { return &o.IdentifiersClaim },
 		call: func(ctx context.Context) error {
-			return shortRetry(ctx, func(ctx context.Context) error {
+			return inbank.RetryBriefly(ctx, func(ctx context.Context) error {
 				return sh.api.AssignAssetIdentifiers(ctx, o.ProductCode, o.ContractUUID, toInbank(ids))
 			})
 		},
 		// Inbank refused these identifiers: forget them, so that a
 		// corrected shipment can follow, and report the failure.
-		refused: func(o *Order, now time.Time) bool { return refuseIdentifiers(o, ids, now) },
-		record: func(o *Order, _ bool, now time.Time) error {
-			recordIdentifiers(o, ids, now)
+		refused: func(o *order.Order, now time.Time) bool { return o.RefuseIdentifiers(ids, now) },
+		record: func(o *order.Order, _ bool, now time.Time) error {
+			o.RecordIdentifiers(ids, now)
 			return nil
 		},
 	})
 }
 
-// activate calls the activation under a claim; Decide has read the
+// activate calls the activation under a claim; order.Decide has read the
 // contract first when an earlier attempt may have reached Inbank.
-func (w *Workflow) activate(ctx context.Context, o *Order, rev uint64, f Facts, sh *shop) error {
+func (w *Workflow) activate(ctx context.Context, o *order.Order, rev uint64, f order.Facts, sh *shop) error {
 	key := o.Key()
 	return w.claimed(ctx, o, rev, f, sideEffect{
-		step:     StepActivate,
-		claim:    func(o *Order) **Claim { return &o.ActivationClaim },
+		step:     order.StepActivate,
+		claim:    func(o *order.Order) **order.Claim { return &o.ActivationClaim },
 		attempts: o.ActivationAttempts + 1,
-		begin:    beginActivation,
+		begin:    (*order.Order).BeginActivation,
 		call: func(ctx context.Context) error {
 			err := sh.api.ActivateContract(ctx, o.ProductCode, o.ContractUUID)
 			var api *inbankapi.APIError
@@ -62,7 +64,7 @@ func (w *Workflow) activate(ctx context.Context, o *Order, rev uint64, f Facts, 
 			}
 			return err
 		},
-		undo: func(o *Order, err error) {
+		undo: func(o *order.Order, err error) {
 			if certainlyNotApplied(err) {
 				// Inbank did not act (429/502–504, or never sent): the
 				// attempt is certain, so the retry calls again soon.
@@ -72,8 +74,8 @@ func (w *Workflow) activate(ctx context.Context, o *Order, rev uint64, f Facts, 
 				o.ActivationUncertain = nil
 			}
 		},
-		record: func(o *Order, _ bool, now time.Time) error {
-			activationCalled(o, now)
+		record: func(o *order.Order, _ bool, now time.Time) error {
+			o.RecordActivationCalled(now)
 			return nil
 		},
 		then: func(ctx context.Context) error {
@@ -89,13 +91,13 @@ func (w *Workflow) activate(ctx context.Context, o *Order, rev uint64, f Facts, 
 
 func (w *Workflow) readContract(ctx context.Context, sh *shop, contractUUID string) (inbankapi.Contract, error) {
 	var k inbankapi.Contract
-	err := shortRetry(ctx, func(ctx context.Context) error {
+	err := inbank.RetryBriefly(ctx, func(ctx context.Context) error {
 		var err error
 		k, err = sh.api.Contract(ctx, contractUUID)
 		return err
 	})
 	if err != nil {
-		return k, &StepError{Step: StepContract, Err: err}
+		return k, &StepError{Step: order.StepContract, Err: err}
 	}
 	return k, nil
 }
@@ -103,7 +105,7 @@ func (w *Workflow) readContract(ctx context.Context, sh *shop, contractUUID stri
 // awaitActivation reads the contract, polling with backoff for up to poll,
 // and records the activation once Inbank shows it. Past poll, the order
 // waits for the next reconciliation.
-func (w *Workflow) awaitActivation(ctx context.Context, o *Order, sh *shop, via string, poll time.Duration) (bool, error) {
+func (w *Workflow) awaitActivation(ctx context.Context, o *order.Order, sh *shop, via string, poll time.Duration) (bool, error) {
 	var k inbankapi.Contract
 	var err error
 	if poll <= 0 {
@@ -133,7 +135,7 @@ func (w *Workflow) awaitActivation(ctx context.Context, o *Order, sh *shop, via 
 	if err != nil && ctx.Err() == nil {
 		var se *StepError
 		if errors.As(err, &se) && !inbankapi.IsTransient(se.Err) {
-			return false, w.fail(ctx, o.Key(), StepContract, se.Err, 1)
+			return false, w.fail(ctx, o.Key(), order.StepContract, se.Err, 1)
 		}
 		return false, err
 	}
@@ -142,8 +144,8 @@ func (w *Workflow) awaitActivation(ctx context.Context, o *Order, sh *shop, via 
 
 // recordActivated ends the order with exactly one contract.activated.
 func (w *Workflow) recordActivated(ctx context.Context, key, via string, called bool) error {
-	_, err := w.update(ctx, key, func(o *Order) error {
-		if !markActivated(o, via, called, w.now()) {
+	_, err := w.update(ctx, key, func(o *order.Order) error {
+		if !o.MarkActivated(via, called, w.now()) {
 			return errSkip
 		}
 		w.log.InfoContext(ctx, "contract activated", "order_id", o.OrderID, "via", via)

@@ -19,6 +19,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 	"github.com/smartrent-bridge/bridge/internal/inbankapi"
+	"github.com/smartrent-bridge/bridge/internal/order"
 	"github.com/smartrent-bridge/bridge/internal/orderstore"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
@@ -75,10 +76,10 @@ func (s *memStore) Keys(context.Context) ([]string, error) {
 
 func (s *memStore) Lease(context.Context, string, time.Duration) (bool, error) { return true, nil }
 
-func (s *memStore) Load(_ context.Context, id string) (handlers.Order, uint64, error) {
+func (s *memStore) Load(_ context.Context, id string) (order.Order, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var o handlers.Order
+	var o order.Order
 	b, ok := s.data[id]
 	if !ok {
 		return o, 0, fmt.Errorf("order %s: %w", id, orderstore.ErrNotFound)
@@ -86,11 +87,11 @@ func (s *memStore) Load(_ context.Context, id string) (handlers.Order, uint64, e
 	return o, s.revs[id], json.Unmarshal(b, &o)
 }
 
-func (s *memStore) LoadFresh(ctx context.Context, id string) (handlers.Order, uint64, error) {
+func (s *memStore) LoadFresh(ctx context.Context, id string) (order.Order, uint64, error) {
 	return s.Load(ctx, id)
 }
 
-func (s *memStore) Create(_ context.Context, id string, o handlers.Order) (uint64, error) {
+func (s *memStore) Create(_ context.Context, id string, o order.Order) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.data[id]; ok {
@@ -99,7 +100,7 @@ func (s *memStore) Create(_ context.Context, id string, o handlers.Order) (uint6
 	return s.put(id, o), nil
 }
 
-func (s *memStore) Save(_ context.Context, id string, o handlers.Order, rev uint64) (uint64, error) {
+func (s *memStore) Save(_ context.Context, id string, o order.Order, rev uint64) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failSave > 0 {
@@ -114,7 +115,7 @@ func (s *memStore) Save(_ context.Context, id string, o handlers.Order, rev uint
 	return s.put(id, o), nil
 }
 
-func (s *memStore) put(id string, o handlers.Order) uint64 {
+func (s *memStore) put(id string, o order.Order) uint64 {
 	b, err := json.Marshal(o)
 	if err != nil {
 		panic(err)
@@ -124,8 +125,8 @@ func (s *memStore) put(id string, o handlers.Order) uint64 {
 	return s.seq
 }
 
-func (s *memStore) All(ctx context.Context) iter.Seq2[handlers.Order, error] {
-	return func(yield func(handlers.Order, error) bool) {
+func (s *memStore) All(ctx context.Context) iter.Seq2[order.Order, error] {
+	return func(yield func(order.Order, error) bool) {
 		s.mu.Lock()
 		ids := make([]string, 0, len(s.data))
 		for id := range s.data {
@@ -142,7 +143,7 @@ func (s *memStore) All(ctx context.Context) iter.Seq2[handlers.Order, error] {
 	}
 }
 
-func (s *memStore) get(t *testing.T, id string) handlers.Order {
+func (s *memStore) get(t *testing.T, id string) order.Order {
 	t.Helper()
 	o, _, err := s.Load(context.Background(), id)
 	if err != nil {
@@ -298,7 +299,7 @@ func (h *harness) mustDeliver(data any) {
 // one (as Inbank's transitions come: a customer takes longer than that).
 func (h *harness) callback(orderID string) {
 	h.t.Helper()
-	h.advanceClock(handlers.RefreshEvery)
+	h.advanceClock(order.RefreshEvery)
 	h.mustDeliver(&events.CallbackReceived{OrderID: orderID, ReceivedAt: h.clock(), Body: json.RawMessage(`{}`)})
 }
 

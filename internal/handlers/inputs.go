@@ -9,6 +9,7 @@ import (
 
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/ids"
+	"github.com/smartrent-bridge/bridge/internal/order"
 	"github.com/smartrent-bridge/bridge/internal/orderstore"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
@@ -41,7 +42,7 @@ func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d streams.De
 	case *events.OrderPlaced:
 		err = w.orderPlaced(ctx, in, data)
 	case *events.DeviceShipped:
-		err = w.device(ctx, in, ids.ShopAlias(data.Shop), data.OrderID, data.AssetIdentifiers, func(o *Order) {
+		err = w.device(ctx, in, ids.ShopAlias(data.Shop), data.OrderID, data.AssetIdentifiers, func(o *order.Order) {
 			at := w.now()
 			if data.ShippedAt != nil {
 				at = data.ShippedAt.UTC()
@@ -49,7 +50,7 @@ func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d streams.De
 			o.ShippedAt, o.Carrier, o.Tracking = &at, data.Carrier, data.TrackingNumber
 		})
 	case *events.DeviceDelivered:
-		err = w.device(ctx, in, ids.ShopAlias(data.Shop), data.OrderID, data.AssetIdentifiers, func(o *Order) {
+		err = w.device(ctx, in, ids.ShopAlias(data.Shop), data.OrderID, data.AssetIdentifiers, func(o *order.Order) {
 			at := w.now()
 			if data.DeliveredAt != nil {
 				at = data.DeliveredAt.UTC()
@@ -74,11 +75,11 @@ func (w *Workflow) orderPlaced(ctx context.Context, in Input, p *events.OrderPla
 	if sh, ok := w.shops[alias]; ok && product == "" {
 		product = sh.productCode
 	}
-	o := Order{
-		OrderID: p.OrderID, Shop: alias, State: StateNew, CreatedAt: now, UpdatedAt: now,
+	o := order.Order{
+		OrderID: p.OrderID, Shop: alias, State: order.StateNew, CreatedAt: now, UpdatedAt: now,
 		Placed: p, ProductCode: product, Period: p.Period, TraceParent: traceParentFrom(ctx),
 	}
-	o.note(now, "order placed")
+	o.Note(now, "order placed")
 	key := o.Key()
 	// The open index gets the order alongside its first write. The input
 	// is acknowledged only after both are written, so an order that is
@@ -98,11 +99,11 @@ func (w *Workflow) orderPlaced(ctx context.Context, in Input, p *events.OrderPla
 	// A second order.placed makes no new session. One exception: an
 	// order that failed before it had a session is tried again, which is
 	// what an operator's `dlq replay` of its order.placed means.
-	_, err = w.update(ctx, key, func(o *Order) error {
-		if err := o.is(alias, p.OrderID); err != nil {
+	_, err = w.update(ctx, key, func(o *order.Order) error {
+		if err := identity(o, alias, p.OrderID); err != nil {
 			return err
 		}
-		if o.State != StateFailed || o.SessionUUID != "" {
+		if o.State != order.StateFailed || o.SessionUUID != "" {
 			return errSkip
 		}
 		if in.Attempts > 1 {
@@ -112,8 +113,8 @@ func (w *Workflow) orderPlaced(ctx context.Context, in Input, p *events.OrderPla
 			return unprocessable(fmt.Errorf("order %s failed: %s", p.OrderID, o.Failure))
 		}
 		// An operator's replay is a new run of attempts (MAX_DELIVER again).
-		o.State, o.Failure, o.Placed, o.SessionAttempts = StateNew, "", p, 0
-		o.note(w.now(), "order placed again after a failure")
+		o.State, o.Failure, o.Placed, o.SessionAttempts = order.StateNew, "", p, 0
+		o.Note(w.now(), "order placed again after a failure")
 		return nil
 	})
 	if errors.Is(err, errSkip) {
@@ -135,33 +136,33 @@ func (w *Workflow) index(ctx context.Context, key string) error {
 // device records a shipment or delivery. An order that has not arrived
 // yet is waited for; a wrong identifier is rejected without touching the
 // order; a late or repeated event is a no-op.
-func (w *Workflow) device(ctx context.Context, in Input, shop, orderID string, ids []events.AssetIdentifier, apply func(*Order)) error {
-	key := StoreKey(shop, orderID)
+func (w *Workflow) device(ctx context.Context, in Input, shop, orderID string, ids []events.AssetIdentifier, apply func(*order.Order)) error {
+	key := order.StoreKey(shop, orderID)
 	o, _, err := w.cfg.Store.Load(ctx, key)
 	if err == nil {
-		err = o.is(shop, orderID)
+		err = identity(&o, shop, orderID)
 	}
 	if errors.Is(err, orderstore.ErrNotFound) {
 		if age := w.now().Sub(in.Published); age < w.cfg.UnknownOrderWait {
 			return wait(min(2*time.Second, w.cfg.UnknownOrderWait-age), "order %s not known yet", orderID)
 		}
-		return w.rejectInput(ctx, in, shop, orderID, reject(events.ReasonOrderUnknown, "no order.placed for order %s", orderID))
+		return w.rejectInput(ctx, in, shop, orderID, order.NewRejection(events.ReasonOrderUnknown, "no order.placed for order %s", orderID))
 	}
 	if err != nil {
 		return err
 	}
 	switch {
-	case o.State == StateActivated:
+	case o.State == order.StateActivated:
 		return nil // late or repeated: the order is done
-	case Final(o.State):
-		return w.rejectInput(ctx, in, shop, orderID, reject(events.ReasonOrderNotActive, "order %s is %s", orderID, o.State))
+	case order.Final(o.State):
+		return w.rejectInput(ctx, in, shop, orderID, order.NewRejection(events.ReasonOrderNotActive, "order %s is %s", orderID, o.State))
 	}
 	if len(ids) > 0 {
-		if r := CheckIdentifiers(ids, o.IdentifierTypes); r != nil {
+		if r := order.CheckIdentifiers(ids, o.IdentifierTypes); r != nil {
 			return w.rejectInput(ctx, in, shop, orderID, r)
 		}
 	}
-	_, err = w.update(ctx, key, func(o *Order) error {
+	_, err = w.update(ctx, key, func(o *order.Order) error {
 		apply(o)
 		if len(ids) > 0 {
 			switch {
@@ -171,7 +172,7 @@ func (w *Workflow) device(ctx context.Context, in Input, shop, orderID string, i
 				o.Identifiers = slices.Clone(ids)
 			}
 		}
-		o.note(w.now(), in.Kind)
+		o.Note(w.now(), in.Kind)
 		return nil
 	})
 	if err != nil {
@@ -190,14 +191,14 @@ func (w *Workflow) callback(ctx context.Context, in Input, c *events.CallbackRec
 	// The callback token named the shop (the ingress put it in the event):
 	// the order is looked up under that shop only.
 	shop := ids.ShopAlias(c.Shop)
-	key := StoreKey(shop, c.OrderID)
+	key := order.StoreKey(shop, c.OrderID)
 	answered := false
-	_, err := w.update(ctx, key, func(o *Order) error {
-		if err := o.is(shop, c.OrderID); err != nil {
+	_, err := w.update(ctx, key, func(o *order.Order) error {
+		if err := identity(o, shop, c.OrderID); err != nil {
 			return err
 		}
 		answered = o.RefreshReadAt != nil && o.RefreshReadAt.After(in.Published.Add(clockSkew))
-		if (Final(o.State) && o.State != StateActivated) || o.RefreshRequested || answered {
+		if (order.Final(o.State) && o.State != order.StateActivated) || o.RefreshRequested || answered {
 			return errSkip
 		}
 		o.RefreshRequested, o.RefreshTraceParent = true, traceParentFrom(ctx)
@@ -222,9 +223,9 @@ func (w *Workflow) callback(ctx context.Context, in Input, c *events.CallbackRec
 // rejectInput publishes order.rejected for one input, leaving the order
 // as it is. Its id follows from the input's, so a redelivery publishes
 // nothing new.
-func (w *Workflow) rejectInput(ctx context.Context, in Input, shop, orderID string, r *Rejection) error {
+func (w *Workflow) rejectInput(ctx context.Context, in Input, shop, orderID string, r *order.Rejection) error {
 	w.log.WarnContext(ctx, "input rejected", "order_id", orderID, "input", in.Kind, "reason", r.Reason) // the context names the shop
-	return w.publishNow(ctx, orderID, events.TypeOrderRejected, StoreKey(shop, orderID)+"\x00"+in.ID, events.OrderRejected{
+	return w.publishNow(ctx, orderID, events.TypeOrderRejected, order.StoreKey(shop, orderID)+"\x00"+in.ID, events.OrderRejected{
 		OrderID: orderID, Shop: shop, InputType: in.Kind, Reason: r.Reason, Message: r.Message,
 	})
 }
@@ -234,7 +235,7 @@ func (w *Workflow) publishNow(ctx context.Context, orderID, typ, discriminator s
 	if err != nil {
 		return err
 	}
-	e.SetID(eventID(orderID, typ, discriminator))
+	e.SetID(order.EventID(orderID, typ, discriminator))
 	if tp := traceParentFrom(ctx); tp != "" {
 		e.SetExtension(events.ExtensionTraceParent, tp)
 	}
@@ -271,8 +272,8 @@ func (w *Workflow) Invalid(ctx context.Context, d streams.Delivery, de *events.D
 	shop := ids.ShopAlias(de.Shop)
 	if input == events.InputOrderPlaced {
 		now := w.now()
-		o := Order{OrderID: de.OrderID, Shop: shop, State: StateRejected, CreatedAt: now, UpdatedAt: now}
-		o.note(now, "rejected: INVALID_ORDER")
+		o := order.Order{OrderID: de.OrderID, Shop: shop, State: order.StateRejected, CreatedAt: now, UpdatedAt: now}
+		o.Note(now, "rejected: INVALID_ORDER")
 		if _, err := w.cfg.Store.Create(ctx, o.Key(), o); err != nil && !errors.Is(err, orderstore.ErrExists) {
 			return err
 		}
@@ -289,18 +290,18 @@ func (w *Workflow) GiveUp(ctx context.Context, env events.Envelope, d streams.De
 	in := inputOf(env.Event.ID(), d)
 	orderID := env.OrderID()
 	shop := shopOfData(env.Data)
-	key := StoreKey(shop, orderID)
+	key := order.StoreKey(shop, orderID)
 	step := "handle_" + in.Kind
 	var se *StepError
 	if errors.As(cause, &se) {
 		step = se.Step
 	}
 	if in.Kind == events.InputOrderPlaced {
-		_, err := w.update(ctx, key, func(o *Order) error {
-			if Final(o.State) {
+		_, err := w.update(ctx, key, func(o *order.Order) error {
+			if order.Final(o.State) {
 				return errSkip
 			}
-			markFailed(o, step, cause, in.Attempts, w.now())
+			o.Fail(step, cause, in.Attempts, w.now())
 			return nil
 		})
 		switch {
@@ -321,3 +322,12 @@ var _ streams.Handler = (*Workflow)(nil)
 
 // shopOfData is the (normalised) shop an input names.
 func shopOfData(data any) string { return ids.ShopAlias(events.ShopOf(data)) }
+
+// identity refuses a stored state that belongs to another order: the
+// input cannot be processed against it.
+func identity(o *order.Order, shop, orderID string) error {
+	if err := o.CheckIdentity(shop, orderID); err != nil {
+		return unprocessable(err)
+	}
+	return nil
+}

@@ -4,7 +4,7 @@ import "sync"
 
 // keyLocks serialises work per key within this process: the session reads
 // for one order, so that callbacks arriving together cost Inbank one read
-// (the others find it recorded and wait RefreshEvery, or are answered by
+// (the others find it recorded and wait order.RefreshEvery, or are answered by
 // it). Entries live only while held or awaited.
 type keyLocks struct {
 	mu   sync.Mutex

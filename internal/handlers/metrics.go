@@ -2,6 +2,8 @@ package handlers
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smartrent-bridge/bridge/internal/order"
 )
 
 // Metrics of the workflow. A nil *Metrics records nothing.
@@ -84,9 +86,9 @@ func (m *Metrics) setStates(counts map[string]int, oldest map[string]float64) {
 	if m == nil {
 		return
 	}
-	for _, s := range []string{StateNew, StatePending, StateGranted, StateActivated, StateRejected, StateFailed, StateDeclined, StateCancelled, StateExpired} {
+	for _, s := range []string{order.StateNew, order.StatePending, order.StateGranted, order.StateActivated, order.StateRejected, order.StateFailed, order.StateDeclined, order.StateCancelled, order.StateExpired} {
 		m.byState.WithLabelValues(s).Set(float64(counts[s]))
-		if !Final(s) {
+		if !order.Final(s) {
 			m.oldest.WithLabelValues(s).Set(oldest[s])
 		}
 	}

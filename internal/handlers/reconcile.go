@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smartrent-bridge/bridge/internal/order"
 	"github.com/smartrent-bridge/bridge/internal/orderstore"
 )
 
@@ -25,28 +26,21 @@ type OpenOrders interface {
 // Lister lists every stored order (for the one-time backfill of the
 // index from a bucket written before it existed).
 type Lister interface {
-	All(ctx context.Context) iter.Seq2[Order, error]
+	All(ctx context.Context) iter.Seq2[order.Order, error]
 }
 
 // reconcileWorkers bounds the orders one pass advances at once.
 const reconcileWorkers = 8
 
-// Settled reports whether the order needs nothing more from Inbank: final,
-// its events published, and its session final too (or watched long
-// enough).
-func (o *Order) Settled(now time.Time) bool {
-	return Final(o.State) && len(o.Outbox) == 0 && !o.awaitsSessionEnd(now)
-}
-
 // Retention returns the store's preparation of an order before each write
 // ([orderstore.StateStore.ExpireWith]): a settled order keeps no customer data
 // and expires after retention.
-func Retention(retention time.Duration, now func() time.Time) func(*Order) time.Duration {
-	return func(o *Order) time.Duration {
+func Retention(retention time.Duration, now func() time.Time) func(*order.Order) time.Duration {
+	return func(o *order.Order) time.Duration {
 		if !o.Settled(now()) {
 			return 0
 		}
-		o.Placed = dropCustomer(o.Placed)
+		o.Placed = order.DropCustomer(o.Placed)
 		return retention
 	}
 }
@@ -86,7 +80,7 @@ func (w *Workflow) Reconcile(ctx context.Context, open OpenOrders, interval time
 			continue
 		}
 		counts[o.State]++
-		if !Final(o.State) || len(o.Outbox) > 0 {
+		if !order.Final(o.State) || len(o.Outbox) > 0 {
 			oldest[o.State] = max(oldest[o.State], now.Sub(o.UpdatedAt).Seconds())
 		}
 		// Half an interval of quiet, not a whole one: passes come every
@@ -128,11 +122,11 @@ func (w *Workflow) Reconcile(ctx context.Context, open OpenOrders, interval time
 
 // reconcileOne claims a due order for this bridge and advances it.
 func (w *Workflow) reconcileOne(ctx context.Context, key string, interval time.Duration) bool {
-	_, err := w.update(ctx, key, func(o *Order) error {
+	_, err := w.update(ctx, key, func(o *order.Order) error {
 		if o.ReconcileClaim.HeldBy(w.cfg.Owner, w.now()) {
 			return errSkip
 		}
-		o.ReconcileClaim = &Claim{Owner: w.cfg.Owner, Until: w.now().Add(interval)}
+		o.ReconcileClaim = &order.Claim{Owner: w.cfg.Owner, Until: w.now().Add(interval)}
 		return nil
 	})
 	if errors.Is(err, errSkip) {
@@ -151,7 +145,7 @@ func (w *Workflow) reconcileOne(ctx context.Context, key string, interval time.D
 
 // retire writes a settled order once more (so it carries its retention
 // and no customer data) and removes it from the open index.
-func (w *Workflow) retire(ctx context.Context, open OpenOrders, key string, o Order, rev uint64) {
+func (w *Workflow) retire(ctx context.Context, open OpenOrders, key string, o order.Order, rev uint64) {
 	if _, err := w.cfg.Store.Save(ctx, key, o, rev); err != nil {
 		if !errors.Is(err, orderstore.ErrConflict) {
 			w.log.WarnContext(ctx, "reconcile: cannot retire an order", "key", key, "err", err)
@@ -235,7 +229,7 @@ func (w *Workflow) Backfill(ctx context.Context, all Lister, open interface {
 	return indexed, retired, open.MarkBackfilled(ctx)
 }
 
-// ReconcileNow re-reads the order stored under key ([StoreKey]) from
+// ReconcileNow re-reads the order stored under key ([order.StoreKey]) from
 // Inbank and drives it at once (the operator's `orders reconcile`). It
 // returns the order's state afterwards.
 func (w *Workflow) ReconcileNow(ctx context.Context, key string) (string, error) {

@@ -12,18 +12,19 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/smartrent-bridge/bridge/internal/inbankapi"
+	"github.com/smartrent-bridge/bridge/internal/order"
 	"github.com/smartrent-bridge/bridge/internal/orderstore"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
 )
 
-// This file carries out the moves [Decide] chooses: reads, writes and
+// This file carries out the moves [order.Decide] chooses: reads, writes and
 // Inbank calls. Steps with a side effect at Inbank all go through
 // [Workflow.claimed], the one implementation of claim → call → record.
 
 // facts are what the workflow knows of an order's surroundings now.
-func (w *Workflow) facts(o *Order, refresh bool) Facts {
-	f := Facts{Now: w.now(), Attempt: w.attemptID(), Settle: w.cfg.ActivationSettle, Refresh: refresh, MaxAttempts: w.cfg.MaxAttempts}
+func (w *Workflow) facts(o *order.Order, refresh bool) order.Facts {
+	f := order.Facts{Now: w.now(), Attempt: w.attemptID(), Settle: w.cfg.ActivationSettle, Refresh: refresh, MaxAttempts: w.cfg.MaxAttempts}
 	if sh, ok := w.shops[o.Shop]; ok {
 		f.Policy = sh.policy
 	}
@@ -34,7 +35,7 @@ func (w *Workflow) facts(o *Order, refresh bool) Facts {
 // changed anything. Moves that only read (the conditions, a contract, a
 // session with nothing new) add a fact and decide again. rev 0 is an
 // order not stored yet: its first write creates it.
-func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool) (progressed bool, err error) {
+func (w *Workflow) step(ctx context.Context, o *order.Order, rev uint64, refresh bool) (progressed bool, err error) {
 	ctx, span := w.cfg.Tracer.Start(ctx, "step "+o.State, trace.WithAttributes(attribute.String("smartrent.order_id", o.OrderID)))
 	defer func() {
 		if err != nil {
@@ -43,31 +44,31 @@ func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool)
 		span.End()
 	}()
 	f := w.facts(o, refresh)
-	sh := w.shops[o.Shop] // set whenever a move needs it: Decide refuses an unconfigured shop
+	sh := w.shops[o.Shop] // set whenever a move needs it: order.Decide refuses an unconfigured shop
 	for {
-		m := Decide(o, f)
+		m := order.Decide(o, f)
 		switch m.Kind {
-		case MoveRest:
+		case order.MoveRest:
 			return false, nil
-		case MoveWait:
+		case order.MoveWait:
 			return false, wait(m.After, "%s", m.Why)
-		case MoveUnprocessable:
+		case order.MoveUnprocessable:
 			return false, unprocessable(m.Err)
-		case MovePublish:
+		case order.MovePublish:
 			return true, w.flush(ctx, o, rev)
-		case MoveReject:
+		case order.MoveReject:
 			from := o.State
-			rejectOrder(o, m.Rejection, f.Now)
+			o.Reject(m.Rejection, f.Now)
 			return true, w.write(ctx, o, rev, from)
-		case MoveLoadConditions:
+		case order.MoveLoadConditions:
 			if err := w.loadConditions(ctx, o, rev, sh, &f); err != nil {
 				return false, err
 			}
-		case MoveCreateSession:
+		case order.MoveCreateSession:
 			return true, w.createSession(ctx, o, rev, f, sh, m.Insurance)
-		case MovePriceSession:
+		case order.MovePriceSession:
 			return true, w.priceSession(ctx, o, sh, m.Insurance)
-		case MoveReadSession:
+		case order.MoveReadSession:
 			unlock := w.reads.lock(o.Key())
 			if rev != 0 && !f.Refresh {
 				// Another read of this order may have been recorded while
@@ -86,21 +87,21 @@ func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool)
 				return progressed, err
 			}
 			f.SessionRead = true
-		case MoveAssignIdentifiers:
+		case order.MoveAssignIdentifiers:
 			return true, w.assignIdentifiers(ctx, o, rev, f, sh)
-		case MoveReadContract:
+		case order.MoveReadContract:
 			k, err := w.readContract(ctx, sh, o.ContractUUID)
 			if err != nil {
 				return false, err
 			}
 			f.Contract = &k
-		case MoveActivate:
+		case order.MoveActivate:
 			return true, w.activate(ctx, o, rev, f, sh)
-		case MoveRecordActivated:
+		case order.MoveRecordActivated:
 			return true, w.recordActivated(ctx, o.Key(), m.Via, true)
-		case MoveAwaitActivation:
+		case order.MoveAwaitActivation:
 			return w.awaitActivation(ctx, o, sh, m.Via, 0)
-		case MoveGiveUp:
+		case order.MoveGiveUp:
 			return true, w.failAt(ctx, o, rev, m.Step, m.Err)
 		default:
 			return false, fmt.Errorf("order %s: %w: %v", o.OrderID, errNoMove, m.Kind)
@@ -111,7 +112,7 @@ func (w *Workflow) step(ctx context.Context, o *Order, rev uint64, refresh bool)
 // forRefresh is the context of a session read that serves a callback's
 // refresh request: in the callback's trace, with its trace context for
 // what the read writes, even when another input's Advance makes the read.
-func forRefresh(ctx context.Context, o *Order) context.Context {
+func forRefresh(ctx context.Context, o *order.Order) context.Context {
 	tp := o.RefreshTraceParent
 	if !o.RefreshRequested || tp == "" || tp == traceParentFrom(ctx) {
 		return ctx
@@ -121,7 +122,7 @@ func forRefresh(ctx context.Context, o *Order) context.Context {
 
 // write stores the order (creating it when rev is 0: it was never
 // stored) and reports the transition once it is stored.
-func (w *Workflow) write(ctx context.Context, o *Order, rev uint64, from string) error {
+func (w *Workflow) write(ctx context.Context, o *order.Order, rev uint64, from string) error {
 	var err error
 	if rev == 0 {
 		_, err = w.cfg.Store.Create(ctx, o.Key(), *o)
@@ -136,15 +137,15 @@ func (w *Workflow) write(ctx context.Context, o *Order, rev uint64, from string)
 
 // observe counts a stored transition: the metrics follow the states, so
 // no step counts for itself.
-func (w *Workflow) observe(from string, o *Order) {
+func (w *Workflow) observe(from string, o *order.Order) {
 	if o.State == from {
 		return
 	}
 	w.cfg.Metrics.state(o.State)
 	switch o.State {
-	case StatePending:
+	case order.StatePending:
 		w.cfg.Metrics.sessionCreated()
-	case StateActivated:
+	case order.StateActivated:
 		if o.SessionAt != nil && o.ActivatedAt != nil {
 			w.cfg.Metrics.activated(o.ActivatedAt.Sub(*o.SessionAt).Seconds())
 		}
@@ -156,22 +157,22 @@ func (w *Workflow) observe(from string, o *Order) {
 type sideEffect struct {
 	step string
 	// claim points at the step's claim in an order.
-	claim func(o *Order) **Claim
+	claim func(o *order.Order) **order.Claim
 	// begin adds to the claim's write (attempt counters, marks); may be nil.
-	begin func(o *Order, now time.Time)
+	begin func(o *order.Order, now time.Time)
 	// call makes the Inbank call.
 	call func(ctx context.Context) error
 	// undo adds to the release of the claim after a transient failure;
 	// may be nil.
-	undo func(o *Order, err error)
+	undo func(o *order.Order, err error)
 	// refused records a permanent failure and reports whether it is to be
 	// reported (a StepError); nil fails the order at the step (or at the
 	// step a *StepError from call names).
-	refused  func(o *Order, now time.Time) bool
+	refused  func(o *order.Order, now time.Time) bool
 	attempts int // this attempt's number, for order.failed
 	// record writes the result; mine tells whether the claim was still
 	// this attempt's. errSkip writes nothing: the result is dropped.
-	record func(o *Order, mine bool, now time.Time) error
+	record func(o *order.Order, mine bool, now time.Time) error
 	// then runs after the record is written; may be nil.
 	then func(ctx context.Context) error
 }
@@ -181,9 +182,9 @@ type sideEffect struct {
 // result is recorded in the order with the events it implies. What a
 // crash between call and record means for each step is in the package
 // notes.
-func (w *Workflow) claimed(ctx context.Context, o *Order, rev uint64, f Facts, e sideEffect) error {
+func (w *Workflow) claimed(ctx context.Context, o *order.Order, rev uint64, f order.Facts, e sideEffect) error {
 	from, key := o.State, o.Key()
-	*e.claim(o) = &Claim{Owner: f.Attempt, Until: f.Now.Add(w.cfg.ClaimTTL)}
+	*e.claim(o) = &order.Claim{Owner: f.Attempt, Until: f.Now.Add(w.cfg.ClaimTTL)}
 	if e.begin != nil {
 		e.begin(o, f.Now)
 	}
@@ -194,7 +195,7 @@ func (w *Workflow) claimed(ctx context.Context, o *Order, rev uint64, f Facts, e
 	if herr := w.cfg.Hooks.AfterInbankCall(e.step, o.OrderID); herr != nil {
 		return fmt.Errorf("%w: %v", ErrAbandoned, herr)
 	}
-	mine := func(o *Order) bool {
+	mine := func(o *order.Order) bool {
 		c := *e.claim(o)
 		return c != nil && c.Owner == f.Attempt
 	}
@@ -205,11 +206,11 @@ func (w *Workflow) claimed(ctx context.Context, o *Order, rev uint64, f Facts, e
 		// reconciler, another input of the order, another bridge) calls
 		// Inbank no sooner than the schedule says.
 		after := w.retryDelay(err, e.attempts)
-		w.releaseClaim(ctx, key, e.step, func(o *Order) error {
+		w.releaseClaim(ctx, key, e.step, func(o *order.Order) error {
 			if !mine(o) {
 				return errSkip
 			}
-			*e.claim(o) = &Claim{Owner: RetryHold, Until: w.now().Add(after)}
+			*e.claim(o) = &order.Claim{Owner: order.RetryHold, Until: w.now().Add(after)}
 			if e.undo != nil {
 				e.undo(o, err)
 			}
@@ -218,7 +219,7 @@ func (w *Workflow) claimed(ctx context.Context, o *Order, rev uint64, f Facts, e
 		return &StepError{Step: e.step, Err: err, After: after}
 	case err != nil && e.refused != nil:
 		report := false
-		_, uerr := w.update(ctx, key, func(o *Order) error {
+		_, uerr := w.update(ctx, key, func(o *order.Order) error {
 			if mine(o) {
 				*e.claim(o) = nil
 			}
@@ -244,7 +245,7 @@ func (w *Workflow) claimed(ctx context.Context, o *Order, rev uint64, f Facts, e
 		}
 		return w.fail(ctx, key, step, cause, attempts)
 	}
-	err = w.record(ctx, key, func(o *Order) error {
+	err = w.record(ctx, key, func(o *order.Order) error {
 		m := mine(o)
 		if m {
 			*e.claim(o) = nil
@@ -262,10 +263,6 @@ func (w *Workflow) claimed(ctx context.Context, o *Order, rev uint64, f Facts, e
 	return e.then(ctx)
 }
 
-// RetryHold owns the claim of a step that failed transiently until its
-// retry is due: no attempt holds it, and every attempt waits for it.
-const RetryHold = "retry-hold"
-
 // retryDelay is how long a step is held after its attempt n failed
 // transiently: as the consumers wait, Inbank's Retry-After or
 // RetryBase·2^(n−1), capped at RetryMax.
@@ -279,7 +276,7 @@ func (w *Workflow) retryDelay(err error, attempt int) time.Duration {
 // record writes a result Inbank has now. It is worth retrying for a while
 // (a cluster electing a leader): if the claim runs out first, the next
 // attempt repeats the call.
-func (w *Workflow) record(ctx context.Context, key string, fn func(o *Order) error) error {
+func (w *Workflow) record(ctx context.Context, key string, fn func(o *order.Order) error) error {
 	return retry.Do(ctx, recordBackoff(w.cfg.ClaimTTL), func(ctx context.Context) error {
 		_, err := w.update(ctx, key, fn)
 		if err != nil && !errors.Is(err, errSkip) && !errors.Is(err, orderstore.ErrNotFound) {
@@ -296,16 +293,16 @@ func recordBackoff(claim time.Duration) retry.Backoff {
 
 // loadConditions reads the model's rental conditions (from the shared
 // cache) into the facts.
-func (w *Workflow) loadConditions(ctx context.Context, o *Order, rev uint64, sh *shop, f *Facts) error {
+func (w *Workflow) loadConditions(ctx context.Context, o *order.Order, rev uint64, sh *shop, f *order.Facts) error {
 	p := o.Placed
 	cond, err := sh.conditions.Get(ctx, o.ProductCode, p.HeroDevice.IdentifierType, p.HeroDevice.Identifier)
 	switch {
 	case errors.Is(err, inbankapi.ErrNotFound):
 		f.NotRentable = true
 	case err != nil && inbankapi.IsTransient(err):
-		return &StepError{Step: StepConditions, Err: err}
+		return &StepError{Step: order.StepConditions, Err: err}
 	case err != nil:
-		return w.failAt(ctx, o, rev, StepConditions, err)
+		return w.failAt(ctx, o, rev, order.StepConditions, err)
 	default:
 		f.Conditions = &cond
 	}
@@ -313,12 +310,15 @@ func (w *Workflow) loadConditions(ctx context.Context, o *Order, rev uint64, sh 
 }
 
 // failAt fails an order that is in hand at rev (0: not stored yet).
-func (w *Workflow) failAt(ctx context.Context, o *Order, rev uint64, step string, cause error) error {
+func (w *Workflow) failAt(ctx context.Context, o *order.Order, rev uint64, step string, cause error) error {
 	from := o.State
-	markFailed(o, step, cause, 1, w.now())
+	o.Fail(step, cause, 1, w.now())
 	if err := w.write(ctx, o, rev, from); err != nil {
 		return err
 	}
 	w.log.ErrorContext(ctx, "order failed", "order_id", o.OrderID, "step", step, "err", cause)
 	return &failedError{err: &StepError{Step: step, Err: cause}}
 }
+
+// errNoMove is a move the runner does not know; order.Decide never returns one.
+var errNoMove = errors.New("no such move")

@@ -10,7 +10,6 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
-	"github.com/sethvargo/go-retry"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -22,6 +21,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbankapi"
+	"github.com/smartrent-bridge/bridge/internal/order"
 	"github.com/smartrent-bridge/bridge/internal/orderstore"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
@@ -36,27 +36,16 @@ type Inbank = inbank.API
 // answer from a cache (a stale value fails the next Save); LoadFresh
 // always reads the store.
 type Store interface {
-	Load(ctx context.Context, key string) (Order, uint64, error)
-	LoadFresh(ctx context.Context, key string) (Order, uint64, error)
-	Create(ctx context.Context, key string, o Order) (uint64, error)
-	Save(ctx context.Context, key string, o Order, rev uint64) (uint64, error)
+	Load(ctx context.Context, key string) (order.Order, uint64, error)
+	LoadFresh(ctx context.Context, key string) (order.Order, uint64, error)
+	Create(ctx context.Context, key string, o order.Order) (uint64, error)
+	Save(ctx context.Context, key string, o order.Order, rev uint64) (uint64, error)
 }
 
 // Publisher publishes a state event and waits for the PubAck.
 type Publisher interface {
 	Publish(ctx context.Context, e event.Event) (streams.PubAck, error)
 }
-
-// Steps named in order.failed and logs.
-const (
-	StepConditions  = "get_rental_conditions"
-	StepCalculate   = "calculate"
-	StepSession     = "create_session"
-	StepReadSession = "get_session"
-	StepIdentifiers = "assign_asset_identifiers"
-	StepActivate    = "activate_contract"
-	StepContract    = "get_contract"
-)
 
 // Hooks let tests stop the workflow at the worst moments.
 type Hooks struct {
@@ -73,8 +62,8 @@ type Config struct {
 	Publisher  Publisher
 	Codec      *events.Codec
 	Tokens     *callbacktoken.Signer
-	Conditions *Conditions // shared with the quote service; default: a private cache
-	Open       OpenOrders  // the index of open orders; nil: none (tests)
+	Conditions *inbank.Conditions // shared with the quote service; default: a private cache
+	Open       OpenOrders         // the index of open orders; nil: none (tests)
 
 	CallbackBaseURL    string
 	DefaultProductCode string
@@ -141,7 +130,7 @@ func New(cfg Config) (*Workflow, error) {
 	def(&cfg.RetryBase, streams.DefaultRetryBase)
 	def(&cfg.RetryMax, streams.DefaultRetryMax)
 	if cfg.Conditions == nil {
-		cfg.Conditions = NewConditions(cfg.Inbank, nil)
+		cfg.Conditions = inbank.NewConditions(cfg.Inbank, nil)
 	}
 	if cfg.Owner == "" {
 		cfg.Owner = uuid.NewString()
@@ -171,7 +160,7 @@ func New(cfg Config) (*Workflow, error) {
 		}
 		s := &shop{alias: alias, api: sc.Inbank, conditions: sc.Conditions, productCode: sc.ProductCode, policy: sc.Policy, ttl: sc.SessionTTL}
 		if s.conditions == nil {
-			s.conditions = NewConditions(sc.Inbank, nil)
+			s.conditions = inbank.NewConditions(sc.Inbank, nil)
 		}
 		if s.policy == "" {
 			s.policy = cfg.Policy
@@ -246,7 +235,7 @@ func AsConsumerError(err error) error {
 // maxLoops bounds one Advance; each loop makes progress or returns.
 const maxLoops = 30
 
-// Advance drives the order stored under key ([StoreKey]) as far as it
+// Advance drives the order stored under key ([order.StoreKey]) as far as it
 // can go now. refresh re-reads the
 // session (and, once activation was called, the contract) from Inbank even
 // without a callback.
@@ -258,11 +247,11 @@ func (w *Workflow) Advance(ctx context.Context, key string, refresh bool) error 
 
 // advance drives the order stored under key, or first (not stored yet:
 // its first write creates it) when given.
-func (w *Workflow) advance(ctx context.Context, key string, refresh bool, first *Order) error {
+func (w *Workflow) advance(ctx context.Context, key string, refresh bool, first *order.Order) error {
 	var outcome error // a step's permanent failure, returned once the order is at rest
 	load := w.cfg.Store.LoadFresh
 	for range maxLoops {
-		var o Order
+		var o order.Order
 		var rev uint64
 		var err error
 		if first != nil {
@@ -289,7 +278,7 @@ func (w *Workflow) advance(ctx context.Context, key string, refresh bool, first 
 }
 
 // flush publishes the outbox, then removes what was acknowledged.
-func (w *Workflow) flush(ctx context.Context, o *Order, rev uint64) error {
+func (w *Workflow) flush(ctx context.Context, o *order.Order, rev uint64) error {
 	for _, ev := range o.Outbox {
 		if err := w.publishOutbox(ctx, o, ev); err != nil {
 			return err
@@ -302,7 +291,7 @@ func (w *Workflow) flush(ctx context.Context, o *Order, rev uint64) error {
 
 // publishOutbox publishes one outbox event in a producer span that joins
 // the trace of the input that caused it.
-func (w *Workflow) publishOutbox(ctx context.Context, o *Order, ev OutboxEvent) error {
+func (w *Workflow) publishOutbox(ctx context.Context, o *order.Order, ev order.OutboxEvent) error {
 	if ev.TraceParent != "" {
 		ctx = telemetry.ContextWithTraceParent(ctx, ev.TraceParent)
 	}
@@ -336,7 +325,7 @@ func (w *Workflow) publishOutbox(ctx context.Context, o *Order, ev OutboxEvent) 
 
 // update loads the order, applies fn and saves, again on conflicts. fn
 // returning errSkip leaves the order as it is.
-func (w *Workflow) update(ctx context.Context, key string, fn func(o *Order) error) (Order, error) {
+func (w *Workflow) update(ctx context.Context, key string, fn func(o *order.Order) error) (order.Order, error) {
 	fresh := false
 	for range maxLoops {
 		load := w.cfg.Store.Load
@@ -369,7 +358,7 @@ func (w *Workflow) update(ctx context.Context, key string, fn func(o *Order) err
 		}
 		return o, nil
 	}
-	return Order{}, fmt.Errorf("order %s: too many concurrent changes", key)
+	return order.Order{}, fmt.Errorf("order %s: too many concurrent changes", key)
 }
 
 var errSkip = errors.New("skip")
@@ -378,7 +367,7 @@ var errSkip = errors.New("skip")
 // transiently (its claim released, a mark kept). The step is retried
 // either way; when the write fails the retry waits for the claim to
 // expire (CLAIM_TTL), which the log line says.
-func (w *Workflow) releaseClaim(ctx context.Context, key, step string, fn func(o *Order) error) {
+func (w *Workflow) releaseClaim(ctx context.Context, key, step string, fn func(o *order.Order) error) {
 	if _, err := w.update(ctx, key, fn); err != nil && !errors.Is(err, errSkip) {
 		w.log.WarnContext(ctx, "could not release the step's claim; its retry waits for CLAIM_TTL", "step", step, "err", err)
 	}
@@ -410,11 +399,11 @@ func (w *Workflow) now() time.Time { return w.cfg.Now().UTC() }
 // fail ends the order after a permanent Inbank refusal and queues
 // order.failed.
 func (w *Workflow) fail(ctx context.Context, orderID, step string, cause error, attempts int) error {
-	_, err := w.update(ctx, orderID, func(o *Order) error {
-		if Final(o.State) {
+	_, err := w.update(ctx, orderID, func(o *order.Order) error {
+		if order.Final(o.State) {
 			return errSkip
 		}
-		markFailed(o, step, cause, attempts, w.now())
+		o.Fail(step, cause, attempts, w.now())
 		return nil
 	})
 	if err != nil && !errors.Is(err, errSkip) {
@@ -442,26 +431,6 @@ type failedError struct{ err error }
 
 func (e *failedError) Error() string { return e.err.Error() }
 func (e *failedError) Unwrap() error { return e.err }
-
-// shortRetry retries a repeatable Inbank call for a short burst on
-// transient failures; a Retry-After longer than the burst ends it.
-func shortRetry(ctx context.Context, fn func(context.Context) error) error {
-	b := retry.WithMaxRetries(2, retry.WithCappedDuration(2*time.Second, retry.WithJitterPercent(25, retry.NewExponential(200*time.Millisecond))))
-	return retry.Do(ctx, b, func(ctx context.Context) error {
-		err := fn(ctx)
-		if err == nil || !inbankapi.IsTransient(err) || inbankapi.RetryAfter(err) > 2*time.Second {
-			return err
-		}
-		if ra := inbankapi.RetryAfter(err); ra > 0 {
-			select {
-			case <-time.After(ra):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return retry.RetryableError(err)
-	})
-}
 
 // certainlyNotApplied reports that Inbank certainly did not act: it answered
 // 429 or 502–504, or the call was never sent (inbankapi.NotSentError).

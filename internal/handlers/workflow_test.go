@@ -18,6 +18,7 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 	"github.com/smartrent-bridge/bridge/internal/inbankapi"
+	"github.com/smartrent-bridge/bridge/internal/order"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
 )
@@ -58,7 +59,7 @@ func TestPathAOnDelivery(t *testing.T) {
 	if got := h.fake.IdentifierAssignments(h.contract("A1")); got != 1 {
 		t.Fatalf("identifier assignments = %d, want 1", got)
 	}
-	if o := h.store.get(t, "A1"); o.State != handlers.StateActivated || o.Placed.Customer != nil {
+	if o := h.store.get(t, "A1"); o.State != order.StateActivated || o.Placed.Customer != nil {
 		t.Fatalf("order = %s", o.State)
 	}
 }
@@ -113,13 +114,13 @@ func TestPortalApprovalUnderAPIPolicy(t *testing.T) {
 func TestFinalOutcomes(t *testing.T) {
 	h := newHarness(t, nil)
 	h.signed("D1", 1050) // the demo decline range
-	if o := h.store.get(t, "D1"); o.State != handlers.StateDeclined {
+	if o := h.store.get(t, "D1"); o.State != order.StateDeclined {
 		t.Fatalf("state = %s", o.State)
 	}
 	h.mustDeliver(placed("C1", 500))
 	h.fake.Cancel(h.session("C1"))
 	h.callback("C1")
-	if o := h.store.get(t, "C1"); o.State != handlers.StateCancelled {
+	if o := h.store.get(t, "C1"); o.State != order.StateCancelled {
 		t.Fatalf("state = %s", o.State)
 	}
 	// A late granted callback after cancellation changes nothing.
@@ -144,10 +145,10 @@ func TestExpiredWithoutCallbacksThroughReconciliation(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("reconciled %d, %v", n, err)
 	}
-	if o := h.store.get(t, "X1"); o.State != handlers.StateExpired {
+	if o := h.store.get(t, "X1"); o.State != order.StateExpired {
 		t.Fatalf("X1 = %s", o.State)
 	}
-	if o := h.store.get(t, "X2"); o.State != handlers.StateGranted {
+	if o := h.store.get(t, "X2"); o.State != order.StateGranted {
 		t.Fatalf("X2 = %s", o.State)
 	}
 	// Not yet due again: nothing is re-read.
@@ -165,7 +166,7 @@ func TestDuplicateOrderPlacedMakesOneSession(t *testing.T) {
 }
 
 func TestCrashBetweenSessionCallAndRecord(t *testing.T) {
-	h := newHarness(t, crashOnce(handlers.StepSession))
+	h := newHarness(t, crashOnce(order.StepSession))
 	err := h.deliver(placed("K1", 500))
 	if err == nil {
 		t.Fatal("no error after the crash hook")
@@ -186,7 +187,7 @@ func TestCrashBetweenSessionCallAndRecord(t *testing.T) {
 }
 
 func TestCrashBetweenActivationAndRecord(t *testing.T) {
-	h := newHarness(t, crashOnce(handlers.StepActivate))
+	h := newHarness(t, crashOnce(order.StepActivate))
 	h.signed("K2", 500)
 	h.mustDeliver(&events.DeviceShipped{OrderID: "K2", AssetIdentifiers: imei()})
 	if err := h.deliver(&events.DeviceDelivered{OrderID: "K2"}); err == nil {
@@ -254,7 +255,7 @@ func TestIneligibleOrdersAreRejectedWithoutSession(t *testing.T) {
 			if got := h.fake.Calls(inbank.OpCreateSession); got != 0 {
 				t.Fatalf("%d sessions created", got)
 			}
-			if o := h.store.get(t, "R1"); o.State != handlers.StateRejected {
+			if o := h.store.get(t, "R1"); o.State != order.StateRejected {
 				t.Fatalf("state = %s", o.State)
 			}
 		})
@@ -286,10 +287,10 @@ func TestSessionCreationRefused(t *testing.T) {
 		t.Fatalf("err = %v, want permanent", err)
 	}
 	failed := h.pub.of("F1", events.TypeOrderFailed)
-	if len(failed) != 1 || failed[0]["step"] != handlers.StepSession || failed[0]["httpStatus"] != 400.0 {
+	if len(failed) != 1 || failed[0]["step"] != order.StepSession || failed[0]["httpStatus"] != 400.0 {
 		t.Fatalf("order.failed = %v", failed)
 	}
-	if o := h.store.get(t, "F1"); o.State != handlers.StateFailed {
+	if o := h.store.get(t, "F1"); o.State != order.StateFailed {
 		t.Fatalf("state = %s", o.State)
 	}
 }
@@ -414,13 +415,13 @@ func TestCalculationRefusedWhileSessionCreated(t *testing.T) {
 		t.Fatalf("err = %v, want permanent", err)
 	}
 	failed := h.pub.of("C1", events.TypeOrderFailed)
-	if len(failed) != 1 || failed[0]["step"] != handlers.StepCalculate {
+	if len(failed) != 1 || failed[0]["step"] != order.StepCalculate {
 		t.Fatalf("order.failed = %v", failed)
 	}
 	if n := len(h.pub.of("C1", events.TypeSessionCreated)); n != 0 {
 		t.Fatalf("%d session.created for an order whose calculation was refused", n)
 	}
-	if o := h.store.get(t, "C1"); o.State != handlers.StateFailed {
+	if o := h.store.get(t, "C1"); o.State != order.StateFailed {
 		t.Fatalf("state = %s", o.State)
 	}
 }
@@ -437,7 +438,7 @@ func TestCalculationFailingAfterSessionCreatedIsRetriedAlone(t *testing.T) {
 		t.Fatalf("err = %v, want a retryable error", err)
 	}
 	o := h.store.get(t, "C2")
-	if o.State != handlers.StateNew || o.SessionUUID == "" || o.SessionClaim != nil {
+	if o.State != order.StateNew || o.SessionUUID == "" || o.SessionClaim != nil {
 		t.Fatalf("state %s, session %q, claim %v: want the session recorded, unpublished, unclaimed", o.State, o.SessionUUID, o.SessionClaim)
 	}
 	if n := len(h.pub.of("C2", events.TypeSessionCreated)); n != 0 {
@@ -472,7 +473,7 @@ func TestOrderNotAcknowledgedUnindexed(t *testing.T) {
 	h.store.mu.Unlock()
 	h.mustDeliver(placed("IX1", 500))
 	h.store.mu.Lock()
-	indexed := h.store.open[handlers.StoreKey("", "IX1")]
+	indexed := h.store.open[order.StoreKey("", "IX1")]
 	h.store.mu.Unlock()
 	if !indexed {
 		t.Fatal("the order is not in the open index")
@@ -497,7 +498,7 @@ func TestRefreshServedByAnotherInputKeepsTheCallbacksTrace(t *testing.T) {
 	h = newHarness(t, func(c *handlers.Config) {
 		c.Logger = slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(&logs, nil)))
 		c.Hooks.AfterInbankCall = func(step, orderID string) error {
-			if step != handlers.StepSession || delivered {
+			if step != order.StepSession || delivered {
 				return nil
 			}
 			delivered = true
@@ -564,7 +565,7 @@ func TestFailedSessionCreationIsHeldForEveryPath(t *testing.T) {
 		t.Fatalf("err = %v, want the session step's failure", err)
 	}
 	o := h.store.get(t, "H1")
-	if o.SessionClaim == nil || o.SessionClaim.Owner != handlers.RetryHold {
+	if o.SessionClaim == nil || o.SessionClaim.Owner != order.RetryHold {
 		t.Fatalf("session claim after a 503 = %+v, want a retry hold", o.SessionClaim)
 	}
 	if hold := o.SessionClaim.Until.Sub(h.clock()); hold < 5*time.Second || hold > 5500*time.Millisecond {
@@ -611,15 +612,15 @@ func TestSessionCreationAttemptsAreBounded(t *testing.T) {
 	}
 	h.advanceClock(5 * time.Second)
 	err := h.deliver(placed("B1", 500)) // the input's next delivery
-	if !streams.IsPermanent(err) || !errors.Is(err, handlers.ErrAttemptsExhausted) {
+	if !streams.IsPermanent(err) || !errors.Is(err, order.ErrAttemptsExhausted) {
 		t.Fatalf("err = %v, want the input dead-lettered: attempts exhausted", err)
 	}
 	if got := h.fake.Calls(inbank.OpCreateSession); got != 3 {
 		t.Fatalf("%d session creation calls, want 3", got)
 	}
 	failed := h.pub.of("B1", events.TypeOrderFailed)
-	if len(failed) != 1 || failed[0]["step"] != handlers.StepSession {
-		t.Fatalf("order.failed = %v, want one at %s", failed, handlers.StepSession)
+	if len(failed) != 1 || failed[0]["step"] != order.StepSession {
+		t.Fatalf("order.failed = %v, want one at %s", failed, order.StepSession)
 	}
 }
 
@@ -636,7 +637,7 @@ func TestCustomerDataLeavesTheStateWithTheSession(t *testing.T) {
 		t.Fatal("the calculation's 503 was not reported")
 	}
 	o := h.store.get(t, "C1")
-	if o.SessionUUID == "" || o.State != handlers.StateNew {
+	if o.SessionUUID == "" || o.State != order.StateNew {
 		t.Fatalf("state %s, session %q: want a recorded, unpublished session", o.State, o.SessionUUID)
 	}
 	h.withStoreLocked(func() {
@@ -677,7 +678,7 @@ func TestCallbackAnsweredByALaterReadCostsNothing(t *testing.T) {
 	if err == nil || h.fake.Calls(inbank.OpGetSession) != reads {
 		t.Fatalf("a callback right after the last read: err %v, %d reads; want a wait and none", err, h.fake.Calls(inbank.OpGetSession)-reads)
 	}
-	h.advanceClock(handlers.RefreshEvery)
+	h.advanceClock(order.RefreshEvery)
 	h.mustDeliver(&events.CallbackReceived{OrderID: "CB1", ReceivedAt: h.clock(), Body: json.RawMessage(`{}`)})
 	if got := h.fake.Calls(inbank.OpGetSession); got != reads+1 {
 		t.Fatalf("%d session reads once RefreshEvery passed, want 1", got-reads)

@@ -15,29 +15,6 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
-var hostileIDs = []string{"lv-web/ORD-1", "ORD-1", ".", "*", ">", "../x", "a b", "ü-ßø-注文", "lv-web.ORD-1", "=bHYtd2Vi", strings.Repeat("x", 200), strings.Repeat("注", 200)}
-
-// TestStateKeyIsInjective: no order id or alias produces another (shop,
-// order id) pair's key, and every key is one the server accepts.
-func TestStateKeyIsInjective(t *testing.T) {
-	seen := map[string][2]string{}
-	for _, shop := range []string{"", "lv-web", "lv", "web", "a", "lv-web-2"} {
-		for _, id := range hostileIDs {
-			k := orderstore.StateKey(shop, id)
-			if prev, dup := seen[k]; dup {
-				t.Fatalf("(%q,%q) and (%q,%q) share key %s", shop, id, prev[0], prev[1], k)
-			}
-			seen[k] = [2]string{shop, id}
-			if len(k) > 1200 || strings.ContainsAny(k, " *>") {
-				t.Errorf("key %q of (%q,%q) is not a plain KV key", k, shop, id)
-			}
-		}
-	}
-	if orderstore.StateKey("", "ORD-1") != "ORD-1" || orderstore.StateKey("", "lv-web/ORD-1") != orderstore.OrderKey("lv-web/ORD-1") {
-		t.Fatal("default-shop keys changed")
-	}
-}
-
 // TestStoreRefusesKeysBeforeSending: a key the server would refuse never
 // reaches it, and the connection stays up.
 func TestStoreRefusesKeysBeforeSending(t *testing.T) {
@@ -73,39 +50,24 @@ func TestMigrateStateKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	put(orderstore.OrderKey("lv-web/X"), "lv-web", "X")    // lv-web's order X, earlier scheme
-	put(orderstore.OrderKey("lt-shop/Y"), "", "lt-shop/Y") // the default shop's order "lt-shop/Y"
-	put(orderstore.OrderKey("PLAIN"), "", "PLAIN")         // untouched
+	put(ids.OrderKey("lv-web/X"), "lv-web", "X")    // lv-web's order X, earlier scheme
+	put(ids.OrderKey("lt-shop/Y"), "", "lt-shop/Y") // the default shop's order "lt-shop/Y"
+	put(ids.OrderKey("PLAIN"), "", "PLAIN")         // untouched
 	for run, want := range []int{1, 0} {
 		n, err := orderstore.MigrateStateKeys(ctx, kv)
 		if err != nil || n != want {
 			t.Fatalf("run %d: moved %d (%v), want %d", run, n, err, want)
 		}
 	}
-	if _, err := kv.Get(ctx, orderstore.StateKey("lv-web", "X")); err != nil {
+	if _, err := kv.Get(ctx, ids.StateKey("lv-web", "X")); err != nil {
 		t.Fatalf("lv-web's X not at its new key: %v", err)
 	}
-	if _, err := kv.Get(ctx, orderstore.OrderKey("lv-web/X")); err == nil {
+	if _, err := kv.Get(ctx, ids.OrderKey("lv-web/X")); err == nil {
 		t.Fatal("the earlier key of lv-web's X is still there")
 	}
-	for _, key := range []string{orderstore.OrderKey("lt-shop/Y"), "PLAIN"} {
+	for _, key := range []string{ids.OrderKey("lt-shop/Y"), "PLAIN"} {
 		if _, err := kv.Get(ctx, key); err != nil {
 			t.Fatalf("%s moved: %v", key, err)
-		}
-	}
-}
-
-func TestOrderKey(t *testing.T) {
-	tests := []struct{ id, want string }{
-		{"ORD-1001", "ORD-1001"},
-		{"a_b-C9", "a_b-C9"},
-		{"shop/1001", "=c2hvcC8xMDAx"},
-		{"ä", "=w6Q"},
-		{"a.b", "=YS5i"},
-	}
-	for _, tt := range tests {
-		if got := orderstore.OrderKey(tt.id); got != tt.want {
-			t.Errorf("OrderKey(%q) = %q, want %q", tt.id, got, tt.want)
 		}
 	}
 }

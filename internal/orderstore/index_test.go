@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/internal/natstest"
 	"github.com/smartrent-bridge/bridge/internal/orderstore"
 	"github.com/smartrent-bridge/bridge/internal/streams"
@@ -57,7 +58,7 @@ func TestOpenIndexAndLease(t *testing.T) {
 	}
 	a, _ := orderstore.OpenIndexOf(ctx, js, "bridge-a")
 	b, _ := orderstore.OpenIndexOf(ctx, js, "bridge-b")
-	for _, k := range []string{"ORD-1", "ORD-2", orderstore.StateKey("lv-web", "ORD-1")} {
+	for _, k := range []string{"ORD-1", "ORD-2", ids.StateKey("lv-web", "ORD-1")} {
 		if err := a.Add(ctx, k); err != nil {
 			t.Fatal(err)
 		}

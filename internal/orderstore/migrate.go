@@ -9,10 +9,12 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/smartrent-bridge/bridge/internal/ids"
 )
 
 // MigrateStateKeys moves orders of non-default shops from the key scheme
-// of earlier versions, OrderKey(shop + "/" + orderId), which the default
+// of earlier versions, ids.OrderKey(shop + "/" + orderId), which the default
 // shop's order "shop/orderId" shared, to [StateKey]. The stored state
 // names its shop, so a key is moved only when its value says it belongs to
 // a non-default shop. It is safe to run from several bridges at once: the
@@ -46,10 +48,10 @@ func MigrateStateKeys(ctx context.Context, kv jetstream.KeyValue) (int, error) {
 			Shop    string `json:"shop"`
 			OrderID string `json:"orderId"`
 		}
-		if json.Unmarshal(e.Value(), &names) != nil || names.Shop == "" || OrderKey(names.Shop+"/"+names.OrderID) != key {
+		if json.Unmarshal(e.Value(), &names) != nil || names.Shop == "" || ids.OrderKey(names.Shop+"/"+names.OrderID) != key {
 			continue // the default shop's order whose id has a "/": its key is right
 		}
-		if _, err := kv.Create(ctx, StateKey(names.Shop, names.OrderID), e.Value()); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		if _, err := kv.Create(ctx, ids.StateKey(names.Shop, names.OrderID), e.Value()); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 			return moved, fmt.Errorf("migrate state key %s: %w", key, err)
 		}
 		err = kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))

@@ -20,9 +20,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
-	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/ids"
+	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbankapi"
+	"github.com/smartrent-bridge/bridge/internal/order"
 	"github.com/smartrent-bridge/bridge/internal/ttlcache"
 	"github.com/smartrent-bridge/bridge/schemas"
 )
@@ -98,15 +99,15 @@ type BatchResult struct {
 
 // Shop is one more Inbank shop the service prices for, by alias.
 type Shop struct {
-	Inbank      handlers.Inbank
-	Conditions  *handlers.Conditions
+	Inbank      inbank.API
+	Conditions  *inbank.Conditions
 	ProductCode string
 }
 
 // Config configures a [Service].
 type Config struct {
-	Inbank             handlers.Inbank
-	Conditions         *handlers.Conditions // shared with the workflow
+	Inbank             inbank.API
+	Conditions         *inbank.Conditions // shared with the workflow
 	DefaultProductCode string
 	Shops              map[string]Shop // further shops by alias
 	CalculationTTL     time.Duration   // default 1 minute
@@ -160,7 +161,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	for alias, sh := range cfg.Shops {
 		if sh.Conditions == nil {
-			sh.Conditions = handlers.NewConditions(sh.Inbank, nil)
+			sh.Conditions = inbank.NewConditions(sh.Inbank, nil)
 		}
 		s.shops[ids.ShopAlias(alias)] = sh
 	}
@@ -218,7 +219,7 @@ func (s *Service) Quote(ctx context.Context, req Request) (inbankapi.Calculation
 		return inbankapi.Calculation{}, e
 	}
 	product := product(sh, req.ProductCode)
-	order := &events.OrderPlaced{
+	placed := &events.OrderPlaced{
 		Period: req.Period, InsuranceUsed: req.InsuranceUsed, AddOns: req.AddOns,
 		GrossTradeInAmount: req.GrossTradeInAmount, GrossCampaignDiscount: req.GrossCampaignDiscount,
 		HeroDevice: events.HeroDevice{
@@ -227,7 +228,7 @@ func (s *Service) Quote(ctx context.Context, req Request) (inbankapi.Calculation
 			NetPrice: req.HeroDevice.NetPrice, GrossPrice: req.HeroDevice.GrossPrice,
 		},
 	}
-	if r := handlers.CheckOrderFields(order); r != nil {
+	if r := order.CheckOrderFields(placed); r != nil {
 		return inbankapi.Calculation{}, &Error{Code: 422, Reason: r.Reason, Message: r.Message}
 	}
 	insurance := true // Inbank's default when the model is not known here
@@ -239,12 +240,12 @@ func (s *Service) Quote(ctx context.Context, req Request) (inbankapi.Calculation
 		if err != nil {
 			return inbankapi.Calculation{}, s.inbankError(ctx, err, req.HeroDevice.Identifier)
 		}
-		var rej *handlers.Rejection
-		if insurance, rej = handlers.Eligibility(order, cond); rej != nil {
+		var rej *order.Rejection
+		if insurance, rej = order.Eligibility(placed, cond); rej != nil {
 			return inbankapi.Calculation{}, &Error{Code: 422, Reason: rej.Reason, Message: rej.Message}
 		}
 	}
-	calcReq := handlers.CalculationRequest(order, insurance)
+	calcReq := order.CalculationRequest(placed, insurance)
 	key, _ := json.Marshal(struct {
 		Shop, Product string
 		Req           inbankapi.CalculationRequest

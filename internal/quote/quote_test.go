@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/smartrent-bridge/bridge/internal/handlers"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 	"github.com/smartrent-bridge/bridge/internal/inbankapi"
@@ -41,7 +40,7 @@ func setup(t testing.TB, timeout time.Duration) *env {
 	reg := prometheus.NewRegistry()
 	cm, _ := ttlcache.NewMetrics(reg)
 	s, err := quote.New(quote.Config{
-		Inbank: client, Conditions: handlers.NewConditions(client, ttlcache.New[inbankapi.RentalConditions]("conditions", time.Minute, 100, 5*time.Second, cm)),
+		Inbank: client, Conditions: inbank.NewConditions(client, ttlcache.New[inbankapi.RentalConditions]("conditions", time.Minute, 100, 5*time.Second, cm)),
 		DefaultProductCode: inbanktest.DefaultProductCode, Timeout: timeout, Schemas: schemas.MustLoad(), Cache: cm, Registerer: reg,
 	})
 	if err != nil {

@@ -30,6 +30,8 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/callbacktoken"
 	"github.com/smartrent-bridge/bridge/internal/events"
 	"github.com/smartrent-bridge/bridge/internal/handlers"
+	"github.com/smartrent-bridge/bridge/internal/inbank"
+	"github.com/smartrent-bridge/bridge/internal/order"
 	"github.com/smartrent-bridge/bridge/internal/orderstore"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/schemas"
@@ -54,12 +56,12 @@ type counting struct {
 	ops atomic.Int64
 }
 
-func (c *counting) LoadFresh(ctx context.Context, key string) (handlers.Order, uint64, error) {
+func (c *counting) LoadFresh(ctx context.Context, key string) (order.Order, uint64, error) {
 	c.ops.Add(1)
 	return c.Store.LoadFresh(ctx, key)
 }
 
-func (c *counting) Save(ctx context.Context, key string, o handlers.Order, rev uint64) (uint64, error) {
+func (c *counting) Save(ctx context.Context, key string, o order.Order, rev uint64) (uint64, error) {
 	c.ops.Add(1)
 	return c.Store.Save(ctx, key, o, rev)
 }
@@ -99,7 +101,7 @@ func run(ctx context.Context, nOpen, nFinished, passes int, earlier bool) error 
 	if err != nil {
 		return err
 	}
-	store := orderstore.NewStateStore[handlers.Order](kv)
+	store := orderstore.NewStateStore[order.Order](kv)
 	c := &counting{Store: store, OpenOrders: index}
 	tokens, _ := callbacktoken.New([]string{"bench-secret-0123456789abcdef"})
 	wf, err := handlers.New(handlers.Config{
@@ -115,7 +117,7 @@ func run(ctx context.Context, nOpen, nFinished, passes int, earlier bool) error 
 		if err := index.Add(ctx, key); err != nil {
 			return err
 		}
-		o := handlers.Order{OrderID: key, State: handlers.StatePending, SessionUUID: "s", CreatedAt: now, UpdatedAt: now}
+		o := order.Order{OrderID: key, State: order.StatePending, SessionUUID: "s", CreatedAt: now, UpdatedAt: now}
 		if _, err := store.Create(ctx, key, o); err != nil {
 			return err
 		}
@@ -144,7 +146,7 @@ func run(ctx context.Context, nOpen, nFinished, passes int, earlier bool) error 
 
 	// A year of finished orders: written as the bridge leaves them
 	// (retired from the index), fast with asynchronous publishes.
-	done := handlers.Order{State: handlers.StateActivated, SessionStatus: "completed", CreatedAt: now, UpdatedAt: now}
+	done := order.Order{State: order.StateActivated, SessionStatus: "completed", CreatedAt: now, UpdatedAt: now}
 	for i := range nFinished {
 		done.OrderID = fmt.Sprintf("DONE-%07d", i)
 		b, _ := json.Marshal(done)
@@ -186,4 +188,4 @@ func run(ctx context.Context, nOpen, nFinished, passes int, earlier bool) error 
 }
 
 // nopInbank is never called: no order is due in these passes.
-type nopInbank struct{ handlers.Inbank }
+type nopInbank struct{ inbank.API }

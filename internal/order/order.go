@@ -1,4 +1,4 @@
-package handlers
+package order
 
 import (
 	"encoding/json"
@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/internal/inbankapi"
-	"github.com/smartrent-bridge/bridge/internal/orderstore"
 )
 
 // Order states. The first three are waiting for Inbank or the customer;
@@ -146,21 +146,22 @@ type Order struct {
 }
 
 // StoreKey is an order's key in the store, injective in (shop, order id):
-// see [orderstore.StateKey].
-func StoreKey(shop, orderID string) string { return orderstore.StateKey(shop, orderID) }
+// see [ids.StateKey].
+func StoreKey(shop, orderID string) string { return ids.StateKey(shop, orderID) }
 
-// is checks that a loaded order is the one asked for. With injective keys
-// it always is; a state written under another scheme (or by hand) is
-// refused rather than applied to the wrong shop's order.
-func (o *Order) is(shop, orderID string) error {
+// CheckIdentity checks that a loaded order is the one asked for. With
+// injective keys it always is; a state written under another scheme (or
+// by hand) is refused with ErrForeignState rather than applied to the
+// wrong shop's order.
+func (o *Order) CheckIdentity(shop, orderID string) error {
 	if o.Shop != shop || o.OrderID != orderID {
-		return unprocessable(fmt.Errorf("state key %s holds another order (shop %q): %w", o.Key(), o.Shop, errForeignState))
+		return fmt.Errorf("state key %s holds another order (shop %q): %w", o.Key(), o.Shop, ErrForeignState)
 	}
 	return nil
 }
 
-// errForeignState is a state key that holds another order.
-var errForeignState = errors.New("state belongs to another order")
+// ErrForeignState is a state key that holds another order.
+var ErrForeignState = errors.New("state belongs to another order")
 
 // Key is the order's key in the store.
 func (o *Order) Key() string { return StoreKey(o.Shop, o.OrderID) }
@@ -194,10 +195,32 @@ type Step struct {
 // maxHistory bounds the history kept per order.
 const maxHistory = 50
 
-func (o *Order) note(now time.Time, what string) {
+func (o *Order) Note(now time.Time, what string) {
 	o.History = append(o.History, Step{At: now, What: what})
 	if len(o.History) > maxHistory {
 		o.History = o.History[len(o.History)-maxHistory:]
 	}
 	o.UpdatedAt = now
 }
+
+// Settled reports whether the order needs nothing more from Inbank: final,
+// its events published, and its session final too (or watched long
+// enough).
+func (o *Order) Settled(now time.Time) bool {
+	return Final(o.State) && len(o.Outbox) == 0 && !o.awaitsSessionEnd(now)
+}
+
+// Steps named in order.failed and logs.
+const (
+	StepConditions  = "get_rental_conditions"
+	StepCalculate   = "calculate"
+	StepSession     = "create_session"
+	StepReadSession = "get_session"
+	StepIdentifiers = "assign_asset_identifiers"
+	StepActivate    = "activate_contract"
+	StepContract    = "get_contract"
+)
+
+// RetryHold owns the claim of a step that failed transiently until its
+// retry is due: no attempt holds it, and every attempt waits for it.
+const RetryHold = "retry-hold"

@@ -1,4 +1,4 @@
-package handlers
+package order
 
 import (
 	"errors"
@@ -143,15 +143,15 @@ func decideNew(o *Order, f Facts) Move {
 	case p == nil:
 		return Move{Kind: MoveUnprocessable, Err: fmt.Errorf("order %s has no order.placed data", o.OrderID)}
 	case f.Policy == "":
-		return rejectMove(reject(events.ReasonInvalidOrder, "shop %q is not configured", o.Shop))
+		return rejectMove(NewRejection(events.ReasonInvalidOrder, "shop %q is not configured", o.Shop))
 	case o.ProductCode == "":
-		return rejectMove(reject(events.ReasonInvalidOrder, "productCode is missing and no default product code is configured"))
+		return rejectMove(NewRejection(events.ReasonInvalidOrder, "productCode is missing and no default product code is configured"))
 	}
 	if r := CheckOrderFields(p); r != nil {
 		return rejectMove(r)
 	}
 	if f.NotRentable {
-		return rejectMove(reject(events.ReasonModelNotRentable, "%s %s is not rentable under product %s",
+		return rejectMove(NewRejection(events.ReasonModelNotRentable, "%s %s is not rentable under product %s",
 			p.HeroDevice.IdentifierType, p.HeroDevice.Identifier, o.ProductCode))
 	}
 	if f.Conditions == nil {
@@ -259,6 +259,3 @@ func rejectMove(r *Rejection) Move { return Move{Kind: MoveReject, Rejection: r}
 // ErrAttemptsExhausted ends an order whose step failed transiently
 // MaxAttempts times: no path calls Inbank for it again.
 var ErrAttemptsExhausted = errors.New("gave up")
-
-// errNoMove is a move the runner does not know; Decide never returns one.
-var errNoMove = errors.New("no such move")

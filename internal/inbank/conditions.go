@@ -1,4 +1,4 @@
-package handlers
+package inbank
 
 import (
 	"context"
@@ -12,13 +12,13 @@ import (
 // cache: they change when the partner agreement changes, not per order.
 // The workflow and the quote service share one.
 type Conditions struct {
-	api   Inbank
+	api   API
 	cache *ttlcache.Cache[inbankapi.RentalConditions]
 }
 
 // NewConditions caches api's rental conditions in cache (nil: 10 minutes,
 // 10,000 models).
-func NewConditions(api Inbank, cache *ttlcache.Cache[inbankapi.RentalConditions]) *Conditions {
+func NewConditions(api API, cache *ttlcache.Cache[inbankapi.RentalConditions]) *Conditions {
 	if cache == nil {
 		cache = ttlcache.New[inbankapi.RentalConditions]("conditions", 10*time.Minute, 10000, 30*time.Second, nil)
 	}
@@ -32,7 +32,7 @@ func (c *Conditions) Get(ctx context.Context, productCode, identifierType, ident
 	key := productCode + "\x00" + identifierType + "\x00" + identifier
 	v, _, err := c.cache.Get(ctx, key, func(ctx context.Context) (inbankapi.RentalConditions, error) {
 		var cond inbankapi.RentalConditions
-		err := shortRetry(ctx, func(ctx context.Context) error {
+		err := RetryBriefly(ctx, func(ctx context.Context) error {
 			var err error
 			cond, err = c.api.RentalConditions(ctx, productCode, identifierType, identifier)
 			return err

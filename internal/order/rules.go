@@ -1,4 +1,4 @@
-package handlers
+package order
 
 import (
 	"fmt"
@@ -17,7 +17,7 @@ type Rejection struct {
 
 func (r *Rejection) Error() string { return r.Reason + ": " + r.Message }
 
-func reject(reason, format string, args ...any) *Rejection {
+func NewRejection(reason, format string, args ...any) *Rejection {
 	return &Rejection{Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
@@ -26,18 +26,18 @@ func reject(reason, format string, args ...any) *Rejection {
 // PERIOD_NOT_OFFERED rejection.
 func CheckOrderFields(o *events.OrderPlaced) *Rejection {
 	if o.Currency != "" && o.Currency != "EUR" {
-		return reject(events.ReasonInvalidOrder, "currency %q is not offered; only EUR", o.Currency)
+		return NewRejection(events.ReasonInvalidOrder, "currency %q is not offered; only EUR", o.Currency)
 	}
 	if c := o.Customer; c != nil {
 		if (c.IdentityCode != "" || c.FirstName != "" || c.LastName != "") && (c.IdentityCode == "" || c.FirstName == "" || c.LastName == "") {
-			return reject(events.ReasonInvalidOrder, "customer: identityCode, firstName and lastName come together")
+			return NewRejection(events.ReasonInvalidOrder, "customer: identityCode, firstName and lastName come together")
 		}
 		if (c.Email != "" || c.Mobile != "") && (c.Email == "" || c.Mobile == "") {
-			return reject(events.ReasonInvalidOrder, "customer: email and mobile come together")
+			return NewRejection(events.ReasonInvalidOrder, "customer: email and mobile come together")
 		}
 	}
 	if !slices.Contains(inbankapi.Periods, o.Period) {
-		return reject(events.ReasonPeriodNotOffered, "period %d is not offered; Inbank offers 12, 24 or 36 months", o.Period)
+		return NewRejection(events.ReasonPeriodNotOffered, "period %d is not offered; Inbank offers 12, 24 or 36 months", o.Period)
 	}
 	return nil
 }
@@ -48,31 +48,31 @@ func CheckOrderFields(o *events.OrderPlaced) *Rejection {
 // order does not say) or the first rejection.
 func Eligibility(o *events.OrderPlaced, c inbankapi.RentalConditions) (insuranceUsed bool, rej *Rejection) {
 	if !c.OffersPeriod(o.Period) {
-		return false, reject(events.ReasonPeriodNotOffered, "period %d is not offered for %s (%s)", o.Period, o.HeroDevice.ModelID, joinInts(c.Periods))
+		return false, NewRejection(events.ReasonPeriodNotOffered, "period %d is not offered for %s (%s)", o.Period, o.HeroDevice.ModelID, joinInts(c.Periods))
 	}
 	insuranceUsed = c.InsuranceRequirement != inbankapi.InsuranceNever
 	if o.InsuranceUsed != nil {
 		switch {
 		case *o.InsuranceUsed && c.InsuranceRequirement == inbankapi.InsuranceNever:
-			return false, reject(events.ReasonInsuranceNotAvailable, "insurance is not available for %s", o.HeroDevice.ModelID)
+			return false, NewRejection(events.ReasonInsuranceNotAvailable, "insurance is not available for %s", o.HeroDevice.ModelID)
 		case !*o.InsuranceUsed && c.InsuranceRequirement == inbankapi.InsuranceAlways:
-			return false, reject(events.ReasonInsuranceRequired, "insurance is required for %s", o.HeroDevice.ModelID)
+			return false, NewRejection(events.ReasonInsuranceRequired, "insurance is required for %s", o.HeroDevice.ModelID)
 		}
 		insuranceUsed = *o.InsuranceUsed
 	}
 	if positive(o.GrossTradeInAmount) && !c.TradeInAvailable {
-		return false, reject(events.ReasonTradeInNotAvailable, "trade-in is not available for %s", o.HeroDevice.ModelID)
+		return false, NewRejection(events.ReasonTradeInNotAvailable, "trade-in is not available for %s", o.HeroDevice.ModelID)
 	}
 	if positive(o.GrossCampaignDiscount) && !c.CampaignDiscountAvailable {
-		return false, reject(events.ReasonDiscountNotAvailable, "campaign discount is not available for %s", o.HeroDevice.ModelID)
+		return false, NewRejection(events.ReasonDiscountNotAvailable, "campaign discount is not available for %s", o.HeroDevice.ModelID)
 	}
 	for i, a := range o.AddOns {
 		cat, ok := c.AddOn(a.CategoryCode)
 		if !ok {
-			return false, reject(events.ReasonAddOnNotAllowed, "addOns[%d]: category %q is not allowed with %s", i, a.CategoryCode, o.HeroDevice.ModelID)
+			return false, NewRejection(events.ReasonAddOnNotAllowed, "addOns[%d]: category %q is not allowed with %s", i, a.CategoryCode, o.HeroDevice.ModelID)
 		}
 		if a.NetPrice < cat.MinNetPrice || (cat.MaxNetPrice > 0 && a.NetPrice > cat.MaxNetPrice) {
-			return false, reject(events.ReasonAddOnNotAllowed, "addOns[%d]: net price %.2f is outside %.2f–%.2f for %q", i, a.NetPrice, cat.MinNetPrice, cat.MaxNetPrice, a.CategoryCode)
+			return false, NewRejection(events.ReasonAddOnNotAllowed, "addOns[%d]: net price %.2f is outside %.2f–%.2f for %q", i, a.NetPrice, cat.MinNetPrice, cat.MaxNetPrice, a.CategoryCode)
 		}
 	}
 	net, gross, allGross := o.HeroDevice.NetPrice, 0.0, o.HeroDevice.GrossPrice != nil
@@ -89,10 +89,10 @@ func Eligibility(o *events.OrderPlaced, c inbankapi.RentalConditions) (insurance
 	}
 	l := c.SubscriptionTotalLimits
 	if net < l.MinNetPrice || (l.MaxNetPrice > 0 && net > l.MaxNetPrice) {
-		return false, reject(events.ReasonPriceOutOfLimits, "total net price %.2f is outside %.2f–%.2f", net, l.MinNetPrice, l.MaxNetPrice)
+		return false, NewRejection(events.ReasonPriceOutOfLimits, "total net price %.2f is outside %.2f–%.2f", net, l.MinNetPrice, l.MaxNetPrice)
 	}
 	if allGross && (gross < l.MinGrossPrice || (l.MaxGrossPrice > 0 && gross > l.MaxGrossPrice)) {
-		return false, reject(events.ReasonPriceOutOfLimits, "total gross price %.2f is outside %.2f–%.2f", gross, l.MinGrossPrice, l.MaxGrossPrice)
+		return false, NewRejection(events.ReasonPriceOutOfLimits, "total gross price %.2f is outside %.2f–%.2f", gross, l.MinGrossPrice, l.MaxGrossPrice)
 	}
 	return insuranceUsed, nil
 }
@@ -112,17 +112,17 @@ func joinInts(v []int) string {
 // with a valid Luhn check digit. It returns nil or INVALID_IDENTIFIER.
 func CheckIdentifiers(ids []events.AssetIdentifier, accepted []string) *Rejection {
 	if len(ids) == 0 {
-		return reject(events.ReasonInvalidIdentifier, "no asset identifiers")
+		return NewRejection(events.ReasonInvalidIdentifier, "no asset identifiers")
 	}
 	for i, id := range ids {
 		if len(accepted) > 0 && !slices.Contains(accepted, id.IdentifierType) {
-			return reject(events.ReasonInvalidIdentifier, "assetIdentifiers[%d]: type %s is not accepted for the model (%s)", i, id.IdentifierType, strings.Join(accepted, ", "))
+			return NewRejection(events.ReasonInvalidIdentifier, "assetIdentifiers[%d]: type %s is not accepted for the model (%s)", i, id.IdentifierType, strings.Join(accepted, ", "))
 		}
 		if id.IdentifierType == inbankapi.AssetIdentifierIMEI && !ValidIMEI(id.Identifier) {
-			return reject(events.ReasonInvalidIdentifier, "assetIdentifiers[%d]: not a valid IMEI (15 digits with a Luhn check digit)", i)
+			return NewRejection(events.ReasonInvalidIdentifier, "assetIdentifiers[%d]: not a valid IMEI (15 digits with a Luhn check digit)", i)
 		}
 		if strings.TrimSpace(id.Identifier) == "" {
-			return reject(events.ReasonInvalidIdentifier, "assetIdentifiers[%d]: empty identifier", i)
+			return NewRejection(events.ReasonInvalidIdentifier, "assetIdentifiers[%d]: empty identifier", i)
 		}
 	}
 	return nil
