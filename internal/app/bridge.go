@@ -211,8 +211,22 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 		return err
 	}
 	codec := events.NewCodec(schemaSet)
-	wf, openIndex, err := newWorkflow(p, c, shopAPIs, kv, tokens, codec, o.Hooks, tp)
+	store, openIndex, err := openOrderStore(p, c, kv)
 	if err != nil {
+		return err
+	}
+	wf, err := handlers.New(handlers.Config{
+		Inbank: shopAPIs.defaultAPI, Store: store, Open: openIndex, Publisher: streams.NewPublisher(p.js, codec), Codec: codec, Tokens: tokens,
+		Conditions: shopAPIs.conditions, Shops: shopAPIs.workflow,
+		CallbackBaseURL: c.callbackBase, DefaultProductCode: c.productCode, Policy: c.policy,
+		SessionTTL: c.sessionTTL, ClaimTTL: c.claimTTL, ActivationSettle: c.settle,
+		// RetryBase and RetryMax: the consumers' defaults, as the workflow's.
+		MaxAttempts: c.nats.Topology.MaxDeliver, Logger: p.log, Metrics: shopAPIs.metrics, Hooks: o.Hooks, Tracer: tp.Tracer("github.com/smartrent-bridge/bridge"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := backfillOpenIndex(p, wf, store, openIndex); err != nil {
 		return err
 	}
 	quoteService, err := startQuotes(p, c, shopAPIs, schemaSet)
@@ -463,54 +477,45 @@ func startConsumers(p *process, c *bridgeConfig, wf *handlers.Workflow, codec *e
 	return consumers, p.reg.Register(streams.NewLagCollector(p.js, c.nats.Topology.Consumers()))
 }
 
-// newWorkflow moves state keys of earlier versions, opens the state store
-// and the open-order index, and builds the workflow with each shop's
-// guarded Inbank client.
-func newWorkflow(p *process, c *bridgeConfig, g *guardedShops, kv jetstream.KeyValue, tokens *callbacktoken.Signer,
-	codec *events.Codec, hooks handlers.Hooks, tp trace.TracerProvider) (*handlers.Workflow, *orderstore.OpenIndex, error) {
-	ctx, log := p.ctx, p.log
+// openOrderStore moves state keys of earlier versions, and opens the
+// state store (a finished order keeps no customer data and expires after
+// ORDER_RETENTION) and the open-order index.
+func openOrderStore(p *process, c *bridgeConfig, kv jetstream.KeyValue) (*orderstore.StateStore[order.Order], *orderstore.OpenIndex, error) {
 	// Orders of non-default shops written by an earlier version under the
 	// ambiguous key "shop/orderId" move to their own keys.
-	migrateCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	migrateCtx, cancel := context.WithTimeout(p.ctx, time.Minute)
 	moved, err := orderstore.MigrateStateKeys(migrateCtx, kv)
 	cancel()
 	if err != nil {
 		return nil, nil, fmt.Errorf("migrate order state keys: %w", err)
 	}
 	if moved > 0 {
-		log.Info("moved orders of non-default shops to their own state keys", "orders", moved)
+		p.log.Info("moved orders of non-default shops to their own state keys", "orders", moved)
 	}
 	store := orderstore.NewStateStore[order.Order](kv)
-	// A finished order keeps no customer data and expires after
-	// ORDER_RETENTION (a per-key TTL: JetStream removes it).
-	store.ExpireWith(p.js, handlers.Retention(c.retention, time.Now))
-	openIndex, err := orderstore.OpenIndexOf(ctx, p.js, events.NewID())
+	// A per-key TTL: JetStream removes a finished order after retention.
+	store.ExpireWith(p.js, order.Retention(c.retention, time.Now))
+	openIndex, err := orderstore.OpenIndexOf(p.ctx, p.js, events.NewID())
 	if err != nil {
 		return nil, nil, err
 	}
-	wf, err := handlers.New(handlers.Config{
-		Inbank: g.defaultAPI, Store: store, Open: openIndex, Publisher: streams.NewPublisher(p.js, codec), Codec: codec, Tokens: tokens, Conditions: g.conditions, Shops: g.workflow,
-		CallbackBaseURL: c.callbackBase, DefaultProductCode: c.productCode, Policy: c.policy,
-		SessionTTL: c.sessionTTL, ClaimTTL: c.claimTTL, ActivationSettle: c.settle,
-		// RetryBase and RetryMax: the consumers' defaults, as the workflow's.
-		MaxAttempts: c.nats.Topology.MaxDeliver, Logger: log, Metrics: g.metrics, Hooks: hooks, Tracer: tp.Tracer("github.com/smartrent-bridge/bridge"),
-	})
+	return store, openIndex, nil
+}
+
+// backfillOpenIndex indexes, once, a bucket written before the open-order
+// index existed (the orders still open) and gives its finished orders
+// their retention.
+func backfillOpenIndex(p *process, wf *handlers.Workflow, store *orderstore.StateStore[order.Order], openIndex *orderstore.OpenIndex) error {
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Minute)
+	defer cancel()
+	indexed, retired, err := wf.Backfill(ctx, store, openIndex)
 	if err != nil {
-		return nil, nil, err
-	}
-	// A bucket written before the open-order index existed is indexed
-	// once (the orders still open) and its finished orders get their
-	// retention.
-	backfillCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	indexed, retired, err := wf.Backfill(backfillCtx, store, openIndex)
-	cancel()
-	if err != nil {
-		return nil, nil, fmt.Errorf("index open orders: %w", err)
+		return fmt.Errorf("index open orders: %w", err)
 	}
 	if indexed+retired > 0 {
-		log.Info("indexed the open orders of an earlier version's bucket", "open", indexed, "finished", retired)
+		p.log.Info("indexed the open orders of an earlier version's bucket", "open", indexed, "finished", retired)
 	}
-	return wf, openIndex, nil
+	return nil
 }
 
 // reloadKeys reads the key and secret files again. A file that cannot be

@@ -12,7 +12,8 @@
 // (inputs.go) and carries moves out (run.go): reads that add a fact and
 // decide again, writes (each one compare-and-set), and Inbank calls. Every
 // call with a side effect goes through one implementation of claim → call
-// → record ([Workflow.claimed]).
+// → record ([Workflow.claim], the call, then [Workflow.record] or
+// [Workflow.callFailed]).
 //
 // # Delivery and crashes
 //

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
@@ -42,20 +41,12 @@ func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d streams.De
 	case *events.OrderPlaced:
 		err = w.orderPlaced(ctx, in, data)
 	case *events.DeviceShipped:
-		err = w.device(ctx, in, ids.ShopAlias(data.Shop), data.OrderID, data.AssetIdentifiers, func(o *order.Order) {
-			at := w.now()
-			if data.ShippedAt != nil {
-				at = data.ShippedAt.UTC()
-			}
-			o.ShippedAt, o.Carrier, o.Tracking = &at, data.Carrier, data.TrackingNumber
+		err = w.device(ctx, in, ids.ShopAlias(data.Shop), data.OrderID, order.Shipment{
+			Input: in.Kind, At: w.timeOr(data.ShippedAt), Carrier: data.Carrier, Tracking: data.TrackingNumber, Identifiers: data.AssetIdentifiers,
 		})
 	case *events.DeviceDelivered:
-		err = w.device(ctx, in, ids.ShopAlias(data.Shop), data.OrderID, data.AssetIdentifiers, func(o *order.Order) {
-			at := w.now()
-			if data.DeliveredAt != nil {
-				at = data.DeliveredAt.UTC()
-			}
-			o.DeliveredAt = &at
+		err = w.device(ctx, in, ids.ShopAlias(data.Shop), data.OrderID, order.Shipment{
+			Input: in.Kind, At: w.timeOr(data.DeliveredAt), Identifiers: data.AssetIdentifiers,
 		})
 	case *events.CallbackReceived:
 		err = w.callback(ctx, in, data)
@@ -65,21 +56,24 @@ func (w *Workflow) Handle(ctx context.Context, env events.Envelope, d streams.De
 	return AsConsumerError(err)
 }
 
+// timeOr is t in UTC, or now when the event gave none.
+func (w *Workflow) timeOr(t *time.Time) time.Time {
+	if t == nil {
+		return w.now()
+	}
+	return t.UTC()
+}
+
 // orderPlaced makes a new order's first move straight away: its first
 // write creates it (with the session's claim, or rejected), so a new
 // order costs no write of its own.
 func (w *Workflow) orderPlaced(ctx context.Context, in Input, p *events.OrderPlaced) error {
-	now := w.now()
 	alias := ids.ShopAlias(p.Shop)
 	product := p.ProductCode
 	if sh, ok := w.shops[alias]; ok && product == "" {
 		product = sh.productCode
 	}
-	o := order.Order{
-		OrderID: p.OrderID, Shop: alias, State: order.StateNew, CreatedAt: now, UpdatedAt: now,
-		Placed: p, ProductCode: product, Period: p.Period, TraceParent: traceParentFrom(ctx),
-	}
-	o.Note(now, "order placed")
+	o := order.New(p, alias, product, traceParentFrom(ctx), w.now())
 	key := o.Key()
 	// The open index gets the order alongside its first write. The input
 	// is acknowledged only after both are written, so an order that is
@@ -96,31 +90,19 @@ func (w *Workflow) orderPlaced(ctx context.Context, in Input, p *events.OrderPla
 	if !errors.Is(err, orderstore.ErrExists) {
 		return err
 	}
-	// A second order.placed makes no new session. One exception: an
-	// order that failed before it had a session is tried again, which is
-	// what an operator's `dlq replay` of its order.placed means.
-	_, err = w.update(ctx, key, func(o *order.Order) error {
+	_, again, err := w.update(ctx, key, func(o *order.Order) (bool, error) {
 		if err := identity(o, alias, p.OrderID); err != nil {
-			return err
+			return false, err
 		}
-		if o.State != order.StateFailed || o.SessionUUID != "" {
-			return errSkip
-		}
-		if in.Attempts > 1 {
-			// This very message is being redelivered and its order failed
-			// meanwhile (its attempts ran out on another path): it is
-			// dead-lettered, so `dlq replay` can try it again.
-			return unprocessable(fmt.Errorf("order %s failed: %s", p.OrderID, o.Failure))
-		}
-		// An operator's replay is a new run of attempts (MAX_DELIVER again).
-		o.State, o.Failure, o.Placed, o.SessionAttempts = order.StateNew, "", p, 0
-		o.Note(w.now(), "order placed again after a failure")
-		return nil
+		return o.PlacedAgain(p, in.Attempts > 1, w.now())
 	})
-	if errors.Is(err, errSkip) {
-		w.log.InfoContext(ctx, "order.placed for a known order; no new session", "order_id", p.OrderID)
-	} else if err != nil {
+	switch {
+	case errors.Is(err, order.ErrEndedFailed):
+		return unprocessable(err)
+	case err != nil:
 		return err
+	case !again:
+		w.log.InfoContext(ctx, "order.placed for a known order; no new session", "order_id", p.OrderID)
 	}
 	return w.Advance(ctx, key, false)
 }
@@ -134,56 +116,46 @@ func (w *Workflow) index(ctx context.Context, key string) error {
 }
 
 // device records a shipment or delivery. An order that has not arrived
-// yet is waited for; a wrong identifier is rejected without touching the
-// order; a late or repeated event is a no-op.
-func (w *Workflow) device(ctx context.Context, in Input, shop, orderID string, ids []events.AssetIdentifier, apply func(*order.Order)) error {
+// yet is waited for; a refused one is rejected without touching the
+// order.
+func (w *Workflow) device(ctx context.Context, in Input, shop, orderID string, s order.Shipment) error {
 	key := order.StoreKey(shop, orderID)
-	o, _, err := w.cfg.Store.Load(ctx, key)
-	if err == nil {
-		err = identity(&o, shop, orderID)
-	}
-	if errors.Is(err, orderstore.ErrNotFound) {
-		if age := w.now().Sub(in.Published); age < w.cfg.UnknownOrderWait {
-			return wait(min(2*time.Second, w.cfg.UnknownOrderWait-age), "order %s not known yet", orderID)
+	var recorded order.ShipmentRecorded
+	_, _, err := w.update(ctx, key, func(o *order.Order) (bool, error) {
+		if err := identity(o, shop, orderID); err != nil {
+			return false, err
+		}
+		recorded = o.RecordShipment(s, w.now())
+		return recorded.Changed, nil
+	})
+	switch {
+	case errors.Is(err, orderstore.ErrNotFound):
+		if err := w.awaitUnknown(in, orderID); err != nil {
+			return err
 		}
 		return w.rejectInput(ctx, in, shop, orderID, order.NewRejection(events.ReasonOrderUnknown, "no order.placed for order %s", orderID))
-	}
-	if err != nil {
+	case err != nil:
 		return err
-	}
-	switch {
-	case o.State == order.StateActivated:
+	case recorded.Rejection != nil:
+		return w.rejectInput(ctx, in, shop, orderID, recorded.Rejection)
+	case !recorded.Changed:
 		return nil // late or repeated: the order is done
-	case order.Final(o.State):
-		return w.rejectInput(ctx, in, shop, orderID, order.NewRejection(events.ReasonOrderNotActive, "order %s is %s", orderID, o.State))
-	}
-	if len(ids) > 0 {
-		if r := order.CheckIdentifiers(ids, o.IdentifierTypes); r != nil {
-			return w.rejectInput(ctx, in, shop, orderID, r)
-		}
-	}
-	_, err = w.update(ctx, key, func(o *order.Order) error {
-		apply(o)
-		if len(ids) > 0 {
-			switch {
-			case len(o.IdentifiersAssigned) > 0 && !slices.Equal(o.IdentifiersAssigned, ids):
-				w.log.WarnContext(ctx, "identifiers differ from those already assigned; keeping the assigned ones", "order_id", orderID, "input", in.Kind)
-			case len(o.IdentifiersAssigned) == 0:
-				o.Identifiers = slices.Clone(ids)
-			}
-		}
-		o.Note(w.now(), in.Kind)
-		return nil
-	})
-	if err != nil {
-		return err
+	case recorded.AssignedKept:
+		w.log.WarnContext(ctx, "identifiers differ from those already assigned; keeping the assigned ones", "order_id", orderID, "input", in.Kind)
 	}
 	return w.Advance(ctx, key, false)
 }
 
-// clockSkew is how far the bridge's clock and nats-server's may disagree
-// when a callback's stored time is compared with a session read's start.
-const clockSkew = time.Second
+// awaitUnknown waits for an order that is not stored: its order.placed
+// may still be on its way (the shop's systems publish on three subjects).
+// It returns nil once UnknownOrderWait has passed since the input was
+// stored.
+func (w *Workflow) awaitUnknown(in Input, orderID string) error {
+	if age := w.now().Sub(in.Published); age < w.cfg.UnknownOrderWait {
+		return wait(min(2*time.Second, w.cfg.UnknownOrderWait-age), "order %s not known yet", orderID)
+	}
+	return nil
+}
 
 // callback is a hint: it marks the order for a fresh read of the session.
 // A read that began after the callback was stored has answered it already.
@@ -193,29 +165,25 @@ func (w *Workflow) callback(ctx context.Context, in Input, c *events.CallbackRec
 	shop := ids.ShopAlias(c.Shop)
 	key := order.StoreKey(shop, c.OrderID)
 	answered := false
-	_, err := w.update(ctx, key, func(o *order.Order) error {
+	_, _, err := w.update(ctx, key, func(o *order.Order) (bool, error) {
 		if err := identity(o, shop, c.OrderID); err != nil {
-			return err
+			return false, err
 		}
-		answered = o.RefreshReadAt != nil && o.RefreshReadAt.After(in.Published.Add(clockSkew))
-		if (order.Final(o.State) && o.State != order.StateActivated) || o.RefreshRequested || answered {
-			return errSkip
-		}
-		o.RefreshRequested, o.RefreshTraceParent = true, traceParentFrom(ctx)
-		return nil
+		var requested bool
+		requested, answered = o.RequestRefresh(in.Published, traceParentFrom(ctx))
+		return requested, nil
 	})
 	switch {
 	case errors.Is(err, orderstore.ErrNotFound):
-		if age := w.now().Sub(in.Published); age < w.cfg.UnknownOrderWait {
-			return wait(min(2*time.Second, w.cfg.UnknownOrderWait-age), "order %s not known yet", c.OrderID)
+		if err := w.awaitUnknown(in, c.OrderID); err != nil {
+			return err
 		}
 		w.log.WarnContext(ctx, "callback for an order this bridge never saw; ignored", "order_id", c.OrderID)
 		return nil
-	case errors.Is(err, errSkip) && answered:
-		return nil
-	case errors.Is(err, errSkip):
 	case err != nil:
 		return err
+	case answered:
+		return nil
 	}
 	return w.Advance(ctx, key, false)
 }
@@ -231,13 +199,9 @@ func (w *Workflow) rejectInput(ctx context.Context, in Input, shop, orderID stri
 }
 
 func (w *Workflow) publishNow(ctx context.Context, orderID, typ, discriminator string, data any) error {
-	e, err := w.cfg.Codec.New(w.cfg.Source, typ, orderID, data)
+	e, err := w.newEvent(orderID, typ, order.EventID(orderID, typ, discriminator), data, traceParentFrom(ctx))
 	if err != nil {
 		return err
-	}
-	e.SetID(order.EventID(orderID, typ, discriminator))
-	if tp := traceParentFrom(ctx); tp != "" {
-		e.SetExtension(events.ExtensionTraceParent, tp)
 	}
 	if _, err := w.cfg.Publisher.Publish(ctx, e); err != nil {
 		return fmt.Errorf("publish %s for order %s: %w", typ, orderID, err)
@@ -271,9 +235,7 @@ func (w *Workflow) Invalid(ctx context.Context, d streams.Delivery, de *events.D
 	}
 	shop := ids.ShopAlias(de.Shop)
 	if input == events.InputOrderPlaced {
-		now := w.now()
-		o := order.Order{OrderID: de.OrderID, Shop: shop, State: order.StateRejected, CreatedAt: now, UpdatedAt: now}
-		o.Note(now, "rejected: INVALID_ORDER")
+		o := order.NewInvalid(de.OrderID, shop, w.now())
 		if _, err := w.cfg.Store.Create(ctx, o.Key(), o); err != nil && !errors.Is(err, orderstore.ErrExists) {
 			return err
 		}
@@ -297,20 +259,16 @@ func (w *Workflow) GiveUp(ctx context.Context, env events.Envelope, d streams.De
 		step = se.Step
 	}
 	if in.Kind == events.InputOrderPlaced {
-		_, err := w.update(ctx, key, func(o *order.Order) error {
-			if order.Final(o.State) {
-				return errSkip
-			}
-			o.Fail(step, cause, in.Attempts, w.now())
-			return nil
+		_, failed, err := w.update(ctx, key, func(o *order.Order) (bool, error) {
+			return o.Fail(step, cause, in.Attempts, w.now()), nil
 		})
 		switch {
-		case errors.Is(err, errSkip):
-			return nil // already final: its event is out or in the outbox
 		case err != nil && !errors.Is(err, orderstore.ErrNotFound):
 			return err
-		case err == nil:
+		case failed:
 			return w.Advance(ctx, key, false)
+		case err == nil:
+			return nil // already final: its event is out or in the outbox
 		}
 	}
 	return w.publishNow(ctx, orderID, events.TypeOrderFailed, key+"\x00"+in.ID, events.OrderFailed{

@@ -32,19 +32,6 @@ type Lister interface {
 // reconcileWorkers bounds the orders one pass advances at once.
 const reconcileWorkers = 8
 
-// Retention returns the store's preparation of an order before each write
-// ([orderstore.StateStore.ExpireWith]): a settled order keeps no customer data
-// and expires after retention.
-func Retention(retention time.Duration, now func() time.Time) func(*order.Order) time.Duration {
-	return func(o *order.Order) time.Duration {
-		if !o.Settled(now()) {
-			return 0
-		}
-		o.Placed = order.DropCustomer(o.Placed)
-		return retention
-	}
-}
-
 // Reconcile re-reads from Inbank every open order whose last change is
 // older than half the interval and drives it through the same transitions
 // as a callback would, so orders complete with no callback at all. An
@@ -122,15 +109,12 @@ func (w *Workflow) Reconcile(ctx context.Context, open OpenOrders, interval time
 
 // reconcileOne claims a due order for this bridge and advances it.
 func (w *Workflow) reconcileOne(ctx context.Context, key string, interval time.Duration) bool {
-	_, err := w.update(ctx, key, func(o *order.Order) error {
-		if o.ReconcileClaim.HeldBy(w.cfg.Owner, w.now()) {
-			return errSkip
-		}
-		o.ReconcileClaim = &order.Claim{Owner: w.cfg.Owner, Until: w.now().Add(interval)}
-		return nil
+	_, claimed, err := w.update(ctx, key, func(o *order.Order) (bool, error) {
+		now := w.now()
+		return o.ClaimReconciliation(w.cfg.Owner, now.Add(interval), now), nil
 	})
-	if errors.Is(err, errSkip) {
-		return false
+	if err == nil && !claimed {
+		return false // another bridge reconciles it
 	}
 	if err == nil {
 		err = w.Advance(ctx, key, true)

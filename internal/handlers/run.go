@@ -20,7 +20,7 @@ import (
 
 // This file carries out the moves [order.Decide] chooses: reads, writes and
 // Inbank calls. Steps with a side effect at Inbank all go through
-// [Workflow.claimed], the one implementation of claim → call → record.
+// claim → call → record (see claim, below).
 
 // facts are what the workflow knows of an order's surroundings now.
 func (w *Workflow) facts(o *order.Order, refresh bool) order.Facts {
@@ -32,10 +32,11 @@ func (w *Workflow) facts(o *order.Order, refresh bool) order.Facts {
 }
 
 // step decides the order's next move and makes it; it reports whether it
-// changed anything. Moves that only read (the conditions, a contract, a
-// session with nothing new) add a fact and decide again. rev 0 is an
-// order not stored yet: its first write creates it.
-func (w *Workflow) step(ctx context.Context, o *order.Order, rev uint64, refresh bool) (progressed bool, err error) {
+// changed anything, and the failure the order ended in if the move failed
+// it. Moves that only read (the conditions, a contract, a session with
+// nothing new) add a fact and decide again. rev 0 is an order not stored
+// yet: its first write creates it.
+func (w *Workflow) step(ctx context.Context, o *order.Order, rev uint64, refresh bool) (progressed bool, failure *StepError, err error) {
 	ctx, span := w.cfg.Tracer.Start(ctx, "step "+o.State, trace.WithAttributes(attribute.String("smartrent.order_id", o.OrderID)))
 	defer func() {
 		if err != nil {
@@ -49,25 +50,28 @@ func (w *Workflow) step(ctx context.Context, o *order.Order, rev uint64, refresh
 		m := order.Decide(o, f)
 		switch m.Kind {
 		case order.MoveRest:
-			return false, nil
+			return false, nil, nil
 		case order.MoveWait:
-			return false, wait(m.After, "%s", m.Why)
+			return false, nil, wait(m.After, "%s", m.Why)
 		case order.MoveUnprocessable:
-			return false, unprocessable(m.Err)
+			return false, nil, unprocessable(m.Err)
 		case order.MovePublish:
-			return true, w.flush(ctx, o, rev)
+			return true, nil, w.flush(ctx, o, rev)
 		case order.MoveReject:
 			from := o.State
 			o.Reject(m.Rejection, f.Now)
-			return true, w.write(ctx, o, rev, from)
+			return true, nil, w.write(ctx, o, rev, from)
 		case order.MoveLoadConditions:
-			if err := w.loadConditions(ctx, o, rev, sh, &f); err != nil {
-				return false, err
+			failure, err := w.loadConditions(ctx, o, rev, sh, &f)
+			if failure != nil || err != nil {
+				return true, failure, err
 			}
 		case order.MoveCreateSession:
-			return true, w.createSession(ctx, o, rev, f, sh, m.Insurance)
+			failure, err := w.createSession(ctx, o, rev, f, sh, m.Insurance)
+			return true, failure, err
 		case order.MovePriceSession:
-			return true, w.priceSession(ctx, o, sh, m.Insurance)
+			failure, err := w.priceSession(ctx, o, sh, m.Insurance)
+			return true, failure, err
 		case order.MoveReadSession:
 			unlock := w.reads.lock(o.Key())
 			if rev != 0 && !f.Refresh {
@@ -78,33 +82,36 @@ func (w *Workflow) step(ctx context.Context, o *order.Order, rev uint64, refresh
 					if err == nil {
 						err = orderstore.ErrConflict
 					}
-					return false, err
+					return false, nil, err
 				}
 			}
-			progressed, err := w.readSession(forRefresh(ctx, o), o, rev, sh, f.Now)
+			progressed, failure, err := w.readSession(forRefresh(ctx, o), o, rev, sh, f.Now)
 			unlock()
-			if progressed || err != nil {
-				return progressed, err
+			if progressed || failure != nil || err != nil {
+				return progressed, failure, err
 			}
 			f.SessionRead = true
 		case order.MoveAssignIdentifiers:
-			return true, w.assignIdentifiers(ctx, o, rev, f, sh)
+			failure, err := w.assignIdentifiers(ctx, o, rev, f, sh)
+			return true, failure, err
 		case order.MoveReadContract:
 			k, err := w.readContract(ctx, sh, o.ContractUUID)
 			if err != nil {
-				return false, err
+				return false, nil, err
 			}
 			f.Contract = &k
 		case order.MoveActivate:
-			return true, w.activate(ctx, o, rev, f, sh)
+			failure, err := w.activate(ctx, o, rev, f, sh)
+			return true, failure, err
 		case order.MoveRecordActivated:
-			return true, w.recordActivated(ctx, o.Key(), m.Via, true)
+			return true, nil, w.recordActivated(ctx, o.Key(), m.Via, true)
 		case order.MoveAwaitActivation:
 			return w.awaitActivation(ctx, o, sh, m.Via, 0)
 		case order.MoveGiveUp:
-			return true, w.failAt(ctx, o, rev, m.Step, m.Err)
+			failure, err := w.failAt(ctx, o, rev, m.Step, m.Err)
+			return true, failure, err
 		default:
-			return false, fmt.Errorf("order %s: %w: %v", o.OrderID, errNoMove, m.Kind)
+			return false, nil, fmt.Errorf("order %s: %w: %v", o.OrderID, errNoMove, m.Kind)
 		}
 	}
 }
@@ -152,115 +159,51 @@ func (w *Workflow) observe(from string, o *order.Order) {
 	}
 }
 
-// sideEffect is a step with a side effect at Inbank, as [Workflow.claimed]
-// runs it.
-type sideEffect struct {
-	step string
-	// claim points at the step's claim in an order.
-	claim func(o *order.Order) **order.Claim
-	// begin adds to the claim's write (attempt counters, marks); may be nil.
-	begin func(o *order.Order, now time.Time)
-	// call makes the Inbank call.
-	call func(ctx context.Context) error
-	// undo adds to the release of the claim after a transient failure;
-	// may be nil.
-	undo func(o *order.Order, err error)
-	// refused records a permanent failure and reports whether it is to be
-	// reported (a StepError); nil fails the order at the step (or at the
-	// step a *StepError from call names).
-	refused  func(o *order.Order, now time.Time) bool
-	attempts int // this attempt's number, for order.failed
-	// record writes the result; mine tells whether the claim was still
-	// this attempt's. errSkip writes nothing: the result is dropped.
-	record func(o *order.Order, mine bool, now time.Time) error
-	// then runs after the record is written; may be nil.
-	then func(ctx context.Context) error
+// The steps with a side effect at Inbank (session creation, identifiers,
+// activation) each run claim → call → record with the three functions
+// below: claim writes this attempt's claim by compare-and-set (only its
+// winner calls Inbank), the step makes its call and gets Inbank's answer,
+// then either record writes the result in the order with the events it
+// implies, or callFailed holds the step for its retry or fails the order.
+// What a crash between call and record means for each step is in the
+// package notes.
+
+// claim writes this attempt's claim of step (with the attempt counted) by
+// compare-and-set. A conflict means another attempt moved the order
+// first: Advance looks again.
+func (w *Workflow) claim(ctx context.Context, o *order.Order, rev uint64, f order.Facts, step string) error {
+	from := o.State
+	o.TakeClaim(step, f.Attempt, f.Now.Add(w.cfg.ClaimTTL), f.Now)
+	return w.write(ctx, o, rev, from)
 }
 
-// claimed runs a step with a side effect: the claim is written by
-// compare-and-set (only its winner calls Inbank), then the call, then the
-// result is recorded in the order with the events it implies. What a
-// crash between call and record means for each step is in the package
-// notes.
-func (w *Workflow) claimed(ctx context.Context, o *order.Order, rev uint64, f order.Facts, e sideEffect) error {
-	from, key := o.State, o.Key()
-	*e.claim(o) = &order.Claim{Owner: f.Attempt, Until: f.Now.Add(w.cfg.ClaimTTL)}
-	if e.begin != nil {
-		e.begin(o, f.Now)
+// called follows every claimed call, before anything is recorded: the
+// crash tests stop a step there (Hooks.AfterInbankCall).
+func (w *Workflow) called(step, orderID string) error {
+	if err := w.cfg.Hooks.AfterInbankCall(step, orderID); err != nil {
+		return fmt.Errorf("%w: %v", ErrAbandoned, err)
 	}
-	if err := w.write(ctx, o, rev, from); err != nil {
-		return err // a conflict: Advance looks again
+	return nil
+}
+
+// callFailed ends owner's claimed call of step that Inbank did not take.
+// A transient failure holds the step until its retry is due: whichever
+// path comes first (the input's redelivery, the reconciler, another input
+// of the order, another bridge) calls Inbank no sooner than the schedule
+// says. Any other fails the order, at the step a *StepError from the call
+// names (a calculation refused beside a created session) or at step.
+func (w *Workflow) callFailed(ctx context.Context, o *order.Order, owner, step string, cause error) (*StepError, error) {
+	attempts := o.Attempts(step)
+	if inbankapi.IsTransient(cause) {
+		after := w.retryDelay(cause, attempts)
+		w.holdForRetry(ctx, o.Key(), step, owner, after, certainlyNotApplied(cause))
+		return nil, &StepError{Step: step, Err: cause, After: after}
 	}
-	err := e.call(ctx)
-	if herr := w.cfg.Hooks.AfterInbankCall(e.step, o.OrderID); herr != nil {
-		return fmt.Errorf("%w: %v", ErrAbandoned, herr)
+	var se *StepError
+	if errors.As(cause, &se) {
+		step, cause, attempts = se.Step, se.Err, 1
 	}
-	mine := func(o *order.Order) bool {
-		c := *e.claim(o)
-		return c != nil && c.Owner == f.Attempt
-	}
-	switch {
-	case err != nil && inbankapi.IsTransient(err):
-		// The claim becomes a hold that nobody owns, until the retry is
-		// due: whichever path comes first (the input's redelivery, the
-		// reconciler, another input of the order, another bridge) calls
-		// Inbank no sooner than the schedule says.
-		after := w.retryDelay(err, e.attempts)
-		w.releaseClaim(ctx, key, e.step, func(o *order.Order) error {
-			if !mine(o) {
-				return errSkip
-			}
-			*e.claim(o) = &order.Claim{Owner: order.RetryHold, Until: w.now().Add(after)}
-			if e.undo != nil {
-				e.undo(o, err)
-			}
-			return nil
-		})
-		return &StepError{Step: e.step, Err: err, After: after}
-	case err != nil && e.refused != nil:
-		report := false
-		_, uerr := w.update(ctx, key, func(o *order.Order) error {
-			if mine(o) {
-				*e.claim(o) = nil
-			}
-			report = e.refused(o, w.now())
-			return nil
-		})
-		if uerr != nil {
-			// Not recorded: no dead letter for a refusal the state does
-			// not show; the delivery is retried and decides again. Not a
-			// StepError: those are final unless Inbank's failure is
-			// transient.
-			return fmt.Errorf("%s: record the refusal: %w", e.step, uerr)
-		}
-		if !report {
-			return nil
-		}
-		return &StepError{Step: e.step, Err: err}
-	case err != nil:
-		step, cause, attempts := e.step, err, e.attempts
-		var se *StepError
-		if errors.As(err, &se) {
-			step, cause, attempts = se.Step, se.Err, 1
-		}
-		return w.fail(ctx, key, step, cause, attempts)
-	}
-	err = w.record(ctx, key, func(o *order.Order) error {
-		m := mine(o)
-		if m {
-			*e.claim(o) = nil
-		}
-		return e.record(o, m, w.now())
-	})
-	if errors.Is(err, errSkip) {
-		w.log.WarnContext(ctx, "the step's claim was taken over before its result was recorded; the result is dropped (a session created so expires unpublished)",
-			"order_id", o.OrderID, "step", e.step)
-		return nil
-	}
-	if err != nil || e.then == nil {
-		return err
-	}
-	return e.then(ctx)
+	return w.fail(ctx, o.Key(), step, cause, attempts)
 }
 
 // retryDelay is how long a step is held after its attempt n failed
@@ -273,17 +216,21 @@ func (w *Workflow) retryDelay(err error, attempt int) time.Duration {
 	return streams.RetryDelay(uint64(max(attempt, 1)), w.cfg.RetryBase, w.cfg.RetryMax)
 }
 
-// record writes a result Inbank has now. It is worth retrying for a while
-// (a cluster electing a leader): if the claim runs out first, the next
-// attempt repeats the call.
-func (w *Workflow) record(ctx context.Context, key string, fn func(o *order.Order) error) error {
-	return retry.Do(ctx, recordBackoff(w.cfg.ClaimTTL), func(ctx context.Context) error {
-		_, err := w.update(ctx, key, fn)
-		if err != nil && !errors.Is(err, errSkip) && !errors.Is(err, orderstore.ErrNotFound) {
+// record writes a result Inbank has now: change records it in the order
+// and reports false when there is nothing to write (the claim was taken
+// over meanwhile, the result is in already). It is worth retrying for a
+// while (a cluster electing a leader): if the claim runs out first, the
+// next attempt repeats the call.
+func (w *Workflow) record(ctx context.Context, key string, change func(o *order.Order) bool) (recorded bool, err error) {
+	err = retry.Do(ctx, recordBackoff(w.cfg.ClaimTTL), func(ctx context.Context) error {
+		_, written, err := w.update(ctx, key, func(o *order.Order) (bool, error) { return change(o), nil })
+		recorded = written
+		if err != nil && !errors.Is(err, orderstore.ErrNotFound) {
 			return retry.RetryableError(err)
 		}
 		return err
 	})
+	return recorded, err
 }
 
 // recordBackoff retries a record for about half a claim's life.
@@ -293,31 +240,31 @@ func recordBackoff(claim time.Duration) retry.Backoff {
 
 // loadConditions reads the model's rental conditions (from the shared
 // cache) into the facts.
-func (w *Workflow) loadConditions(ctx context.Context, o *order.Order, rev uint64, sh *shop, f *order.Facts) error {
+func (w *Workflow) loadConditions(ctx context.Context, o *order.Order, rev uint64, sh *shop, f *order.Facts) (*StepError, error) {
 	p := o.Placed
 	cond, err := sh.conditions.Get(ctx, o.ProductCode, p.HeroDevice.IdentifierType, p.HeroDevice.Identifier)
 	switch {
 	case errors.Is(err, inbankapi.ErrNotFound):
 		f.NotRentable = true
 	case err != nil && inbankapi.IsTransient(err):
-		return &StepError{Step: order.StepConditions, Err: err}
+		return nil, &StepError{Step: order.StepConditions, Err: err}
 	case err != nil:
 		return w.failAt(ctx, o, rev, order.StepConditions, err)
 	default:
 		f.Conditions = &cond
 	}
-	return nil
+	return nil, nil
 }
 
 // failAt fails an order that is in hand at rev (0: not stored yet).
-func (w *Workflow) failAt(ctx context.Context, o *order.Order, rev uint64, step string, cause error) error {
+func (w *Workflow) failAt(ctx context.Context, o *order.Order, rev uint64, step string, cause error) (*StepError, error) {
 	from := o.State
 	o.Fail(step, cause, 1, w.now())
 	if err := w.write(ctx, o, rev, from); err != nil {
-		return err
+		return nil, err
 	}
 	w.log.ErrorContext(ctx, "order failed", "order_id", o.OrderID, "step", step, "err", cause)
-	return &failedError{err: &StepError{Step: step, Err: cause}}
+	return &StepError{Step: step, Err: cause}, nil
 }
 
 // errNoMove is a move the runner does not know; order.Decide never returns one.

@@ -25,7 +25,6 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/orderstore"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 	"github.com/smartrent-bridge/bridge/internal/telemetry"
-	"github.com/smartrent-bridge/bridge/schemas"
 )
 
 // Inbank is the Inbank API the workflow calls: a guarded client
@@ -190,7 +189,7 @@ func wait(after time.Duration, format string, args ...any) error {
 }
 
 // StepError is an Inbank call that failed. After, when set, is how long
-// the step is held before it may be tried again (see [Workflow.claimed]):
+// the step is held before it may be tried again (see [Workflow.callFailed]):
 // the input comes back then, not on the consumer's own schedule.
 type StepError struct {
 	Step  string
@@ -260,15 +259,14 @@ func (w *Workflow) advance(ctx context.Context, key string, refresh bool, first 
 			return err
 		}
 		load = w.cfg.Store.Load
-		progressed, err := w.step(ctx, &o, rev, refresh)
-		var failed *failedError
+		progressed, failure, err := w.step(ctx, &o, rev, refresh)
 		switch {
 		case errors.Is(err, orderstore.ErrConflict):
 			continue // someone else moved the order: look again
-		case errors.As(err, &failed):
-			outcome = failed.err // publish order.failed, then report the failure
 		case err != nil:
 			return err
+		case failure != nil:
+			outcome = failure // publish order.failed, then report the failure
 		case !progressed:
 			return outcome
 		}
@@ -284,7 +282,7 @@ func (w *Workflow) flush(ctx context.Context, o *order.Order, rev uint64) error 
 			return err
 		}
 	}
-	o.Outbox = nil
+	o.OutboxPublished()
 	_, err := w.cfg.Store.Save(ctx, o.Key(), *o, rev)
 	return err
 }
@@ -298,21 +296,14 @@ func (w *Workflow) publishOutbox(ctx context.Context, o *order.Order, ev order.O
 	ctx, span := w.cfg.Tracer.Start(ctx, "publish "+ev.Type, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("smartrent.order_id", o.OrderID), attribute.String("cloudevents.event_id", ev.ID)))
 	defer span.End()
-	e := event.New(event.CloudEventsVersionV1)
-	e.SetID(ev.ID)
-	e.SetSource(w.cfg.Source)
-	e.SetType(ev.Type)
-	e.SetSubject(o.OrderID)
-	e.SetTime(w.cfg.Now().UTC())
-	e.SetDataSchema(schemas.ID(ev.Type))
-	if tp := telemetry.TraceParent(ctx); tp != "" {
-		e.SetExtension(events.ExtensionTraceParent, tp)
-	} else if ev.TraceParent != "" {
-		e.SetExtension(events.ExtensionTraceParent, ev.TraceParent)
+	tp := telemetry.TraceParent(ctx) // the producer span's
+	if tp == "" {
+		tp = ev.TraceParent
 	}
 	// json.RawMessage, not []byte: sdk-go marks []byte as binary and would
 	// write data_base64, which no JSON consumer reads as data.
-	if err := e.SetData(events.ContentTypeJSON, json.RawMessage(ev.Data)); err != nil {
+	e, err := w.newEvent(o.OrderID, ev.Type, ev.ID, json.RawMessage(ev.Data), tp)
+	if err != nil {
 		return fmt.Errorf("outbox %s: %w", ev.Type, err)
 	}
 	if _, err := w.cfg.Publisher.Publish(ctx, e); err != nil {
@@ -323,9 +314,25 @@ func (w *Workflow) publishOutbox(ctx context.Context, o *order.Order, ev order.O
 	return nil
 }
 
-// update loads the order, applies fn and saves, again on conflicts. fn
-// returning errSkip leaves the order as it is.
-func (w *Workflow) update(ctx context.Context, key string, fn func(o *order.Order) error) (order.Order, error) {
+// newEvent is a state event of the order with its fixed id, in the trace
+// of traceParent ("" for none).
+func (w *Workflow) newEvent(orderID, typ, id string, data any, traceParent string) (event.Event, error) {
+	e, err := w.cfg.Codec.New(w.cfg.Source, typ, orderID, data)
+	if err != nil {
+		return e, err
+	}
+	e.SetID(id)
+	e.SetTime(w.now())
+	if traceParent != "" {
+		e.SetExtension(events.ExtensionTraceParent, traceParent)
+	}
+	return e, nil
+}
+
+// update loads the order, applies change and saves, again on conflicts.
+// change reports whether there is anything to write; written is false
+// when, on the store's latest value, there was not.
+func (w *Workflow) update(ctx context.Context, key string, change func(o *order.Order) (bool, error)) (o order.Order, written bool, err error) {
 	fresh := false
 	for range maxLoops {
 		load := w.cfg.Store.Load
@@ -334,17 +341,20 @@ func (w *Workflow) update(ctx context.Context, key string, fn func(o *order.Orde
 		}
 		o, rev, err := load(ctx, key)
 		if err != nil {
-			return o, err
+			return o, false, err
 		}
 		from := o.State
-		if err := fn(&o); err != nil {
-			if errors.Is(err, errSkip) && !fresh {
-				// Skipping is a decision no compare-and-set checks: make
-				// it on the store's own value.
-				fresh = true
-				continue
-			}
-			return o, err
+		write, err := change(&o)
+		switch {
+		case err != nil:
+			return o, false, err
+		case !write && !fresh:
+			// Writing nothing is a decision no compare-and-set checks:
+			// make it on the store's own value.
+			fresh = true
+			continue
+		case !write:
+			return o, false, nil
 		}
 		if tp := traceParentFrom(ctx); tp != "" {
 			o.TraceParent = tp
@@ -354,21 +364,23 @@ func (w *Workflow) update(ctx context.Context, key string, fn func(o *order.Orde
 				fresh = true
 				continue
 			}
-			return o, err
+			return o, false, err
 		}
-		return o, nil
+		return o, true, nil
 	}
-	return order.Order{}, fmt.Errorf("order %s: too many concurrent changes", key)
+	return order.Order{}, false, fmt.Errorf("order %s: too many concurrent changes", key)
 }
 
-var errSkip = errors.New("skip")
-
-// releaseClaim records, best effort, that a step's Inbank call failed
-// transiently (its claim released, a mark kept). The step is retried
-// either way; when the write fails the retry waits for the claim to
-// expire (CLAIM_TTL), which the log line says.
-func (w *Workflow) releaseClaim(ctx context.Context, key, step string, fn func(o *order.Order) error) {
-	if _, err := w.update(ctx, key, fn); err != nil && !errors.Is(err, errSkip) {
+// holdForRetry records, best effort, that owner's call of step failed
+// transiently: its claim becomes a hold until the retry is due
+// ([order.Order.HoldForRetry]). The step is retried either way; when the
+// write fails the retry waits for the claim to expire (CLAIM_TTL), which
+// the log line says.
+func (w *Workflow) holdForRetry(ctx context.Context, key, step, owner string, after time.Duration, notApplied bool) {
+	_, _, err := w.update(ctx, key, func(o *order.Order) (bool, error) {
+		return o.HoldForRetry(step, owner, w.now().Add(after), notApplied), nil
+	})
+	if err != nil {
 		w.log.WarnContext(ctx, "could not release the step's claim; its retry waits for CLAIM_TTL", "step", step, "err", err)
 	}
 }
@@ -396,21 +408,18 @@ func (w *Workflow) attemptID() string { return w.cfg.Owner + "/" + uuid.NewStrin
 
 func (w *Workflow) now() time.Time { return w.cfg.Now().UTC() }
 
-// fail ends the order after a permanent Inbank refusal and queues
-// order.failed.
-func (w *Workflow) fail(ctx context.Context, orderID, step string, cause error, attempts int) error {
-	_, err := w.update(ctx, orderID, func(o *order.Order) error {
-		if order.Final(o.State) {
-			return errSkip
-		}
-		o.Fail(step, cause, attempts, w.now())
-		return nil
+// fail ends the order stored under key after a permanent Inbank refusal
+// and queues order.failed. The failure it returns is what the input ends
+// with once the order is at rest (see advance).
+func (w *Workflow) fail(ctx context.Context, key, step string, cause error, attempts int) (*StepError, error) {
+	_, _, err := w.update(ctx, key, func(o *order.Order) (bool, error) {
+		return o.Fail(step, cause, attempts, w.now()), nil
 	})
-	if err != nil && !errors.Is(err, errSkip) {
-		return err
+	if err != nil {
+		return nil, err
 	}
-	w.log.ErrorContext(ctx, "order failed", "order_id", orderID, "step", step, "err", cause)
-	return &failedError{err: &StepError{Step: step, Err: cause}}
+	w.log.ErrorContext(ctx, "order failed", "order_id", key, "step", step, "err", cause)
+	return &StepError{Step: step, Err: cause}, nil
 }
 
 // unprocessableError is an input or a state this bridge cannot process
@@ -423,14 +432,6 @@ func unprocessable(err error) error { return &unprocessableError{err} }
 
 func (e *unprocessableError) Error() string { return e.err.Error() }
 func (e *unprocessableError) Unwrap() error { return e.err }
-
-// failedError ends a step whose order was just marked failed: Advance goes
-// on (its next look publishes order.failed from the outbox) and then
-// returns err, instead of the step driving the order itself.
-type failedError struct{ err error }
-
-func (e *failedError) Error() string { return e.err.Error() }
-func (e *failedError) Unwrap() error { return e.err }
 
 // certainlyNotApplied reports that Inbank certainly did not act: it answered
 // 429 or 502–504, or the call was never sent (inbankapi.NotSentError).

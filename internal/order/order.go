@@ -224,3 +224,16 @@ const (
 // RetryHold owns the claim of a step that failed transiently until its
 // retry is due: no attempt holds it, and every attempt waits for it.
 const RetryHold = "retry-hold"
+
+// Retention returns the store's preparation of an order before each write
+// ([orderstore.StateStore.ExpireWith]): a settled order keeps no customer data
+// and expires after retention.
+func Retention(retention time.Duration, now func() time.Time) func(*Order) time.Duration {
+	return func(o *Order) time.Duration {
+		if !o.Settled(now()) {
+			return 0
+		}
+		o.Placed = DropCustomer(o.Placed)
+		return retention
+	}
+}

@@ -29,8 +29,12 @@ func (o *Order) Reject(r *Rejection, now time.Time) {
 }
 
 // Fail ends the order after a permanent Inbank refusal (or an
-// input given up) and queues order.failed.
-func (o *Order) Fail(step string, cause error, attempts int, now time.Time) {
+// input given up) and queues order.failed. It reports false when the
+// order had ended already: nothing to write.
+func (o *Order) Fail(step string, cause error, attempts int, now time.Time) bool {
+	if Final(o.State) {
+		return false
+	}
 	o.State, o.Failure = StateFailed, cause.Error()
 	o.SessionClaim, o.ActivationClaim = nil, nil
 	o.Placed = DropCustomer(o.Placed)
@@ -41,19 +45,54 @@ func (o *Order) Fail(step string, cause error, attempts int, now time.Time) {
 	}
 	o.enqueue(events.TypeOrderFailed, step, data)
 	o.Note(now, "failed at "+step)
+	return true
 }
 
-// RecordCreatedSession keeps a session Inbank created for the order. The
+// RecordConditions keeps what the session's step needs of the model's
+// rental conditions: the identifier types a shipment may name.
+func (o *Order) RecordConditions(c inbankapi.RentalConditions) {
+	o.IdentifierTypes = c.AssetIdentifierTypes
+}
+
+// OutboxPublished empties the outbox once JetStream has acknowledged every
+// event in it.
+func (o *Order) OutboxPublished() { o.Outbox = nil }
+
+// RecordSession keeps a session Inbank created for owner's attempt, and
+// publishes it when its quote is known (nil: the calculation failed
+// transiently; the session waits, unpublished, to be priced). The
 // customer's data went to Inbank with it and nothing needs it again (no
-// second session is made for a recorded one): the state keeps none.
-func (o *Order) RecordCreatedSession(created inbankapi.CreatedSession, validUntil, now time.Time) {
+// second session is made for a recorded one): the state keeps none. It
+// reports false when owner's claim was taken over meanwhile: that session
+// stays unpublished and expires at Inbank.
+func (o *Order) RecordSession(owner string, created inbankapi.CreatedSession, validUntil time.Time, quote *events.Quote, now time.Time) bool {
+	if o.State != StateNew || !o.ClaimedBy(StepSession, owner) {
+		return false
+	}
 	o.SessionUUID, o.RedirectURL, o.ValidUntil, o.SessionAt, o.SessionClaim = created.UUID, created.RedirectURL, &validUntil, &now, nil
 	o.Placed = DropCustomer(o.Placed)
+	if quote == nil {
+		o.Note(now, "session created; not published until Inbank's calculation answers")
+		return true
+	}
+	o.publishSession(*quote, now)
+	return true
 }
 
-// PublishSession moves a created, priced session to pending and queues
+// PriceSession publishes a recorded, unpublished session with its quote.
+// It reports false when that session is published already (or was never
+// this order's).
+func (o *Order) PriceSession(sessionUUID string, quote events.Quote, now time.Time) bool {
+	if o.State != StateNew || o.SessionUUID != sessionUUID {
+		return false
+	}
+	o.publishSession(quote, now)
+	return true
+}
+
+// publishSession moves a created, priced session to pending and queues
 // session.created.
-func (o *Order) PublishSession(quote events.Quote, now time.Time) {
+func (o *Order) publishSession(quote events.Quote, now time.Time) {
 	o.State, o.SessionStatus, o.SessionClaim, o.Quote = StatePending, inbankapi.SessionPending, nil, &quote
 	o.Placed = DropCustomer(o.Placed)
 	o.enqueue(events.TypeSessionCreated, o.SessionUUID, events.SessionCreated{
@@ -126,9 +165,11 @@ func (o *Order) ApplySession(s inbankapi.Session, now time.Time) bool {
 	return true
 }
 
-// RecordIdentifiers records identifiers Inbank accepted, with
-// identifiers.assigned once per set.
-func (o *Order) RecordIdentifiers(ids []events.AssetIdentifier, now time.Time) {
+// RecordIdentifiers records identifiers Inbank accepted for owner's
+// attempt, with identifiers.assigned once per set. The assignment is
+// repeatable, so a result whose claim was taken over is recorded too.
+func (o *Order) RecordIdentifiers(owner string, ids []events.AssetIdentifier, now time.Time) {
+	o.releaseClaim(StepIdentifiers, owner)
 	if slices.Equal(o.IdentifiersAssigned, ids) {
 		return
 	}
@@ -139,10 +180,11 @@ func (o *Order) RecordIdentifiers(ids []events.AssetIdentifier, now time.Time) {
 	o.Note(now, "identifiers assigned")
 }
 
-// RefuseIdentifiers forgets identifiers Inbank refused, so that a
-// corrected shipment can follow. It reports false when the order moved on
-// meanwhile (nothing to report).
-func (o *Order) RefuseIdentifiers(ids []events.AssetIdentifier, now time.Time) bool {
+// RefuseIdentifiers forgets identifiers Inbank refused owner's attempt,
+// so that a corrected shipment can follow. It reports false when the order
+// moved on meanwhile (nothing to report; the claim is released anyway).
+func (o *Order) RefuseIdentifiers(owner string, ids []events.AssetIdentifier, now time.Time) bool {
+	o.releaseClaim(StepIdentifiers, owner)
 	if o.State != StateGranted || slices.Equal(o.IdentifiersAssigned, ids) {
 		return false
 	}
@@ -157,14 +199,6 @@ func identifiersKey(ids []events.AssetIdentifier) string {
 		k += id.IdentifierType + ":" + id.Identifier + ";"
 	}
 	return k
-}
-
-// BeginActivation marks an activation attempt: until Inbank answers, it
-// may or may not reach it.
-func (o *Order) BeginActivation(now time.Time) {
-	o.ActivationAttempts++
-	o.ActivationUncertain = &now
-	o.Note(now, fmt.Sprintf("activating (attempt %d)", o.ActivationAttempts))
 }
 
 // RecordActivationCalled records Inbank's 2xx to the activation.
