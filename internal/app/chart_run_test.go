@@ -222,13 +222,7 @@ func TestChartRenderedPodsRunTheFlow(t *testing.T) {
 	defer out.Stop()
 	publish := func(js jetstream.JetStream, typ string, data any) {
 		t.Helper()
-		e, err := codec.New("urn:shop:chart", typ, "CHART-1", data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := streams.NewPublisher(js, codec).Publish(ctx, e); err != nil {
-			t.Fatalf("publish %s: %v", typ, err)
-		}
+		publishInput(ctx, t, js, codec, "urn:shop:chart", "CHART-1", typ, data)
 	}
 	wait := func(typ string) map[string]any {
 		t.Helper()

@@ -168,13 +168,7 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	defer out.Stop()
 	publish := func(js jetstream.JetStream, typ string, data any) {
 		t.Helper()
-		e, err := codec.New("urn:shop:perm", typ, "PERM-1", data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := streams.NewPublisher(js, codec).Publish(ctx, e); err != nil {
-			t.Fatalf("publish %s: %v", typ, err)
-		}
+		publishInput(ctx, t, js, codec, "urn:shop:perm", "PERM-1", typ, data)
 	}
 	wait := func(typ string) map[string]any {
 		t.Helper()
@@ -441,5 +435,18 @@ func TestMissingPermissionStopsWithItsSubject(t *testing.T) {
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("the bridge still waits, a minute after NATS refused its write")
+	}
+}
+
+// publishInput publishes an input event for orderID as a shop's system
+// with js (its own NATS identity) would.
+func publishInput(ctx context.Context, t *testing.T, js jetstream.JetStream, codec *events.Codec, source, orderID, typ string, data any) {
+	t.Helper()
+	e, err := codec.New(source, typ, orderID, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := streams.NewPublisher(js, codec).Publish(ctx, e); err != nil {
+		t.Fatalf("publish %s: %v", typ, err)
 	}
 }

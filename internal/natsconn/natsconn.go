@@ -254,27 +254,44 @@ func Redact(servers string) string {
 func Credentials(servers string) (clean, user, password, token string) {
 	parts := strings.Split(servers, ",")
 	for i, p := range parts {
-		p = strings.TrimSpace(p)
-		scheme := ""
-		if s, rest, ok := strings.Cut(p, "://"); ok {
-			scheme, p = s+"://", rest
-		}
-		at := strings.LastIndex(p, "@")
-		if at < 0 {
-			parts[i] = scheme + p
+		sv := parseServer(p)
+		parts[i] = sv.scheme + sv.host
+		if !sv.hasUserinfo || user != "" || token != "" {
 			continue
 		}
-		u, pw, hasPassword := strings.Cut(p[:at], ":")
-		if user == "" && token == "" {
-			if hasPassword {
-				user, password = u, pw
-			} else {
-				token = u
-			}
+		if sv.hasPassword {
+			user, password = sv.user, sv.password
+		} else {
+			token = sv.user
 		}
-		parts[i] = scheme + p[at+1:]
 	}
 	return strings.Join(parts, ","), user, password, token
+}
+
+// server is one entry of a server list, split as nats.go reads it.
+type server struct {
+	scheme, user, password, host string // scheme with its "://"; user is a token when there is no password
+	hasUserinfo, hasPassword     bool
+}
+
+// parseServer splits one server of a list. Not url.Parse: nats.go takes a
+// server without a scheme (user:pass@host), and a password with "/" or
+// "@" in it, both of which url.Parse misreads, leaving the password in
+// what it returns.
+func parseServer(p string) server {
+	var sv server
+	p = strings.TrimSpace(p)
+	if s, rest, ok := strings.Cut(p, "://"); ok {
+		sv.scheme, p = s+"://", rest
+	}
+	at := strings.LastIndex(p, "@") // the host has none; a password may
+	if at < 0 {
+		sv.host = p
+		return sv
+	}
+	sv.hasUserinfo, sv.host = true, p[at+1:]
+	sv.user, sv.password, sv.hasPassword = strings.Cut(p[:at], ":")
+	return sv
 }
 
 // RedactError returns err's message without any password or token of
@@ -296,26 +313,16 @@ func redact(servers string) (string, []string) {
 	var secrets []string
 	parts := strings.Split(servers, ",")
 	for i, p := range parts {
-		p = strings.TrimSpace(p)
-		// Not url.Parse: nats.go takes a server without a scheme
-		// (user:pass@host), and a password with "/" or "@" in it, both of
-		// which url.Parse misreads, leaving the password in the output.
-		scheme := ""
-		if s, rest, ok := strings.Cut(p, "://"); ok {
-			scheme, p = s+"://", rest
-		}
-		at := strings.LastIndex(p, "@") // the host has none; a password may
-		if at < 0 {
-			parts[i] = scheme + p
-			continue
-		}
-		user, password, hasPassword := strings.Cut(p[:at], ":")
-		if hasPassword {
-			parts[i] = scheme + user + ":redacted" + p[at:]
-			secrets = append(secrets, password)
-		} else {
-			parts[i] = scheme + "redacted" + p[at:] // a token
-			secrets = append(secrets, user)
+		sv := parseServer(p)
+		switch {
+		case !sv.hasUserinfo:
+			parts[i] = sv.scheme + sv.host
+		case sv.hasPassword:
+			parts[i] = sv.scheme + sv.user + ":redacted@" + sv.host
+			secrets = append(secrets, sv.password)
+		default:
+			parts[i] = sv.scheme + "redacted@" + sv.host // a token
+			secrets = append(secrets, sv.user)
 		}
 	}
 	return strings.Join(parts, ","), secrets
