@@ -121,7 +121,6 @@ func (s *StateStore[T]) load(ctx context.Context, key string, fresh bool) (T, ui
 	if err := checkKey(key); err != nil {
 		return v, 0, err
 	}
-	orderID := key
 	if !fresh {
 		s.mu.Lock()
 		e, ok := s.seen[key]
@@ -132,13 +131,13 @@ func (s *StateStore[T]) load(ctx context.Context, key string, fresh bool) (T, ui
 	}
 	entry, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return v, 0, fmt.Errorf("order %s: %w", orderID, ErrNotFound)
+		return v, 0, fmt.Errorf("order %s: %w", key, ErrNotFound)
 	}
 	if err != nil {
-		return v, 0, fmt.Errorf("load order %s: %w", orderID, err)
+		return v, 0, fmt.Errorf("load order %s: %w", key, err)
 	}
 	if err := json.Unmarshal(entry.Value(), &v); err != nil {
-		return v, 0, fmt.Errorf("decode order %s: %w", orderID, err)
+		return v, 0, fmt.Errorf("decode order %s: %w", key, err)
 	}
 	s.remember(key, entry.Revision(), v.DeepCopy())
 	return v, entry.Revision(), nil
@@ -149,7 +148,6 @@ func (s *StateStore[T]) Create(ctx context.Context, key string, v T) (uint64, er
 	if err := checkKey(key); err != nil {
 		return 0, err
 	}
-	orderID := key
 	b, written, ttl, err := s.encode(key, v)
 	if err != nil {
 		return 0, err
@@ -161,10 +159,10 @@ func (s *StateStore[T]) Create(ctx context.Context, key string, v T) (uint64, er
 	rev, err := s.kv.Create(ctx, key, b, opts...)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		s.forget(key)
-		return 0, fmt.Errorf("order %s: %w", orderID, ErrExists)
+		return 0, fmt.Errorf("order %s: %w", key, ErrExists)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("create order %s: %w", orderID, err)
+		return 0, fmt.Errorf("create order %s: %w", key, err)
 	}
 	s.remember(key, rev, written.DeepCopy())
 	return rev, nil
@@ -177,7 +175,6 @@ func (s *StateStore[T]) Save(ctx context.Context, key string, v T, rev uint64) (
 	if err := checkKey(key); err != nil {
 		return 0, err
 	}
-	orderID := key
 	b, written, ttl, err := s.encode(key, v)
 	if err != nil {
 		return 0, err
@@ -194,10 +191,10 @@ func (s *StateStore[T]) Save(ctx context.Context, key string, v T, rev uint64) (
 		s.forget(key)
 	}
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return 0, fmt.Errorf("order %s at revision %d: %w", orderID, rev, ErrConflict)
+		return 0, fmt.Errorf("order %s at revision %d: %w", key, rev, ErrConflict)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("save order %s: %w", orderID, err)
+		return 0, fmt.Errorf("save order %s: %w", key, err)
 	}
 	s.remember(key, n, written.DeepCopy())
 	return n, nil
