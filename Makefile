@@ -119,7 +119,10 @@ chaos:
 # against the Little's-law bound C/(k·L) at C = 64 and C = 256 (k = 2 calls
 # before session.created, made together since the calculation and the
 # session are concurrent), with its latency overhead, memory and start-up
-# time; a reconcile pass with 1,000 open orders among 200,000
+# time; our bridge against the bare stateless bridge (tools/barebridge)
+# at C = 64 and C = 256, rows alternated, each on a fresh nats-server
+# process (ours/bare ratios of orders/s, p99 and CPU per order of the bridge
+# and of nats-server); a reconcile pass with 1,000 open orders among 200,000
 # finished ones against the 1,000 alone (reconcile-scaling ratio); 3
 # bridges against 1 on a three-node R3 cluster (bridges-3-vs-1 ratio);
 # then the hot paths' Go benchmarks.
@@ -130,6 +133,8 @@ bench:
 	  | $(GO) run ./tools/benchratio -baseline BenchmarkIngress=raw_publish -target BenchmarkIngress/ingress_handler=0.75
 	$(GO) run ./tools/soak bench
 	$(GO) run ./tools/soak bench -c 256 -mem-orders 0
+	$(GO) run ./tools/soak versus -c 64
+	$(GO) run ./tools/soak versus -c 256
 	$(GO) run ./tools/reconcilebench
 	$(GO) run ./tools/soak scale
 	scripts/bench-peers.sh

@@ -182,6 +182,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "bench" {
 		return runBench(ctx, args[1:], out)
 	}
+	if len(args) > 0 && args[0] == "versus" {
+		return runVersus(ctx, args[1:], out)
+	}
 	if len(args) > 0 && args[0] == "scale" {
 		return runScale(ctx, args[1:], out)
 	}

@@ -31,6 +31,7 @@ func build(ctx context.Context, dir string) (*binaries, error) {
 		{"webhook-ingress", "./cmd/webhook-ingress"},
 		{"inbank-sandbox", "./cmd/inbank-sandbox"},
 		{"nats-server", "github.com/nats-io/nats-server/v2"},
+		{"barebridge", "./tools/barebridge"},
 	} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/streams"
+)
+
+// runVersus measures our bridge against the bare stateless bridge
+// (tools/barebridge) the same way, rows alternated: each row is a fresh
+// nats-server process with file storage, the bridge under test as a
+// process, this process as the driver and the fake Inbank (L per call).
+// It prints each row's figures and ours as ratios to the bare one's.
+func runVersus(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("soak versus", flag.ContinueOnError)
+	inFlight := fs.Int("c", 64, "orders in flight (C)")
+	latency := fs.Duration("l", 50*time.Millisecond, "fake Inbank latency per call (L)")
+	orders := fs.Int("orders", 3000, "orders per row; figures are of the steady state after the first 2·C")
+	rounds := fs.Int("rounds", 3, "rounds of (ours, bare); each figure is the median of its rounds")
+	syncAlways := fs.Bool("sync-always", false, "nats-server with sync_interval always (the shipped setting; fsync-bound on small machines)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "smartrent-versus-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bins, err := build(ctx, dir)
+	if err != nil {
+		return err
+	}
+	fake := inbanktest.New(inbanktest.Config{})
+	defer fake.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fake.SetPublicURL("http://" + ln.Addr().String())
+	fake.SetFault(inbanktest.AllOperations, inbanktest.Fault{Latency: inbanktest.Duration(*latency)})
+	srv := &http.Server{Handler: fake}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	r := versusRun{bins: bins, dir: dir, inbank: "http://" + ln.Addr().String(), inFlight: *inFlight, orders: *orders, latency: *latency, syncAlways: *syncAlways}
+	results := map[string][]rowResult{}
+	for i := range *rounds {
+		for _, row := range []string{"ours", "bare"} {
+			res, err := r.row(ctx, row, i)
+			if err != nil {
+				return fmt.Errorf("%s, round %d: %w", row, i+1, err)
+			}
+			results[row] = append(results[row], res)
+		}
+	}
+	ours, bare := median(results["ours"]), median(results["bare"])
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "C=%d, L=%s, %d orders per row (steady state after the first %d), median of %d alternated rounds\tours\tbare\tratio\ttarget\n",
+		*inFlight, *latency, *orders, 2**inFlight, *rounds)
+	fmt.Fprintf(tw, "orders/s order.placed → session.created\t%.0f\t%.0f\t%.2f\t≥ 0.9\n", ours.rate, bare.rate, ours.rate/bare.rate)
+	fmt.Fprintf(tw, "steady p50, ms\t%.1f\t%.1f\t\t\n", ms(ours.p50), ms(bare.p50))
+	fmt.Fprintf(tw, "steady p99, ms\t%.1f\t%.1f\t%+.1f ms\t≤ +10 ms\n", ms(ours.p99), ms(bare.p99), ms(ours.p99-bare.p99))
+	fmt.Fprintf(tw, "CPU per order: bridge, ms\t%.3f\t%.3f\t%.2f\t≤ 1.5\n", ours.bridgeMs, bare.bridgeMs, ours.bridgeMs/bare.bridgeMs)
+	fmt.Fprintf(tw, "CPU per order: nats-server, ms\t%.3f\t%.3f\t%.2f\t≤ 1.5\n", ours.natsMs, bare.natsMs, ours.natsMs/bare.natsMs)
+	return tw.Flush()
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// versusRun is what every row shares.
+type versusRun struct {
+	bins             *binaries
+	dir, inbank      string
+	inFlight, orders int
+	latency          time.Duration
+	syncAlways       bool
+}
+
+// rowResult is one row's steady-state figures.
+type rowResult struct {
+	rate, bridgeMs, natsMs float64
+	p50, p99               time.Duration
+}
+
+// median is the per-figure median of rows.
+func median(rows []rowResult) rowResult {
+	pick := func(get func(rowResult) float64) float64 {
+		v := make([]float64, len(rows))
+		for i, r := range rows {
+			v[i] = get(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return rowResult{
+		rate:     pick(func(r rowResult) float64 { return r.rate }),
+		bridgeMs: pick(func(r rowResult) float64 { return r.bridgeMs }),
+		natsMs:   pick(func(r rowResult) float64 { return r.natsMs }),
+		p50:      time.Duration(pick(func(r rowResult) float64 { return float64(r.p50) })),
+		p99:      time.Duration(pick(func(r rowResult) float64 { return float64(r.p99) })),
+	}
+}
+
+// row runs one bridge ("ours" or "bare") on a fresh nats-server and
+// measures orders placed C at a time.
+func (v versusRun) row(ctx context.Context, which string, round int) (rowResult, error) {
+	dir := filepath.Join(v.dir, fmt.Sprintf("%s-%d", which, round))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return rowResult{}, err
+	}
+	port, _ := freePort()
+	conf := natsConf(dir, "nats", port, 0, nil)
+	if !v.syncAlways {
+		conf = natsConfDefaultSync(dir, "nats", port)
+	}
+	confPath := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return rowResult{}, err
+	}
+	ns := newProc("nats-server", v.bins.path("nats-server"), []string{"-c", confPath}, nil, dir)
+	if err := ns.start(); err != nil {
+		return rowResult{}, err
+	}
+	defer ns.stop()
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	if err := waitTCP(ctx, fmt.Sprintf("127.0.0.1:%d", port), 20*time.Second); err != nil {
+		return rowResult{}, err
+	}
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		return rowResult{}, err
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := streams.ProvisionBridge(ctx, js, streams.DefaultTopology()); err != nil {
+		return rowResult{}, err
+	}
+	readyPort, _ := freePort()
+	env := []string{
+		"NATS_URL=" + natsURL, "INBANK_BASE_URL=" + v.inbank, "INBANK_API_KEY=" + inbanktest.DefaultAPIKey,
+		"INBANK_SHOP_UUID=" + inbanktest.DefaultShopUUID, "INBANK_PRODUCT_CODE=" + inbanktest.DefaultProductCode,
+		"CALLBACK_BASE_URL=http://127.0.0.1:1", "CALLBACK_SECRET=" + soakSecret, "LOG_LEVEL=warn", "RECONCILE_INTERVAL=10m",
+		fmt.Sprintf("CONCURRENCY=%d", max(v.inFlight*2, 64)),
+	}
+	bin, ready := v.bins.path("bridge"), fmt.Sprintf("http://127.0.0.1:%d/readyz", readyPort)
+	if which == "bare" {
+		bin = v.bins.path("barebridge")
+		env = append(env, fmt.Sprintf("READY_ADDR=127.0.0.1:%d", readyPort))
+	} else {
+		env = append(env, fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", readyPort))
+	}
+	bridge := newProc(which, bin, nil, env, dir)
+	if err := bridge.start(); err != nil {
+		return rowResult{}, err
+	}
+	defer bridge.stop()
+	if err := waitHTTP(ctx, ready, 30*time.Second); err != nil {
+		return rowResult{}, err
+	}
+	driver, err := newOrderDriver(nc, js, fmt.Sprintf("V%s%d", which, round))
+	if err != nil {
+		return rowResult{}, err
+	}
+	defer driver.close()
+	if _, err := driver.place(ctx); err != nil { // warm: conditions cached, connections open
+		return rowResult{}, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	b0, n0 := cpuSeconds(bridge.pid()), cpuSeconds(ns.pid())
+	done, err := driver.countedLoop(pctx, v.inFlight, v.orders)
+	b1, n1 := cpuSeconds(bridge.pid()), cpuSeconds(ns.pid())
+	if err != nil {
+		return rowResult{}, fmt.Errorf("placing %d orders: %w", v.orders, err)
+	}
+	skip := min(2*v.inFlight, len(done)-1)
+	lat := make([]time.Duration, 0, len(done)-skip-1)
+	for _, c := range done[skip+1:] {
+		lat = append(lat, c.took)
+	}
+	slices.Sort(lat)
+	elapsed := done[len(done)-1].at.Sub(done[skip].at)
+	n := float64(len(done))
+	return rowResult{
+		rate:     float64(len(lat)) / elapsed.Seconds(),
+		p50:      lat[len(lat)/2],
+		p99:      lat[min(len(lat)-1, int(0.99*float64(len(lat))))],
+		bridgeMs: 1000 * (b1 - b0) / n,
+		natsMs:   1000 * (n1 - n0) / n,
+	}, nil
+}
+
+// natsConfDefaultSync is a single server with file storage and
+// nats-server's default sync interval.
+func natsConfDefaultSync(dir, name string, port int) string {
+	return fmt.Sprintf("server_name: %s\nlisten: 127.0.0.1:%d\njetstream {\n  store_dir: %q\n}\n", name, port, filepath.Join(dir, name))
+}
