@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -32,6 +33,8 @@ func runVersus(ctx context.Context, args []string, out io.Writer) error {
 	orders := fs.Int("orders", 3000, "orders per row; figures are of the steady state after the first 2·C")
 	rounds := fs.Int("rounds", 3, "rounds of (ours, bare); each figure is the median of its rounds")
 	syncAlways := fs.Bool("sync-always", false, "nats-server with sync_interval always (the shipped setting; fsync-bound on small machines)")
+	var oursEnv envList
+	fs.Var(&oursEnv, "ours-env", "KEY=VALUE for our bridge only, repeatable (GOGC=200: what a setting costs or saves against the same floor)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,7 +59,7 @@ func runVersus(ctx context.Context, args []string, out io.Writer) error {
 	go srv.Serve(ln)
 	defer srv.Close()
 
-	r := versusRun{bins: bins, dir: dir, inbank: "http://" + ln.Addr().String(), inFlight: *inFlight, orders: *orders, latency: *latency, syncAlways: *syncAlways}
+	r := versusRun{bins: bins, dir: dir, inbank: "http://" + ln.Addr().String(), inFlight: *inFlight, orders: *orders, latency: *latency, syncAlways: *syncAlways, oursEnv: oursEnv}
 	results := map[string][]rowResult{}
 	for i := range *rounds {
 		for _, row := range []string{"ours", "bare"} {
@@ -69,8 +72,8 @@ func runVersus(ctx context.Context, args []string, out io.Writer) error {
 	}
 	ours, bare := median(results["ours"]), median(results["bare"])
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "C=%d, L=%s, %d orders per row (steady state after the first %d), median of %d alternated rounds\tours\tbare\tratio\ttarget\n",
-		*inFlight, *latency, *orders, 2**inFlight, *rounds)
+	fmt.Fprintf(tw, "C=%d, L=%s, %d orders per row (steady state after the first %d), median of %d alternated rounds\tours %s\tbare\tratio\ttarget\n",
+		*inFlight, *latency, *orders, 2**inFlight, *rounds, strings.Join(oursEnv, " "))
 	fmt.Fprintf(tw, "orders/s order.placed → session.created\t%.0f\t%.0f\t%.2f\t≥ 0.9\n", ours.rate, bare.rate, ours.rate/bare.rate)
 	fmt.Fprintf(tw, "steady p50, ms\t%.1f\t%.1f\t\t\n", ms(ours.p50), ms(bare.p50))
 	fmt.Fprintf(tw, "steady p99, ms\t%.1f\t%.1f\t%+.1f ms\t≤ +10 ms\n", ms(ours.p99), ms(bare.p99), ms(ours.p99-bare.p99))
@@ -88,6 +91,20 @@ type versusRun struct {
 	inFlight, orders int
 	latency          time.Duration
 	syncAlways       bool
+	oursEnv          []string
+}
+
+// envList is a repeatable KEY=VALUE flag.
+type envList []string
+
+func (e *envList) String() string { return strings.Join(*e, " ") }
+
+func (e *envList) Set(v string) error {
+	if !strings.Contains(v, "=") {
+		return fmt.Errorf("%q is not KEY=VALUE", v)
+	}
+	*e = append(*e, v)
+	return nil
 }
 
 // rowResult is one row's steady-state figures.
@@ -162,6 +179,7 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 		env = append(env, fmt.Sprintf("READY_ADDR=127.0.0.1:%d", readyPort))
 	} else {
 		env = append(env, fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", readyPort))
+		env = append(env, v.oursEnv...)
 	}
 	bridge := newProc(which, bin, nil, env, dir)
 	if err := bridge.start(); err != nil {
