@@ -70,6 +70,7 @@ type bridgeConfig struct {
 	claimTTL, settle, retention                 time.Duration
 	quoteTimeout, conditionsTTL, calcTTL        time.Duration
 	concurrency                                 int
+	validateOutgoing                            bool // VALIDATE_OUTGOING
 }
 
 func parseBridgeConfig(args []string, getenv cli.Getenv) (*bridgeConfig, error) {
@@ -94,6 +95,7 @@ func parseBridgeConfig(args []string, getenv cli.Getenv) (*bridgeConfig, error) 
 	fs.DurationVar(&c.quoteTimeout, "quote-timeout", "QUOTE_TIMEOUT", 5*time.Second, "deadline of one quote request, or a whole batch")
 	fs.DurationVar(&c.conditionsTTL, "conditions-ttl", "CONDITIONS_TTL", 10*time.Minute, "how long rental conditions are cached")
 	fs.DurationVar(&c.calcTTL, "calculation-ttl", "CALCULATION_TTL", time.Minute, "how long quote calculations are cached")
+	fs.BoolVar(&c.validateOutgoing, "validate-outgoing", "VALIDATE_OUTGOING", true, "validate every state event against its JSON Schema before publishing it (false saves CPU; see README)")
 	fs.StringVar(&c.shopsFile, "inbank-shops-file", "INBANK_SHOPS_FILE", "", "YAML or JSON file of further Inbank shops by alias (see README); keys by reference only")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -216,7 +218,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 		return err
 	}
 	wf, err := handlers.New(handlers.Config{
-		Inbank: shopAPIs.defaultAPI, Store: store, Open: openIndex, Publisher: streams.NewPublisher(p.js, codec), Codec: codec, Tokens: tokens,
+		Inbank: shopAPIs.defaultAPI, Store: store, Open: openIndex, Publisher: statePublisher(p, c, codec), Codec: codec, Tokens: tokens,
 		Conditions: shopAPIs.conditions, Shops: shopAPIs.workflow,
 		CallbackBaseURL: c.callbackBase, DefaultProductCode: c.productCode, Policy: c.policy,
 		SessionTTL: c.sessionTTL, ClaimTTL: c.claimTTL, ActivationSettle: c.settle,
@@ -475,6 +477,16 @@ func startConsumers(p *process, c *bridgeConfig, wf *handlers.Workflow, codec *e
 		consumers = append(consumers, cons)
 	}
 	return consumers, p.reg.Register(streams.NewLagCollector(p.js, c.nats.Topology.Consumers()))
+}
+
+// statePublisher publishes the workflow's state events, validating their
+// data unless VALIDATE_OUTGOING=false.
+func statePublisher(p *process, c *bridgeConfig, codec *events.Codec) *streams.Publisher {
+	pub := streams.NewPublisher(p.js, codec)
+	if !c.validateOutgoing {
+		return pub.TrustingData()
+	}
+	return pub
 }
 
 // openOrderStore moves state keys of earlier versions, and opens the

@@ -110,7 +110,14 @@ func (c *Codec) New(source, eventType, orderID string, data any) (event.Event, e
 // Encode checks e against the contract (required attributes, known type,
 // dataschema, data valid against its schema) and returns the structured-mode
 // body.
-func (c *Codec) Encode(e event.Event) ([]byte, error) {
+func (c *Codec) Encode(e event.Event) ([]byte, error) { return c.encode(e, true) }
+
+// EncodeUnvalidated is Encode without validating the data against its
+// schema: the attributes are still checked. It is for a producer that
+// chose to trust its own data (the bridge's VALIDATE_OUTGOING=false).
+func (c *Codec) EncodeUnvalidated(e event.Event) ([]byte, error) { return c.encode(e, false) }
+
+func (c *Codec) encode(e event.Event, validateData bool) ([]byte, error) {
 	if err := e.Validate(); err != nil {
 		return nil, fmt.Errorf("encode event: %w", err)
 	}
@@ -129,8 +136,10 @@ func (c *Codec) Encode(e event.Event) ([]byte, error) {
 	if got, want := e.DataSchema(), schemas.ID(e.Type()); got != want {
 		return nil, fmt.Errorf("encode %s event: dataschema is %q, want %q", e.Type(), got, want)
 	}
-	if err := c.schemas.Validate(e.Type(), e.Data()); err != nil {
-		return nil, fmt.Errorf("encode event: %w", err)
+	if validateData {
+		if err := c.schemas.Validate(e.Type(), e.Data()); err != nil {
+			return nil, fmt.Errorf("encode event: %w", err)
+		}
 	}
 	b, err := json.Marshal(e)
 	if err != nil {

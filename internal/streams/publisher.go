@@ -26,13 +26,24 @@ type PubAck struct {
 
 // Publisher publishes contract events to JetStream and waits for the PubAck.
 type Publisher struct {
-	js    jetstream.Publisher
-	codec *events.Codec
+	js          jetstream.Publisher
+	codec       *events.Codec
+	unvalidated bool
 }
 
 // NewPublisher returns a publisher that encodes with codec.
 func NewPublisher(js jetstream.Publisher, codec *events.Codec) *Publisher {
 	return &Publisher{js: js, codec: codec}
+}
+
+// TrustingData returns a publisher like p that does not validate events'
+// data against their schemas before publishing (their attributes are still
+// checked): it saves the validation's CPU, and an event our own code got
+// wrong then reaches its consumers instead of failing the step.
+func (p *Publisher) TrustingData() *Publisher {
+	q := *p
+	q.unvalidated = true
+	return &q
 }
 
 // Publish validates and encodes e in structured mode, publishes it on its
@@ -44,7 +55,11 @@ func (p *Publisher) Publish(ctx context.Context, e event.Event) (PubAck, error) 
 	if !ok {
 		return PubAck{}, fmt.Errorf("publish: no subject for event type %q", e.Type())
 	}
-	body, err := p.codec.Encode(e)
+	encode := p.codec.Encode
+	if p.unvalidated {
+		encode = p.codec.EncodeUnvalidated
+	}
+	body, err := encode(e)
 	if err != nil {
 		return PubAck{}, err
 	}
