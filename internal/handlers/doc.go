@@ -65,6 +65,31 @@
 //     asynchronously. An answer of 429 or 502–504 means Inbank did not act,
 //     so that attempt is repeated after a short delay.
 //
+// # What an order costs in JetStream writes
+//
+// From order.placed (stored by the shop's system) to session.created, a
+// new order costs three KV writes and one stream publish; a stateless
+// bridge (tools/barebridge, the floor `make bench` compares with) makes
+// the publish only. Each write is there for exactly-once:
+//
+//  1. The open-order index entry (smartrent_open, alongside 2): the
+//     reconciler finds the order with no input at all, so a lost callback
+//     or a crash cannot leave it waiting forever without scanning every
+//     finished order.
+//  2. The order created holding the session's claim (compare-and-set):
+//     only the attempt that wins it calls Inbank, and after a crash the
+//     claim says a session may exist, so no second one is made until the
+//     claim expires (and then only an unpublished orphan can result).
+//  3. The session recorded, with session.created in the outbox, in one
+//     write: a session is published only once it is recorded, so two
+//     attempts can never both show the shop a session.
+//  4. session.created published with its fixed id (Nats-Msg-Id).
+//
+// After it, a fourth KV write empties the outbox: without it any later
+// look at the order (another input, the reconciler, another bridge)
+// would publish the event again, and once the server's duplicate window
+// has passed it would be stored twice. The input is acknowledged last.
+//
 // # Calculation and session together
 //
 // The session request needs nothing from the calculation's answer (Inbank
