@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -59,17 +58,11 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 	if !ns.ReadyForConnections(10 * time.Second) {
 		return fmt.Errorf("nats did not start")
 	}
-	fake := inbanktest.New(inbanktest.Config{})
-	defer fake.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fake, inbankURL, stopFake, err := startFakeInbank(*latency)
 	if err != nil {
 		return err
 	}
-	fake.SetPublicURL("http://" + ln.Addr().String())
-	fake.SetFault(inbanktest.AllOperations, inbanktest.Fault{Latency: inbanktest.Duration(*latency)})
-	srv := &http.Server{Handler: fake}
-	go srv.Serve(ln)
-	defer srv.Close()
+	defer stopFake()
 
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
@@ -81,12 +74,8 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	opsPort, _ := freePort()
-	bridge := newProc("bridge", bins.path("bridge"), nil, []string{
-		"NATS_URL=" + ns.ClientURL(), "INBANK_BASE_URL=http://" + ln.Addr().String(), "INBANK_API_KEY=" + inbanktest.DefaultAPIKey,
-		"INBANK_SHOP_UUID=" + inbanktest.DefaultShopUUID, "INBANK_PRODUCT_CODE=" + inbanktest.DefaultProductCode,
-		"CALLBACK_BASE_URL=http://127.0.0.1:1", "CALLBACK_SECRET=" + soakSecret, "LOG_LEVEL=warn",
-		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", opsPort), fmt.Sprintf("CONCURRENCY=%d", max(*inFlight*2, 64)), "RECONCILE_INTERVAL=10m", "PPROF=true",
-	}, dir)
+	bridge := newProc("bridge", bins.path("bridge"), nil, append(benchBridgeEnv(ns.ClientURL(), inbankURL, *inFlight),
+		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", opsPort), "PPROF=true"), dir)
 	startAt := time.Now()
 	if err := bridge.start(); err != nil {
 		return err

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 )
 
 // binaries are built once per run.
@@ -170,4 +172,30 @@ func (p *proc) pid() int {
 		return 0
 	}
 	return p.cmd.Process.Pid
+}
+
+// startFakeInbank serves the fake Inbank on a loopback port, every call
+// taking latency, for the benchmarks; stop ends it.
+func startFakeInbank(latency time.Duration) (fake *inbanktest.Fake, url string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	url = "http://" + ln.Addr().String()
+	fake = inbanktest.New(inbanktest.Config{PublicURL: url})
+	fake.SetFault(inbanktest.AllOperations, inbanktest.Fault{Latency: inbanktest.Duration(latency)})
+	srv := &http.Server{Handler: fake}
+	go srv.Serve(ln)
+	return fake, url, func() { srv.Close(); fake.Close() }, nil
+}
+
+// benchBridgeEnv is the environment of a bridge under benchmark (ours or
+// the bare one): its NATS and Inbank, and room for inFlight orders.
+func benchBridgeEnv(natsURL, inbankURL string, inFlight int) []string {
+	return []string{
+		"NATS_URL=" + natsURL, "INBANK_BASE_URL=" + inbankURL, "INBANK_API_KEY=" + inbanktest.DefaultAPIKey,
+		"INBANK_SHOP_UUID=" + inbanktest.DefaultShopUUID, "INBANK_PRODUCT_CODE=" + inbanktest.DefaultProductCode,
+		"CALLBACK_BASE_URL=http://127.0.0.1:1", "CALLBACK_SECRET=" + soakSecret, "LOG_LEVEL=warn", "RECONCILE_INTERVAL=10m",
+		fmt.Sprintf("CONCURRENCY=%d", max(inFlight*2, 64)),
+	}
 }

@@ -5,8 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
@@ -47,19 +44,13 @@ func runVersus(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fake := inbanktest.New(inbanktest.Config{})
-	defer fake.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	_, inbankURL, stopFake, err := startFakeInbank(*latency)
 	if err != nil {
 		return err
 	}
-	fake.SetPublicURL("http://" + ln.Addr().String())
-	fake.SetFault(inbanktest.AllOperations, inbanktest.Fault{Latency: inbanktest.Duration(*latency)})
-	srv := &http.Server{Handler: fake}
-	go srv.Serve(ln)
-	defer srv.Close()
+	defer stopFake()
 
-	r := versusRun{bins: bins, dir: dir, inbank: "http://" + ln.Addr().String(), inFlight: *inFlight, orders: *orders, latency: *latency, syncAlways: *syncAlways, oursEnv: oursEnv}
+	r := versusRun{bins: bins, dir: dir, inbank: inbankURL, inFlight: *inFlight, orders: *orders, latency: *latency, syncAlways: *syncAlways, oursEnv: oursEnv}
 	results := map[string][]rowResult{}
 	for i := range *rounds {
 		for _, row := range []string{"ours", "bare"} {
@@ -167,12 +158,7 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 		return rowResult{}, err
 	}
 	readyPort, _ := freePort()
-	env := []string{
-		"NATS_URL=" + natsURL, "INBANK_BASE_URL=" + v.inbank, "INBANK_API_KEY=" + inbanktest.DefaultAPIKey,
-		"INBANK_SHOP_UUID=" + inbanktest.DefaultShopUUID, "INBANK_PRODUCT_CODE=" + inbanktest.DefaultProductCode,
-		"CALLBACK_BASE_URL=http://127.0.0.1:1", "CALLBACK_SECRET=" + soakSecret, "LOG_LEVEL=warn", "RECONCILE_INTERVAL=10m",
-		fmt.Sprintf("CONCURRENCY=%d", max(v.inFlight*2, 64)),
-	}
+	env := benchBridgeEnv(natsURL, v.inbank, v.inFlight)
 	bin, ready := v.bins.path("bridge"), fmt.Sprintf("http://127.0.0.1:%d/readyz", readyPort)
 	if which == "bare" {
 		bin = v.bins.path("barebridge")
