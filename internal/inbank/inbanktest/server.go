@@ -157,12 +157,16 @@ func New(cfg Config) *Fake {
 // test ends.
 func NewServer(t testing.TB, cfg Config) (*Fake, *httptest.Server) {
 	t.Helper()
-	var f *Fake
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.ServeHTTP(w, r) }))
+	// The fake exists before the server serves: a connection that reaches
+	// the port at once (another test's client on a reused port) must not
+	// find it half made.
+	srv := httptest.NewUnstartedServer(nil)
 	if cfg.PublicURL == "" {
-		cfg.PublicURL = srv.URL
+		cfg.PublicURL = "http://" + srv.Listener.Addr().String()
 	}
-	f = New(cfg)
+	f := New(cfg)
+	srv.Config.Handler = f
+	srv.Start()
 	t.Cleanup(func() {
 		f.Close()
 		srv.Close()
