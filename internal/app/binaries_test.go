@@ -4,15 +4,17 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/smartrent-bridge/bridge/internal/freeport"
 )
 
 // TestMain removes the binaries the process tests built.
@@ -97,15 +99,15 @@ func (p *proc) exited(t *testing.T, limit time.Duration) error {
 	}
 }
 
-// freeAddr is a loopback address with a port nobody listens on now.
+// freeAddr is a loopback address with a port nobody listens on now (see
+// package freeport).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Pick()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return "127.0.0.1:" + strconv.Itoa(p)
 }
 
 // readyz answers GET /readyz at addr: the status (0 when the connection

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/smartrent-bridge/bridge/internal/freeport"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
 )
 
@@ -117,15 +118,9 @@ func (p *proc) signal(sig syscall.Signal) {
 func (p *proc) kill() { p.signal(syscall.SIGKILL) }
 func (p *proc) stop() { p.signal(syscall.SIGTERM) }
 
-// freePort asks the kernel for an unused loopback port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort is a loopback port for a child process (see package freeport:
+// one no bind to port 0 elsewhere can take meanwhile).
+func freePort() (int, error) { return freeport.Pick() }
 
 // waitHTTP waits until url answers 200.
 func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
