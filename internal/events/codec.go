@@ -94,8 +94,14 @@ func NewCodec(s *schemas.Set) *Codec { return &Codec{schemas: s, now: time.Now} 
 // source, time now, dataschema and JSON data. It validates nothing; Encode
 // does.
 func (c *Codec) New(source, eventType, orderID string, data any) (event.Event, error) {
+	return c.NewWithID(NewID(), source, eventType, orderID, data)
+}
+
+// NewWithID is New with the event's id given: an event whose id is fixed
+// by what it reports, so that publishing it twice stores it once.
+func (c *Codec) NewWithID(id, source, eventType, orderID string, data any) (event.Event, error) {
 	e := event.New(event.CloudEventsVersionV1)
-	e.SetID(NewID())
+	e.SetID(id)
 	e.SetSource(source)
 	e.SetType(eventType)
 	e.SetSubject(orderID)

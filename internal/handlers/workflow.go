@@ -317,11 +317,10 @@ func (w *Workflow) publishOutbox(ctx context.Context, o *order.Order, ev order.O
 // newEvent is a state event of the order with its fixed id, in the trace
 // of traceParent ("" for none).
 func (w *Workflow) newEvent(orderID, typ, id string, data any, traceParent string) (event.Event, error) {
-	e, err := w.cfg.Codec.New(w.cfg.Source, typ, orderID, data)
+	e, err := w.cfg.Codec.NewWithID(id, w.cfg.Source, typ, orderID, data)
 	if err != nil {
 		return e, err
 	}
-	e.SetID(id)
 	e.SetTime(w.now())
 	if traceParent != "" {
 		e.SetExtension(events.ExtensionTraceParent, traceParent)

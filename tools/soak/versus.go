@@ -131,9 +131,9 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 		return rowResult{}, err
 	}
 	port, _ := freePort()
-	conf := natsConf(dir, "nats", port, 0, nil)
-	if !v.syncAlways {
-		conf = natsConfDefaultSync(dir, "nats", port)
+	conf := natsConfDefaultSync(dir, "nats", port)
+	if v.syncAlways {
+		conf = natsConf(dir, "nats", port, 0, nil)
 	}
 	confPath := filepath.Join(dir, "nats.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
