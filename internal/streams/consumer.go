@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -136,8 +137,11 @@ type Consumer struct {
 	h     Handler
 	chain HandlerFunc // the handler inside its middleware
 
-	wg      sync.WaitGroup
-	sem     chan struct{}
+	wg      sync.WaitGroup // messages handed to workers and not yet handled
+	work    chan jetstream.Msg
+	workers atomic.Int64
+	quit    chan struct{}
+	stop    sync.Once
 	cc      jetstream.ConsumeContext
 	adv     *nats.Subscription
 	advWork sync.WaitGroup
@@ -166,7 +170,7 @@ func Consume(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, codec *
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
-	c := &Consumer{cfg: cfg, js: js, nc: nc, codec: codec, pub: NewPublisher(js, codec), h: h, sem: make(chan struct{}, cfg.Concurrency)}
+	c := &Consumer{cfg: cfg, js: js, nc: nc, codec: codec, pub: NewPublisher(js, codec), h: h, work: make(chan jetstream.Msg), quit: make(chan struct{})}
 	c.chain = c.handler()
 	cfg.Metrics.init(cfg.Consumer)
 	cons, err := js.Consumer(ctx, cfg.Stream, cfg.Consumer)
@@ -180,14 +184,7 @@ func Consume(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, codec *
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to %s: %w", subj, err)
 	}
-	c.cc, err = cons.Consume(func(m jetstream.Msg) {
-		c.sem <- struct{}{}
-		c.wg.Add(1)
-		go func() {
-			defer func() { <-c.sem; c.wg.Done() }()
-			c.handle(m)
-		}()
-	}, jetstream.PullMaxMessages(cfg.Concurrency), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	c.cc, err = cons.Consume(c.dispatch, jetstream.PullMaxMessages(cfg.Concurrency), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			cfg.Logger.Warn("consume", "consumer", cfg.Consumer, "err", err)
 		}
@@ -197,6 +194,39 @@ func Consume(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, codec *
 		return nil, fmt.Errorf("consume %s: %w", cfg.Consumer, err)
 	}
 	return c, nil
+}
+
+// dispatch hands m to an idle worker, starts one while there are fewer
+// than Concurrency, or waits for one to be free: at most Concurrency
+// messages are handled at once. Workers live as long as the consumer, so
+// a message does not start a goroutine whose stack grows again through
+// the whole handler each time.
+func (c *Consumer) dispatch(m jetstream.Msg) {
+	c.wg.Add(1)
+	select {
+	case c.work <- m:
+		return
+	default:
+	}
+	if c.workers.Add(1) <= int64(c.cfg.Concurrency) {
+		go c.worker(m)
+		return
+	}
+	c.workers.Add(-1)
+	c.work <- m
+}
+
+// worker handles m, then every message handed to it, until Stop.
+func (c *Consumer) worker(m jetstream.Msg) {
+	for {
+		c.handle(m)
+		c.wg.Done()
+		select {
+		case m = <-c.work:
+		case <-c.quit:
+			return
+		}
+	}
 }
 
 // Stop stops fetching, lets buffered and in-flight messages finish (or
@@ -215,6 +245,7 @@ func (c *Consumer) Stop(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 	}
+	c.stop.Do(func() { close(c.quit) }) // idle workers end; busy ones after their message
 }
 
 func delivery(m jetstream.Msg, maxDeliver int) Delivery {
@@ -240,9 +271,9 @@ func (c *Consumer) handler() HandlerFunc {
 func (c *Consumer) handle(raw jetstream.Msg) {
 	start := time.Now()
 	d := delivery(raw, c.cfg.MaxDeliver)
+	defer c.heartbeat(raw)()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go c.heartbeat(ctx, raw)
 	log := c.cfg.Logger.With("consumer", c.cfg.Consumer, "subject", d.Subject, "stream_seq", d.StreamSeq, "delivery", d.NumDelivered)
 
 	env, err := c.codec.Decode(raw.Headers(), raw.Data())
@@ -385,16 +416,30 @@ func RetryDelay(n uint64, base, maxDelay time.Duration) time.Duration {
 	return d
 }
 
-func (c *Consumer) heartbeat(ctx context.Context, m jetstream.Msg) {
-	t := time.NewTicker(c.cfg.AckWait / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			_ = m.InProgress()
+// heartbeat tells the server every AckWait/3 that m is still being
+// worked on, until the returned stop is called. A timer, not a goroutine
+// with a ticker: thousands of messages in flight then cost no goroutine
+// stacks to grow and scan while they wait.
+func (c *Consumer) heartbeat(m jetstream.Msg) (stop func()) {
+	every := c.cfg.AckWait / 3
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	mu.Lock() // t is read by the timer's function
+	defer mu.Unlock()
+	t = time.AfterFunc(every, func() {
+		_ = m.InProgress()
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			t.Reset(every)
 		}
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
 	}
 }
 

@@ -375,3 +375,119 @@ func TestMetricLabelsComeFromAFixedSet(t *testing.T) {
 		t.Fatalf("type labels %.80q, want only %q", types, streams.TypeOther)
 	}
 }
+
+// TestSlowHandlerKeepsItsMessage: a handler working for several times
+// ACK_WAIT (a slow Inbank, a long activation poll) keeps its message;
+// the consumer tells the server it is in progress, so no second delivery
+// starts the same work beside it.
+func TestSlowHandlerKeepsItsMessage(t *testing.T) {
+	srv := natstest.Run(t, natstest.Options{})
+	nc, js := natstest.Connect(t, srv.ClientURL())
+	ctx := context.Background()
+	topo := streams.DefaultTopology()
+	topo.AckWait = time.Second
+	if _, err := streams.ProvisionBridge(ctx, js, topo); err != nil {
+		t.Fatal(err)
+	}
+	hold := 4 * topo.AckWait
+	finished := make(chan struct{})
+	rec := newDeliveryRecorder(func(orderID string, n int) error {
+		if n == 1 {
+			<-time.After(hold) // the work itself takes this long
+			close(finished)
+		}
+		return nil
+	})
+	consumeDevices(t, nc, js, topo, rec, streams.ConsumerConfig{})
+	publishShipped(t, streams.NewPublisher(js, events.NewCodec(schemaSet)), "SLOW")
+	select {
+	case <-finished:
+	case <-time.After(hold + 30*time.Second):
+		t.Fatal("the slow handler never finished")
+	}
+	cons, err := js.Consumer(ctx, streams.StreamIn, streams.ConsumerDevices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumAckPending == 0 {
+			if info.NumRedelivered != 0 {
+				t.Errorf("redelivered %d while its handler worked", info.NumRedelivered)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the message was not acknowledged: %d pending", info.NumAckPending)
+		}
+		<-time.After(20 * time.Millisecond)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if n := len(rec.times["SLOW"]); n != 1 {
+		t.Errorf("%d deliveries of a message held %v with ACK_WAIT %v, want 1", n, hold, topo.AckWait)
+	}
+}
+
+// TestConsumerHandlesAtMostConcurrency: however many messages wait, at
+// most Concurrency are handled at once, and every one is handled.
+func TestConsumerHandlesAtMostConcurrency(t *testing.T) {
+	srv := natstest.Run(t, natstest.Options{})
+	nc, js := natstest.Connect(t, srv.ClientURL())
+	topo := streams.DefaultTopology()
+	if _, err := streams.ProvisionBridge(context.Background(), js, topo); err != nil {
+		t.Fatal(err)
+	}
+	const limit, total = 4, 14
+	var mu sync.Mutex
+	active, most := 0, 0
+	held := make(chan chan struct{}, total) // handlers at work, each waiting to be let go
+	finished := make(chan struct{}, total)
+	rec := newDeliveryRecorder(func(string, int) error {
+		mu.Lock()
+		active++
+		most = max(most, active)
+		mu.Unlock()
+		letGo := make(chan struct{})
+		held <- letGo
+		<-letGo
+		mu.Lock()
+		active--
+		mu.Unlock()
+		finished <- struct{}{}
+		return nil
+	})
+	pub := streams.NewPublisher(js, events.NewCodec(schemaSet))
+	for i := range total {
+		publishShipped(t, pub, fmt.Sprintf("C-%02d", i))
+	}
+	consumeDevices(t, nc, js, topo, rec, streams.ConsumerConfig{Concurrency: limit})
+	// Let handlers go one at a time, each only once the limit is reached
+	// (or all that is left is at work): a consumer that started more than
+	// the limit would be seen doing so while they are held.
+	for done := 0; done < total; done++ {
+		deadline := time.After(30 * time.Second)
+		for len(held) < min(limit, total-done) {
+			select {
+			case <-time.After(5 * time.Millisecond):
+			case <-deadline:
+				t.Fatalf("%d handled, %d at work, want %d at work", done, len(held), min(limit, total-done))
+			}
+		}
+		close(<-held)
+		select {
+		case <-finished:
+		case <-deadline:
+			t.Fatalf("a handler let go did not finish")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if most != limit {
+		t.Errorf("at most %d handled at once, want exactly Concurrency = %d", most, limit)
+	}
+}
