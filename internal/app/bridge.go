@@ -221,7 +221,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 		Inbank: shopAPIs.defaultAPI, Store: store, Open: openIndex, Publisher: statePublisher(p, c, codec), Codec: codec, Tokens: tokens,
 		Conditions: shopAPIs.conditions, Shops: shopAPIs.workflow,
 		CallbackBaseURL: c.callbackBase, DefaultProductCode: c.productCode, Policy: c.policy,
-		SessionTTL: c.sessionTTL, ClaimTTL: c.claimTTL, ActivationSettle: c.settle,
+		SessionTTL: c.sessionTTL, ClaimTTL: c.claimTTL, ActivationSettle: c.settle, DuplicateWindow: c.nats.Topology.DuplicateWindow,
 		// RetryBase and RetryMax: the consumers' defaults, as the workflow's.
 		MaxAttempts: c.nats.Topology.MaxDeliver, Logger: p.log, Metrics: shopAPIs.metrics, Hooks: o.Hooks, Tracer: tp.Tracer("github.com/smartrent-bridge/bridge"),
 	})

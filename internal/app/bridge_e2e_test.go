@@ -839,3 +839,91 @@ func TestE2ESessionCompletedWithoutCallbacks(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EWritesPerNewOrder counts, on the server, the JetStream writes
+// new orders cost: each order's state is written twice (created with the
+// session's claim; the session recorded with session.created in its
+// outbox) and its open-index entry once, naming session.created as
+// published, before order.placed is acknowledged. No write empties the
+// outbox; the order's next input learns from the entry that it is out.
+func TestE2EWritesPerNewOrder(t *testing.T) {
+	w := newWorld(t, inbanktest.Config{}, nil)
+	w.bridge()
+	const n = 20
+	for i := range n {
+		w.place(fmt.Sprintf("ORD-W%02d", i), 500)
+	}
+	sessions := map[string]string{}
+	for i := range n {
+		id := fmt.Sprintf("ORD-W%02d", i)
+		sessions[id] = w.sessionOf(id)
+	}
+	ctx := context.Background()
+	cons, err := w.js.Consumer(ctx, streams.StreamIn, streams.ConsumerOrders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for { // every order.placed acknowledged: its index entry is written
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.AckFloor.Stream >= uint64(n) && info.NumAckPending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("order.placed not all acknowledged: ack floor %d, pending %d", info.AckFloor.Stream, info.NumAckPending)
+		}
+		<-time.After(20 * time.Millisecond)
+	}
+	orders, err := w.js.Stream(ctx, "KV_"+streams.BucketOrders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := orders.CachedInfo().State; s.LastSeq != 2*n || s.Msgs != n {
+		t.Errorf("orders bucket: %d writes, %d values for %d orders; want %d writes", s.LastSeq, s.Msgs, n, 2*n)
+	}
+	open, err := w.js.KeyValue(ctx, streams.BucketOpen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := w.js.KeyValue(ctx, streams.BucketOrders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		id := fmt.Sprintf("ORD-W%02d", i)
+		key := order.StoreKey("", id)
+		e, err := open.Get(ctx, key)
+		if err != nil {
+			t.Fatalf("%s: index entry: %v", id, err)
+		}
+		if e.Revision() == 0 {
+			t.Fatalf("%s: no index entry", id)
+		}
+		eventID := order.EventID(key, events.TypeSessionCreated, sessions[id])
+		if !strings.Contains(string(e.Value()), eventID) {
+			t.Errorf("%s: index entry %s does not name session.created %s", id, e.Value(), eventID)
+		}
+		se, err := state.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o order.Order
+		if err := json.Unmarshal(se.Value(), &o); err != nil {
+			t.Fatal(err)
+		}
+		if o.State != order.StatePending || len(o.Outbox) != 1 || o.Outbox[0].ID != eventID {
+			t.Errorf("%s: stored %s with outbox %v", id, o.State, o.Outbox)
+		}
+	}
+	openInfo, err := w.js.Stream(ctx, "KV_"+streams.BucketOpen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One entry per order, and at most the backfill marker besides.
+	if last := openInfo.CachedInfo().State.LastSeq; last < n || last > n+1 {
+		t.Errorf("open index: %d writes for %d orders", last, n)
+	}
+}

@@ -11,8 +11,10 @@ import (
 	"github.com/smartrent-bridge/bridge/internal/apptest"
 	"github.com/smartrent-bridge/bridge/internal/ctl"
 	"github.com/smartrent-bridge/bridge/internal/events"
+	"github.com/smartrent-bridge/bridge/internal/ids"
 	"github.com/smartrent-bridge/bridge/internal/inbank"
 	"github.com/smartrent-bridge/bridge/internal/inbank/inbanktest"
+	"github.com/smartrent-bridge/bridge/internal/orderstore"
 )
 
 func runCtl(t *testing.T, w *apptest.World, args ...string) (int, string, string) {
@@ -37,9 +39,27 @@ func TestOrdersCommands(t *testing.T) {
 	w.Fake.SetCallbackPolicy(inbanktest.CallbackPolicy{DropRate: 1})
 	w.Fake.Sign(session)
 
+	// session.created stays in the stored outbox; the index entry written
+	// before order.placed is acknowledged names it published.
+	open, err := orderstore.OpenIndexOf(context.Background(), w.JS, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if published, err := open.Published(context.Background(), ids.StateKey("", "CTL-1")); err != nil || len(published) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the order's index entry never named session.created")
+		}
+		<-time.After(10 * time.Millisecond)
+	}
 	code, out, _ := runCtl(t, w, "orders", "get", "CTL-1")
 	if code != ctl.ExitOK || !strings.Contains(out, "pending") || !strings.Contains(out, "session created") || !strings.Contains(out, session) {
 		t.Fatalf("orders get: %d\n%s", code, out)
+	}
+	if strings.Contains(out, "unpublished events") {
+		t.Fatalf("orders get shows session.created unpublished:\n%s", out)
 	}
 	// The callback was dropped: reconcile now, without waiting for the interval.
 	code, out, errOut := runCtl(t, w, "orders", "reconcile", "CTL-1")

@@ -57,11 +57,15 @@ func (g *ordersGet) Run(ctx context.Context, c *session) error {
 	if err != nil {
 		return err
 	}
-	o, rev, err := st.Load(ctx, ids.StateKey(c.shop, g.OrderID))
+	key := ids.StateKey(c.shop, g.OrderID)
+	o, rev, err := st.Load(ctx, key)
 	if errors.Is(err, orderstore.ErrNotFound) {
 		return failf(ExitNotFound, "order %s not found", g.OrderID)
 	}
 	if err != nil {
+		return err
+	}
+	if err := c.dropPublished(ctx, key, &o); err != nil {
 		return err
 	}
 	o.Placed = nil // the order's input is not an operator's business (and may hold personal data)
@@ -69,6 +73,25 @@ func (g *ordersGet) Run(ctx context.Context, c *session) error {
 		return c.printJSON(o)
 	}
 	c.printOrder(o, rev)
+	return nil
+}
+
+// dropPublished removes from the order's outbox the events its open-index
+// entry names as published: a new order's outbox keeps session.created
+// after its publication (the bridge's workflow reads orders the same way).
+func (c *session) dropPublished(ctx context.Context, key string, o *order.Order) error {
+	if len(o.Outbox) == 0 {
+		return nil
+	}
+	open, err := orderstore.OpenIndexOf(ctx, c.js, "smartrentctl")
+	if err != nil {
+		return err
+	}
+	published, err := open.Published(ctx, key)
+	if err != nil {
+		return err
+	}
+	o.DropPublished(func(id string) bool { return slices.Contains(published, id) })
 	return nil
 }
 

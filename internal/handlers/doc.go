@@ -68,27 +68,39 @@
 // # What an order costs in JetStream writes
 //
 // From order.placed (stored by the shop's system) to session.created, a
-// new order costs three KV writes and one stream publish; a stateless
+// new order costs two KV writes and one stream publish; a stateless
 // bridge (tools/barebridge, the floor `make bench` compares with) makes
 // the publish only. Each write is there for exactly-once:
 //
-//  1. The open-order index entry (smartrent_open, alongside 2): the
-//     reconciler finds the order with no input at all, so a lost callback
-//     or a crash cannot leave it waiting forever without scanning every
-//     finished order.
-//  2. The order created holding the session's claim (compare-and-set):
+//  1. The order created holding the session's claim (compare-and-set):
 //     only the attempt that wins it calls Inbank, and after a crash the
 //     claim says a session may exist, so no second one is made until the
 //     claim expires (and then only an unpublished orphan can result).
-//  3. The session recorded, with session.created in the outbox, in one
+//  2. The session recorded, with session.created in the outbox, in one
 //     write: a session is published only once it is recorded, so two
 //     attempts can never both show the shop a session.
-//  4. session.created published with its fixed id (Nats-Msg-Id).
+//  3. session.created published with its fixed id (Nats-Msg-Id).
 //
-// After it, a fourth KV write empties the outbox: without it any later
-// look at the order (another input, the reconciler, another bridge)
-// would publish the event again, and once the server's duplicate window
-// has passed it would be stored twice. The input is acknowledged last.
+// After it, before order.placed is acknowledged, one more write: the
+// order's open-index entry (smartrent_open), naming session.created as
+// published. The reconciler finds the order there with no input at all,
+// so a lost callback or a crash cannot leave it waiting forever, without
+// scanning every finished order. The order itself is not written again
+// to empty its outbox: every load of an order drops the outbox events
+// known published, those this process saw stored and, once an event is
+// older than half the duplicate window (when storing it again might not
+// be ignored), those its index entry names; the order's next write then
+// stores the outbox without them. A crash between the publication and
+// the index entry leaves order.placed unacknowledged: its redelivery
+// publishes session.created again (within the duplicate window, ignored
+// by the server) and writes the entry, as a crash before the outbox was
+// emptied did when a fourth write emptied it.
+//
+// Before issue 30 a new order cost three KV writes before
+// session.created (the index entry first, alongside the order's
+// creation) and a fourth after it (the outbox emptied). Inputs other
+// than order.placed, and the reconciler, still empty the outbox with a
+// write of the order: they have no index entry to write.
 //
 // # Calculation and session together
 //

@@ -35,6 +35,9 @@ type memStore struct {
 	revs map[string]uint64
 	seq  uint64
 	open map[string]bool // the open-order index (handlers.OpenOrders)
+	// published holds the ids each index entry names as published.
+	published map[string][]string
+	writes    map[string]int // successful creates and saves per key
 	// addFail, when set, fails every write to the index.
 	addFail error
 	// failSave, when > 0, counts successful saves down; the save that
@@ -43,23 +46,31 @@ type memStore struct {
 }
 
 func newMemStore() *memStore {
-	return &memStore{data: map[string][]byte{}, revs: map[string]uint64{}, open: map[string]bool{}}
+	return &memStore{data: map[string][]byte{}, revs: map[string]uint64{}, open: map[string]bool{}, published: map[string][]string{}, writes: map[string]int{}}
 }
 
-func (s *memStore) Add(_ context.Context, key string) error {
+func (s *memStore) Add(_ context.Context, key string, published []string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.addFail != nil {
 		return s.addFail
 	}
 	s.open[key] = true
+	s.published[key] = slices.Clone(published)
 	return nil
+}
+
+func (s *memStore) Published(_ context.Context, key string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.published[key]), nil
 }
 
 func (s *memStore) Remove(_ context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.open, key)
+	delete(s.published, key)
 	return nil
 }
 
@@ -122,6 +133,7 @@ func (s *memStore) put(id string, o order.Order) uint64 {
 	}
 	s.seq++
 	s.data[id], s.revs[id] = b, s.seq
+	s.writes[id]++
 	return s.seq
 }
 
@@ -160,6 +172,9 @@ type capture struct {
 	seen   map[string]bool
 	events []event.Event
 	fail   error
+	// attempts counts every publication of an id, stored or not: beyond
+	// the server's duplicate window each would be stored.
+	attempts map[string]int
 }
 
 func (c *capture) Publish(_ context.Context, e event.Event) (streams.PubAck, error) {
@@ -171,6 +186,7 @@ func (c *capture) Publish(_ context.Context, e event.Event) (streams.PubAck, err
 	if c.fail != nil {
 		return streams.PubAck{}, c.fail
 	}
+	c.attempts[e.ID()]++
 	if c.seen[e.ID()] {
 		return streams.PubAck{Duplicate: true}, nil
 	}
@@ -202,6 +218,7 @@ type harness struct {
 	pub    *capture
 	codec  *events.Codec
 	wf     *handlers.Workflow
+	cfg    handlers.Config
 	now    time.Time
 	nowMu  sync.Mutex
 	// publishedAt, when set, is the stored time of delivered inputs.
@@ -217,7 +234,7 @@ func newHarness(t *testing.T, mutate func(*handlers.Config)) *harness {
 	}
 	codec := events.NewCodec(schemaSet)
 	h := &harness{t: t, fake: fake, client: client, store: newMemStore(), codec: codec,
-		pub: &capture{codec: codec, seen: map[string]bool{}}, now: time.Now().UTC()}
+		pub: &capture{codec: codec, seen: map[string]bool{}, attempts: map[string]int{}}, now: time.Now().UTC()}
 	tokens, _ := callbacktoken.New([]string{"handlers-test-secret-0123"})
 	cfg := handlers.Config{
 		Inbank: client, Store: h.store, Open: h.store, Publisher: h.pub, Codec: codec, Tokens: tokens,
@@ -228,11 +245,24 @@ func newHarness(t *testing.T, mutate func(*handlers.Config)) *harness {
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	h.cfg = cfg
 	h.wf, err = handlers.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// restart replaces the workflow by a new one on the same store, Inbank
+// and streams: another bridge, or this one after a restart, which
+// remembers nothing of what it did.
+func (h *harness) restart() {
+	h.t.Helper()
+	wf, err := handlers.New(h.cfg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.wf = wf
 }
 
 func (h *harness) clock() time.Time {

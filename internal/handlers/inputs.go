@@ -75,21 +75,24 @@ func (w *Workflow) orderPlaced(ctx context.Context, in Input, p *events.OrderPla
 	}
 	o := order.New(p, alias, product, traceParentFrom(ctx), w.now())
 	key := o.Key()
-	// The open index gets the order alongside its first write. The input
-	// is acknowledged only after both are written, so an order that is
-	// not final is always in the index or still has its order.placed to
-	// come again (which writes the index entry again).
-	indexed := make(chan error, 1)
-	go func() { indexed <- w.index(ctx, key) }()
+	published := &publishedIDs{}
+	ctx = indexingPublications(ctx, published)
 	err := w.advance(ctx, key, false, &o)
-	if ierr := <-indexed; ierr != nil {
-		// Whatever the order did, it is not acknowledged unindexed: the
-		// order.placed comes again and writes the entry.
+	if errors.Is(err, orderstore.ErrExists) {
+		err = w.placedAgain(ctx, in, p, alias, key)
+	}
+	// The open index gets the order after its Advance, whatever became of
+	// it, and the input is acknowledged only then: an order that is not
+	// final is always in the index or still has its order.placed to come
+	// again (which writes the entry again).
+	if ierr := w.index(ctx, key, published.list()); ierr != nil {
 		return fmt.Errorf("index order %s: %w", p.OrderID, ierr)
 	}
-	if !errors.Is(err, orderstore.ErrExists) {
-		return err
-	}
+	return err
+}
+
+// placedAgain records an order.placed for an order already stored.
+func (w *Workflow) placedAgain(ctx context.Context, in Input, p *events.OrderPlaced, alias, key string) error {
 	_, again, err := w.update(ctx, key, func(o *order.Order) (bool, error) {
 		if err := identity(o, alias, p.OrderID); err != nil {
 			return false, err
@@ -107,12 +110,20 @@ func (w *Workflow) orderPlaced(ctx context.Context, in Input, p *events.OrderPla
 	return w.Advance(ctx, key, false)
 }
 
-// index adds an order to the open index (none in tests without one).
-func (w *Workflow) index(ctx context.Context, key string) error {
+// index adds an order to the open index (none in tests without one) with
+// the ids of its events published and still in its stored outbox. An
+// order at rest in a final state with nothing left to publish needs no
+// entry: nothing more happens to it.
+func (w *Workflow) index(ctx context.Context, key string, published []string) error {
 	if w.cfg.Open == nil {
 		return nil
 	}
-	return w.cfg.Open.Add(ctx, key)
+	if len(published) == 0 {
+		if o, _, err := w.cfg.Store.Load(ctx, key); err == nil && o.Settled(w.now()) {
+			return nil
+		}
+	}
+	return w.cfg.Open.Add(ctx, key, published)
 }
 
 // device records a shipment or delivery. An order that has not arrived

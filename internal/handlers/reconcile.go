@@ -16,7 +16,11 @@ import (
 // ([orderstore.OpenIndex]): reconciliation reads these, so its cost follows
 // the open orders, not every order ever stored.
 type OpenOrders interface {
-	Add(ctx context.Context, key string) error
+	// Add indexes the order with the ids of its events known published
+	// (see "What an order costs in JetStream writes").
+	Add(ctx context.Context, key string, published []string) error
+	// Published returns the ids Add was last given for the order.
+	Published(ctx context.Context, key string) ([]string, error)
 	Remove(ctx context.Context, key string) error
 	Keys(ctx context.Context) ([]string, error)
 	// Lease takes the named lease for ttl unless another bridge holds it.
@@ -195,7 +199,7 @@ func (w *Workflow) Backfill(ctx context.Context, all Lister, open interface {
 		}
 		key := o.Key()
 		if !o.Settled(now) {
-			if err := open.Add(ctx, key); err != nil {
+			if err := open.Add(ctx, key, nil); err != nil {
 				return indexed, retired, err
 			}
 			indexed++

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -683,4 +684,82 @@ func TestCallbackAnsweredByALaterReadCostsNothing(t *testing.T) {
 	if got := h.fake.Calls(inbank.OpGetSession); got != reads+1 {
 		t.Fatalf("%d session reads once RefreshEvery passed, want 1", got-reads)
 	}
+}
+
+// sessionCreatedID is the fixed id of the order's session.created.
+func (h *harness) sessionCreatedID(orderID string) string {
+	h.t.Helper()
+	h.pub.mu.Lock()
+	defer h.pub.mu.Unlock()
+	for _, e := range h.pub.events {
+		if e.Subject() == orderID && e.Type() == events.TypeSessionCreated {
+			return e.ID()
+		}
+	}
+	h.t.Fatalf("%s: no session.created", orderID)
+	return ""
+}
+
+// TestNewOrderWritesItsStateTwice: a new order is written twice (created
+// with the session's claim; the session recorded with session.created in
+// its outbox) and indexed once, naming session.created as published: no
+// third write empties the outbox. Beyond half the duplicate window,
+// when publishing it again could store it twice, the next input's
+// Advance (in another bridge) learns from the index that it was
+// published, publishes only its own event and leaves the outbox empty.
+func TestNewOrderWritesItsStateTwice(t *testing.T) {
+	h := newHarness(t, nil)
+	h.mustDeliver(placed("W1", 800))
+	h.oneSession("W1")
+	key, id := order.StoreKey("", "W1"), h.sessionCreatedID("W1")
+	h.withStoreLocked(func() {
+		if got := h.store.writes[key]; got != 2 {
+			t.Errorf("order written %d times up to session.created, want 2", got)
+		}
+		if got := h.store.published[key]; !slices.Equal(got, []string{id}) || !h.store.open[key] {
+			t.Errorf("index entry: open %v, published %v; want open, published [%s]", h.store.open[key], got, id)
+		}
+	})
+	if o := h.store.get(t, "W1"); len(o.Outbox) != 1 || o.Outbox[0].ID != id {
+		t.Fatalf("stored outbox %v, want session.created left in it", o.Outbox)
+	}
+
+	h.advanceClock(3 * time.Minute) // past the duplicate window (2m)
+	h.restart()                     // another bridge takes the callback
+	if _, err := h.fake.Sign(h.session("W1")); err != nil {
+		t.Fatal(err)
+	}
+	h.callback("W1")
+	h.count("W1", events.TypeSessionStatusChange, 1)
+	h.pub.mu.Lock()
+	attempts := h.pub.attempts[id]
+	h.pub.mu.Unlock()
+	if attempts != 1 {
+		t.Errorf("session.created published %d times, want 1", attempts)
+	}
+	if o := h.store.get(t, "W1"); len(o.Outbox) != 0 {
+		t.Errorf("stored outbox after the callback: %v, want empty", o.Outbox)
+	}
+}
+
+// TestPublishedNotIndexedIsPublishedAgainInTheWindow: when the index
+// entry could not be written after session.created was published, the
+// input is not acknowledged; its redelivery (within the duplicate window)
+// publishes it again, which the server ignores, and writes the entry.
+func TestPublishedNotIndexedIsPublishedAgainInTheWindow(t *testing.T) {
+	h := newHarness(t, nil)
+	h.withStoreLocked(func() { h.store.addFail = errors.New("index unavailable") })
+	if err := h.deliver(placed("W2", 500)); err == nil {
+		t.Fatal("acknowledged without its index entry")
+	}
+	h.withStoreLocked(func() { h.store.addFail = nil })
+	h.advanceClock(30 * time.Second)
+	h.mustDeliver(placed("W2", 500))
+	h.oneSession("W2")
+	key, id := order.StoreKey("", "W2"), h.sessionCreatedID("W2")
+	h.withStoreLocked(func() {
+		if got := h.store.published[key]; !slices.Equal(got, []string{id}) {
+			t.Errorf("index names %v as published, want [%s]", got, id)
+		}
+	})
 }

@@ -184,6 +184,9 @@ type OutboxEvent struct {
 	Type        string          `json:"type"`
 	Data        json.RawMessage `json:"data"`
 	TraceParent string          `json:"traceparent,omitempty"`
+	// At is when the event was decided (zero in orders stored before
+	// it was kept): how long a publication of it may have been stored.
+	At time.Time `json:"at,omitzero"`
 }
 
 // Step is one line of an order's history, for operators.

@@ -22,7 +22,7 @@ func (o *Order) Reject(r *Rejection, now time.Time) {
 	o.State = StateRejected
 	o.SessionClaim = nil
 	o.Placed = DropCustomer(o.Placed)
-	o.enqueue(events.TypeOrderRejected, events.InputOrderPlaced, events.OrderRejected{
+	o.enqueue(now, events.TypeOrderRejected, events.InputOrderPlaced, events.OrderRejected{
 		OrderID: o.OrderID, Shop: o.Shop, InputType: events.InputOrderPlaced, Reason: r.Reason, Message: r.Message,
 	})
 	o.Note(now, "rejected: "+r.Reason)
@@ -43,7 +43,7 @@ func (o *Order) Fail(step string, cause error, attempts int, now time.Time) bool
 	if errors.As(cause, &api) {
 		data.HTTPStatus, data.ErrorCode = api.Status, api.ErrorCode
 	}
-	o.enqueue(events.TypeOrderFailed, step, data)
+	o.enqueue(now, events.TypeOrderFailed, step, data)
 	o.Note(now, "failed at "+step)
 	return true
 }
@@ -57,6 +57,34 @@ func (o *Order) RecordConditions(c inbankapi.RentalConditions) {
 // OutboxPublished empties the outbox once JetStream has acknowledged every
 // event in it.
 func (o *Order) OutboxPublished() { o.Outbox = nil }
+
+// DropPublished removes from the outbox the events published reports as
+// stored by JetStream, and returns their ids.
+func (o *Order) DropPublished(published func(id string) bool) (dropped []string) {
+	kept := o.Outbox[:0:0]
+	for _, ev := range o.Outbox {
+		if published(ev.ID) {
+			dropped = append(dropped, ev.ID)
+		} else {
+			kept = append(kept, ev)
+		}
+	}
+	if len(dropped) > 0 {
+		o.Outbox = kept
+	}
+	return dropped
+}
+
+// OutboxDecidedBefore reports whether an event in the outbox was decided
+// before t, or at a time not kept.
+func (o *Order) OutboxDecidedBefore(t time.Time) bool {
+	for _, ev := range o.Outbox {
+		if ev.At.Before(t) {
+			return true
+		}
+	}
+	return false
+}
 
 // RecordSession keeps a session Inbank created for owner's attempt, and
 // publishes it when its quote is known (nil: the calculation failed
@@ -95,7 +123,7 @@ func (o *Order) PriceSession(sessionUUID string, quote events.Quote, now time.Ti
 func (o *Order) publishSession(quote events.Quote, now time.Time) {
 	o.State, o.SessionStatus, o.SessionClaim, o.Quote = StatePending, inbankapi.SessionPending, nil, &quote
 	o.Placed = DropCustomer(o.Placed)
-	o.enqueue(events.TypeSessionCreated, o.SessionUUID, events.SessionCreated{
+	o.enqueue(now, events.TypeSessionCreated, o.SessionUUID, events.SessionCreated{
 		OrderID: o.OrderID, Shop: o.Shop, SessionUUID: o.SessionUUID, RedirectURL: o.RedirectURL,
 		ValidUntil: o.ValidUntil, Quote: quote,
 	})
@@ -145,7 +173,7 @@ func (o *Order) ApplySession(s inbankapi.Session, now time.Time) bool {
 	}
 	prev := o.SessionStatus
 	o.SessionStatus = s.Status
-	o.enqueue(events.TypeSessionStatusChange, s.Status, events.SessionStatusChanged{
+	o.enqueue(now, events.TypeSessionStatusChange, s.Status, events.SessionStatusChanged{
 		OrderID: o.OrderID, Shop: o.Shop, SessionUUID: o.SessionUUID, PreviousStatus: prev, Status: s.Status, ContractUUID: o.ContractUUID,
 	})
 	switch {
@@ -174,7 +202,7 @@ func (o *Order) RecordIdentifiers(owner string, ids []events.AssetIdentifier, no
 		return
 	}
 	o.IdentifiersAssigned = ids
-	o.enqueue(events.TypeIdentifiersAssigned, identifiersKey(ids), events.IdentifiersAssigned{
+	o.enqueue(now, events.TypeIdentifiersAssigned, identifiersKey(ids), events.IdentifiersAssigned{
 		OrderID: o.OrderID, Shop: o.Shop, ContractUUID: o.ContractUUID, AssetIdentifiers: ids,
 	})
 	o.Note(now, "identifiers assigned")
@@ -224,7 +252,7 @@ func (o *Order) MarkActivated(via string, called bool, now time.Time) bool {
 		g := o.Quote.GrossMonthlyPayment
 		data.GrossMonthlyPayment = &g
 	}
-	o.enqueue(events.TypeContractActivated, o.ContractUUID, data)
+	o.enqueue(now, events.TypeContractActivated, o.ContractUUID, data)
 	o.Note(now, "contract activated via "+via)
 	return true
 }
@@ -240,12 +268,12 @@ func DropCustomer(p *events.OrderPlaced) *events.OrderPlaced {
 
 // enqueue adds an event to the outbox with an id fixed by order, type and
 // discriminator.
-func (o *Order) enqueue(typ, discriminator string, data any) {
+func (o *Order) enqueue(now time.Time, typ, discriminator string, data any) {
 	b, err := json.Marshal(data)
 	if err != nil {
 		panic(fmt.Sprintf("order: marshal %s: %v", typ, err)) // our own types always marshal
 	}
-	o.Outbox = append(o.Outbox, OutboxEvent{ID: EventID(o.Key(), typ, discriminator), Type: typ, Data: b, TraceParent: o.TraceParent})
+	o.Outbox = append(o.Outbox, OutboxEvent{ID: EventID(o.Key(), typ, discriminator), Type: typ, Data: b, TraceParent: o.TraceParent, At: now})
 }
 
 var eventNamespace = uuid.MustParse("6f1d7c8e-2b7a-4f0e-9a51-3c0d8e6b9f42")

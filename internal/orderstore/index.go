@@ -2,6 +2,7 @@ package orderstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/smartrent-bridge/bridge/internal/streams"
@@ -42,15 +43,56 @@ func OpenIndexOf(ctx context.Context, js jetstream.JetStream, owner string) (*Op
 	return &OpenIndex{kv: kv, js: js, owner: owner}, nil
 }
 
-// Add marks the order stored under key as open (idempotent).
-func (x *OpenIndex) Add(ctx context.Context, key string) error {
+// indexEntry is an open order's value in the index: the ids of events of
+// the order that JetStream acknowledged while the order's own outbox may
+// still list them (see [OpenIndex.Add]). Entries written before it was
+// kept hold "1".
+type indexEntry struct {
+	Published []string `json:"published,omitempty"`
+}
+
+// Add marks the order stored under key as open (idempotent), with the ids
+// of its events known published: the input that placed the order writes
+// this entry after publishing them, instead of writing the order once
+// more to empty its outbox.
+func (x *OpenIndex) Add(ctx context.Context, key string, published []string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	if _, err := x.kv.Put(ctx, key, []byte{'1'}); err != nil {
+	value := []byte{'1'}
+	if len(published) > 0 {
+		var err error
+		if value, err = json.Marshal(indexEntry{Published: published}); err != nil {
+			return fmt.Errorf("index open order %s: %w", key, err)
+		}
+	}
+	if _, err := x.kv.Put(ctx, key, value); err != nil {
 		return fmt.Errorf("index open order %s: %w", key, err)
 	}
 	return nil
+}
+
+// Published returns the ids of the order's events the index names as
+// published (none when the order is not in the index).
+func (x *OpenIndex) Published(ctx context.Context, key string) ([]string, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	e, err := x.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read open order %s: %w", key, err)
+	}
+	if v := e.Value(); len(v) > 0 && v[0] == '{' {
+		var entry indexEntry
+		if err := json.Unmarshal(v, &entry); err != nil {
+			return nil, fmt.Errorf("read open order %s: %w", key, err)
+		}
+		return entry.Published, nil
+	}
+	return nil, nil
 }
 
 // Remove marks the order as finished. The purge marker expires after a

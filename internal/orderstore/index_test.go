@@ -59,7 +59,7 @@ func TestOpenIndexAndLease(t *testing.T) {
 	a, _ := orderstore.OpenIndexOf(ctx, js, "bridge-a")
 	b, _ := orderstore.OpenIndexOf(ctx, js, "bridge-b")
 	for _, k := range []string{"ORD-1", "ORD-2", ids.StateKey("lv-web", "ORD-1")} {
-		if err := a.Add(ctx, k); err != nil {
+		if err := a.Add(ctx, k, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -114,7 +114,7 @@ func run(ctx context.Context, nOpen, nFinished, passes int, earlier bool) error 
 	now := time.Now()
 	for i := range nOpen {
 		key := fmt.Sprintf("OPEN-%06d", i)
-		if err := index.Add(ctx, key); err != nil {
+		if err := index.Add(ctx, key, nil); err != nil {
 			return err
 		}
 		o := order.Order{OrderID: key, State: order.StatePending, SessionUUID: "s", CreatedAt: now, UpdatedAt: now}
