@@ -55,10 +55,10 @@ func (w *Workflow) createPricedSession(ctx context.Context, o *order.Order, sh *
 		err  error
 	}
 	calculated := make(chan calculation, 1)
-	go func() {
+	w.beside.run(func() {
 		calc, err := w.calculate(ctx, o, sh, insurance)
 		calculated <- calculation{calc, err}
-	}()
+	})
 	created, err = sh.api.CreateSession(ctx, order.SessionRequest(o, o.Placed, insurance, validUntil, w.cfg.Tokens.URL(w.cfg.CallbackBaseURL, o.Shop, o.OrderID)))
 	c := <-calculated
 	calc, calcErr := c.calc, c.err

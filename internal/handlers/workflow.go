@@ -103,6 +103,7 @@ type Workflow struct {
 	reads keyLocks         // session reads, one at a time per order
 
 	published *publications // events this process saw stored
+	beside    *beside       // calls made beside another
 }
 
 // New checks cfg and fills defaults.
@@ -153,7 +154,7 @@ func New(cfg Config) (*Workflow, error) {
 	if cfg.Hooks.AfterInbankCall == nil {
 		cfg.Hooks.AfterInbankCall = func(string, string) error { return nil }
 	}
-	w := &Workflow{cfg: cfg, log: cfg.Logger, published: newPublications(), shops: map[string]*shop{
+	w := &Workflow{cfg: cfg, log: cfg.Logger, published: newPublications(), beside: newBeside(), shops: map[string]*shop{
 		"": {alias: "", api: cfg.Inbank, conditions: cfg.Conditions, productCode: cfg.DefaultProductCode, policy: cfg.Policy, ttl: cfg.SessionTTL},
 	}}
 	w.cfg.Store = publishedFilter{Store: cfg.Store, w: w}

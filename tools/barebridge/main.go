@@ -68,7 +68,7 @@ func run(ctx context.Context) error {
 	concurrency, _ := strconv.Atoi(env("CONCURRENCY"))
 	concurrency = max(concurrency, 1)
 	client, err := inbank.New(inbank.Config{BaseURL: env("INBANK_BASE_URL"), APIKey: inbank.Secret(env("INBANK_API_KEY")), ShopUUID: env("INBANK_SHOP_UUID"), Timeout: 15 * time.Second},
-		inbank.WithHTTPClient(&http.Client{Transport: inbank.DefaultTransport()}))
+		inbank.WithHTTPClient(&http.Client{Transport: inbank.Transport(2 * concurrency)})) // as the bridge sizes its own
 	if err != nil {
 		return err
 	}
