@@ -26,14 +26,16 @@
 //
 // A new order's first write is its first move: it is created already
 // holding the session's claim (or already rejected). Its entry in the
-// open-orders index is written alongside, and order.placed is acknowledged
-// only after both: an order that is not final is in the index, or its
-// order.placed comes again and writes the entry again.
+// open-orders index is written once its Advance is done, and order.placed
+// is acknowledged only after that: an order that is not final is in the
+// index, or its order.placed comes again and writes the entry again.
 //
 // Events to publish are put in the order's outbox in the same write as the
-// state that implies them, published, then removed. Their ids are derived
-// from the order and the step, so a publish repeated after a crash is
-// stored once by JetStream's de-duplication.
+// state that implies them, published, then removed: by a write of the
+// order, or, for the events of an order.placed, by naming them in the
+// order's index entry (see the writes below). Their ids are derived from
+// the order and the step, so a publish repeated after a crash is stored
+// once by JetStream's de-duplication.
 //
 // Inbank calls with a side effect are claimed first: a claim (owner and
 // expiry, longer than a request's timeout) is written by compare-and-set
