@@ -62,14 +62,28 @@ func runVersus(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	ours, bare := median(results["ours"]), median(results["bare"])
+	// Each figure with the range of its rounds: on a shared machine CPU
+	// per order moves by several per cent from run to run, so a change
+	// smaller than the ranges is not one.
+	span := func(which string, get func(rowResult) float64, format string) string {
+		lo, hi := get(results[which][0]), get(results[which][0])
+		for _, r := range results[which][1:] {
+			lo, hi = min(lo, get(r)), max(hi, get(r))
+		}
+		return fmt.Sprintf(format+"–"+format, lo, hi)
+	}
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "C=%d, L=%s, %d orders per row (steady state after the first %d), median of %d alternated rounds\tours %s\tbare\tratio\ttarget\n",
+	fmt.Fprintf(tw, "C=%d, L=%s, %d orders per row (steady state after the first %d), median of %d alternated rounds\tours %s\tbare\tratio\ttarget\tours, rounds\tbare, rounds\n",
 		*inFlight, *latency, *orders, 2**inFlight, *rounds, strings.Join(oursEnv, " "))
-	fmt.Fprintf(tw, "orders/s order.placed → session.created\t%.0f\t%.0f\t%.2f\t≥ 0.9\n", ours.rate, bare.rate, ours.rate/bare.rate)
-	fmt.Fprintf(tw, "steady p50, ms\t%.1f\t%.1f\t\t\n", ms(ours.p50), ms(bare.p50))
-	fmt.Fprintf(tw, "steady p99, ms\t%.1f\t%.1f\t%+.1f ms\t≤ +10 ms\n", ms(ours.p99), ms(bare.p99), ms(ours.p99-bare.p99))
-	fmt.Fprintf(tw, "CPU per order: bridge, ms\t%.3f\t%.3f\t%.2f\t≤ 1.5\n", ours.bridgeMs, bare.bridgeMs, ours.bridgeMs/bare.bridgeMs)
-	fmt.Fprintf(tw, "CPU per order: nats-server, ms\t%.3f\t%.3f\t%.2f\t≤ 1.5\n", ours.natsMs, bare.natsMs, ours.natsMs/bare.natsMs)
+	rate := func(r rowResult) float64 { return r.rate }
+	p99 := func(r rowResult) float64 { return ms(r.p99) }
+	bridgeMs := func(r rowResult) float64 { return r.bridgeMs }
+	natsMs := func(r rowResult) float64 { return r.natsMs }
+	fmt.Fprintf(tw, "orders/s order.placed → session.created\t%.0f\t%.0f\t%.2f\t≥ 0.9\t%s\t%s\n", ours.rate, bare.rate, ours.rate/bare.rate, span("ours", rate, "%.0f"), span("bare", rate, "%.0f"))
+	fmt.Fprintf(tw, "steady p50, ms\t%.1f\t%.1f\t\t\t\t\n", ms(ours.p50), ms(bare.p50))
+	fmt.Fprintf(tw, "steady p99, ms\t%.1f\t%.1f\t%+.1f ms\t≤ +10 ms\t%s\t%s\n", ms(ours.p99), ms(bare.p99), ms(ours.p99-bare.p99), span("ours", p99, "%.1f"), span("bare", p99, "%.1f"))
+	fmt.Fprintf(tw, "CPU per order: bridge, ms\t%.3f\t%.3f\t%.2f\t≤ 1.5\t%s\t%s\n", ours.bridgeMs, bare.bridgeMs, ours.bridgeMs/bare.bridgeMs, span("ours", bridgeMs, "%.3f"), span("bare", bridgeMs, "%.3f"))
+	fmt.Fprintf(tw, "CPU per order: nats-server, ms\t%.3f\t%.3f\t%.2f\t≤ 1.5\t%s\t%s\n", ours.natsMs, bare.natsMs, ours.natsMs/bare.natsMs, span("ours", natsMs, "%.3f"), span("bare", natsMs, "%.3f"))
 	return tw.Flush()
 }
 
