@@ -38,6 +38,10 @@ type memStore struct {
 	// published holds the ids each index entry names as published.
 	published map[string][]string
 	writes    map[string]int // successful creates and saves per key
+	// decoded, when not nil, keeps each order as written and hands out
+	// deep copies, as orderstore.StateStore does, instead of decoding
+	// the JSON on every load (benchmarks).
+	decoded map[string]order.Order
 	// addFail, when set, fails every write to the index.
 	addFail error
 	// failSave, when > 0, counts successful saves down; the save that
@@ -95,6 +99,9 @@ func (s *memStore) Load(_ context.Context, id string) (order.Order, uint64, erro
 	if !ok {
 		return o, 0, fmt.Errorf("order %s: %w", id, orderstore.ErrNotFound)
 	}
+	if d, ok := s.decoded[id]; ok {
+		return d.DeepCopy(), s.revs[id], nil
+	}
 	return o, s.revs[id], json.Unmarshal(b, &o)
 }
 
@@ -134,6 +141,9 @@ func (s *memStore) put(id string, o order.Order) uint64 {
 	s.seq++
 	s.data[id], s.revs[id] = b, s.seq
 	s.writes[id]++
+	if s.decoded != nil {
+		s.decoded[id] = o.DeepCopy()
+	}
 	return s.seq
 }
 
