@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
@@ -158,5 +159,39 @@ func TestStateStoreHandsOutCopies(t *testing.T) {
 	}
 	if b, _ := json.Marshal(fresh); string(b) != string(want) {
 		t.Fatalf("from the server: %s\nwant %s", b, want)
+	}
+}
+
+// TestStateStoreForgetsTheLeastRecentlyUsed: the store remembers up to
+// 1,024 orders and forgets the one used longest ago, so an order being
+// worked on stays remembered however many others come and go. Both
+// orders are removed behind the store's back at once: a load that still
+// answers came from memory, one that finds nothing went to the server.
+// (Forgetting an arbitrary order instead loses the busy one within 6,000
+// others but for one run in a hundred.)
+func TestStateStoreForgetsTheLeastRecentlyUsed(t *testing.T) {
+	_, kv := provisioned(t)
+	ctx := context.Background()
+	s := orderstore.NewStateStore[doc](kv)
+	for _, key := range []string{"IDLE", "BUSY"} {
+		if _, err := s.Create(ctx, key, doc{"new"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := kv.Purge(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 6000 {
+		if _, err := s.Create(ctx, fmt.Sprintf("OTHER-%d", i), doc{"new"}); err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 0 { // an order being worked on is used every few writes of others
+			if _, _, err := s.Load(ctx, "BUSY"); err != nil {
+				t.Fatalf("after %d other orders, the order in use was forgotten and read from the server: %v", i+1, err)
+			}
+		}
+	}
+	if _, _, err := s.Load(ctx, "IDLE"); !errors.Is(err, orderstore.ErrNotFound) {
+		t.Errorf("the order unused since 6,000 others was still remembered (err %v)", err)
 	}
 }
