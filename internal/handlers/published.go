@@ -103,15 +103,15 @@ type publishedFilter struct {
 }
 
 func (s publishedFilter) Load(ctx context.Context, key string) (order.Order, uint64, error) {
-	o, rev, err := s.Store.Load(ctx, key)
-	if err == nil {
-		err = s.w.dropPublished(ctx, key, &o)
-	}
-	return o, rev, err
+	return s.filtered(ctx, key, s.Store.Load)
 }
 
 func (s publishedFilter) LoadFresh(ctx context.Context, key string) (order.Order, uint64, error) {
-	o, rev, err := s.Store.LoadFresh(ctx, key)
+	return s.filtered(ctx, key, s.Store.LoadFresh)
+}
+
+func (s publishedFilter) filtered(ctx context.Context, key string, load func(context.Context, string) (order.Order, uint64, error)) (order.Order, uint64, error) {
+	o, rev, err := load(ctx, key)
 	if err == nil {
 		err = s.w.dropPublished(ctx, key, &o)
 	}
