@@ -3,8 +3,10 @@ package events_test
 import (
 	"bytes"
 	"context"
+	b64 "encoding/base64"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -315,4 +317,26 @@ func TestEncodeCallbackMatchesGenericEncoding(t *testing.T) {
 func fmtJSON(v any) string {
 	b, _ := json.MarshalIndent(v, "", " ")
 	return string(b)
+}
+
+// TestDecodeChecksDataNoParserHasSeen: only data inside a body that
+// json.Unmarshal accepted skips the syntax check before validation; a
+// binary-mode body and data_base64 are checked (a lax parser would take
+// +1 as a number).
+func TestDecodeChecksDataNoParserHasSeen(t *testing.T) {
+	codec := events.NewCodec(schemaSet)
+	lax := `{"orderId":"O-1","n":+1}`
+	binary := nats.Header{"ce-specversion": {"1.0"}, "ce-id": {"1"}, "ce-source": {"urn:x"}, "ce-type": {events.TypeDeviceDelivered}, "ce-subject": {"O-1"}, "Content-Type": {"application/json"}}
+	base64 := []byte(`{"specversion":"1.0","id":"1","source":"urn:x","type":"` + events.TypeDeviceDelivered + `","subject":"O-1","datacontenttype":"application/json","data_base64":"` +
+		b64.StdEncoding.EncodeToString([]byte(lax)) + `"}`)
+	for name, in := range map[string]struct {
+		h    nats.Header
+		body []byte
+	}{"binary": {binary, []byte(lax)}, "data_base64": {nil, base64}} {
+		_, err := codec.Decode(in.h, in.body)
+		var de *events.DecodeError
+		if !errors.As(err, &de) || de.Kind != events.KindInvalidData || !strings.Contains(err.Error(), "not JSON") {
+			t.Errorf("%s: err = %v, want invalid data that is not JSON", name, err)
+		}
+	}
 }
