@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -112,7 +113,12 @@ func run(ctx context.Context) error {
 	}
 	defer cc.Stop()
 	if addr := env("READY_ADDR"); addr != "" {
-		srv := &http.Server{Addr: addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })}
+		// Ready once listening; the profiler beside it so that `soak
+		// versus -cpuprofile` can compare the floor's profile with ours.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		srv := &http.Server{Addr: addr, Handler: mux}
 		go srv.ListenAndServe()
 		defer srv.Close()
 	}

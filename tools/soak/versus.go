@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,6 +31,7 @@ func runVersus(ctx context.Context, args []string, out io.Writer) error {
 	orders := fs.Int("orders", 3000, "orders per row; figures are of the steady state after the first 2·C")
 	rounds := fs.Int("rounds", 3, "rounds of (ours, bare); each figure is the median of its rounds")
 	syncAlways := fs.Bool("sync-always", false, "nats-server with sync_interval always (the shipped setting; fsync-bound on small machines)")
+	cpuProfile := fs.String("cpuprofile", "", "write CPU profiles of both bridges during the first round's orders to PREFIX-ours.pb.gz and PREFIX-bare.pb.gz (for `go tool pprof`)")
 	var oursEnv envList
 	fs.Var(&oursEnv, "ours-env", "KEY=VALUE for our bridge only, repeatable (GOGC=200: what a setting costs or saves against the same floor)")
 	if err := fs.Parse(args); err != nil {
@@ -50,7 +52,7 @@ func runVersus(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer stopFake()
 
-	r := versusRun{bins: bins, dir: dir, inbank: inbankURL, inFlight: *inFlight, orders: *orders, latency: *latency, syncAlways: *syncAlways, oursEnv: oursEnv}
+	r := versusRun{bins: bins, dir: dir, inbank: inbankURL, inFlight: *inFlight, orders: *orders, latency: *latency, syncAlways: *syncAlways, oursEnv: oursEnv, cpuProfile: *cpuProfile}
 	results := map[string][]rowResult{}
 	for i := range *rounds {
 		for _, row := range []string{"ours", "bare"} {
@@ -97,6 +99,7 @@ type versusRun struct {
 	latency          time.Duration
 	syncAlways       bool
 	oursEnv          []string
+	cpuProfile       string // path prefix of the first round's profiles; "" for none
 }
 
 // envList is a repeatable KEY=VALUE flag.
@@ -180,6 +183,9 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 	} else {
 		env = append(env, fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", readyPort))
 		env = append(env, v.oursEnv...)
+		if v.cpuProfile != "" && round == 0 {
+			env = append(env, "PPROF=true")
+		}
 	}
 	bridge := newProc(which, bin, nil, env, dir)
 	if err := bridge.start(); err != nil {
@@ -199,9 +205,22 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
+	profiled := make(chan error, 1)
+	if round == 0 && v.cpuProfile != "" {
+		// Long enough to cover most of the steady state at any C, short
+		// enough to end before the orders do on this machine.
+		go func() {
+			profiled <- fetchProfile(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", readyPort, 3), v.cpuProfile+"-"+which+".pb.gz")
+		}()
+	} else {
+		profiled <- nil
+	}
 	b0, n0 := cpuSeconds(bridge.pid()), cpuSeconds(ns.pid())
 	done, err := driver.countedLoop(pctx, v.inFlight, v.orders)
 	b1, n1 := cpuSeconds(bridge.pid()), cpuSeconds(ns.pid())
+	if perr := <-profiled; perr != nil {
+		return rowResult{}, fmt.Errorf("cpu profile: %w", perr)
+	}
 	if err != nil {
 		return rowResult{}, fmt.Errorf("placing %d orders: %w", v.orders, err)
 	}
@@ -226,4 +245,29 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 // nats-server's default sync interval.
 func natsConfDefaultSync(dir, name string, port int) string {
 	return fmt.Sprintf("server_name: %s\nlisten: 127.0.0.1:%d\njetstream {\n  store_dir: %q\n}\n", name, port, filepath.Join(dir, name))
+}
+
+// fetchProfile saves the profile served at url to path.
+func fetchProfile(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
