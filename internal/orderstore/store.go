@@ -86,7 +86,9 @@ func (s *StateStore[T]) encode(key string, v T) ([]byte, T, time.Duration, error
 	if s.prepare != nil {
 		ttl = s.prepare(&v)
 	}
-	b, err := json.Marshal(v)
+	// &v: v is on the heap already (prepare took its address); marshalling
+	// v itself would box another copy of the whole order.
+	b, err := json.Marshal(&v)
 	if err != nil {
 		return nil, v, 0, fmt.Errorf("encode order %s: %w", key, err)
 	}
@@ -122,9 +124,9 @@ func (s *StateStore[T]) LoadFresh(ctx context.Context, key string) (T, uint64, e
 }
 
 func (s *StateStore[T]) load(ctx context.Context, key string, fresh bool) (T, uint64, error) {
-	var v T
 	if err := checkKey(key); err != nil {
-		return v, 0, err
+		var zero T
+		return zero, 0, err
 	}
 	if !fresh {
 		s.mu.Lock()
@@ -134,6 +136,14 @@ func (s *StateStore[T]) load(ctx context.Context, key string, fresh bool) (T, ui
 			return e.val.DeepCopy(), e.rev, nil
 		}
 	}
+	return s.read(ctx, key)
+}
+
+// read loads key from the server and remembers it. Apart from load so
+// that the value it decodes into (which escapes to the heap) is not
+// allocated on every load answered from memory.
+func (s *StateStore[T]) read(ctx context.Context, key string) (T, uint64, error) {
+	var v T
 	entry, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return v, 0, fmt.Errorf("order %s: %w", key, ErrNotFound)
