@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,7 +32,7 @@ func runVersus(ctx context.Context, args []string, out io.Writer) error {
 	orders := fs.Int("orders", 3000, "orders per row; figures are of the steady state after the first 2·C")
 	rounds := fs.Int("rounds", 3, "rounds of (ours, bare); each figure is the median of its rounds")
 	syncAlways := fs.Bool("sync-always", false, "nats-server with sync_interval always (the shipped setting; fsync-bound on small machines)")
-	cpuProfile := fs.String("cpuprofile", "", "write CPU profiles of both bridges during the first round's orders to PREFIX-ours.pb.gz and PREFIX-bare.pb.gz (for `go tool pprof`)")
+	cpuProfile := fs.String("cpuprofile", "", "write CPU profiles of both bridges and their nats-servers during the first round's orders to PREFIX-{ours,bare}[-nats].pb.gz (for `go tool pprof`)")
 	var oursEnv envList
 	fs.Var(&oursEnv, "ours-env", "KEY=VALUE for our bridge only, repeatable (GOGC=200: what a setting costs or saves against the same floor)")
 	if err := fs.Parse(args); err != nil {
@@ -152,6 +153,12 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 	if v.syncAlways {
 		conf = natsConf(dir, "nats", port, 0, nil)
 	}
+	profiling := round == 0 && v.cpuProfile != ""
+	profPort := 0
+	if profiling {
+		profPort, _ = freePort()
+		conf += fmt.Sprintf("prof_port: %d\n", profPort)
+	}
 	confPath := filepath.Join(dir, "nats.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return rowResult{}, err
@@ -205,20 +212,23 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	profiled := make(chan error, 1)
-	if round == 0 && v.cpuProfile != "" {
+	profiled := make(chan error, 2)
+	if profiling {
 		// Long enough to cover most of the steady state at any C, short
 		// enough to end before the orders do on this machine.
-		go func() {
-			profiled <- fetchProfile(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", readyPort, 3), v.cpuProfile+"-"+which+".pb.gz")
-		}()
+		for port, name := range map[int]string{readyPort: which, profPort: which + "-nats"} {
+			go func() {
+				profiled <- fetchProfile(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, 3), v.cpuProfile+"-"+name+".pb.gz")
+			}()
+		}
 	} else {
+		profiled <- nil
 		profiled <- nil
 	}
 	b0, n0 := cpuSeconds(bridge.pid()), cpuSeconds(ns.pid())
 	done, err := driver.countedLoop(pctx, v.inFlight, v.orders)
 	b1, n1 := cpuSeconds(bridge.pid()), cpuSeconds(ns.pid())
-	if perr := <-profiled; perr != nil {
+	if perr := errors.Join(<-profiled, <-profiled); perr != nil {
 		return rowResult{}, fmt.Errorf("cpu profile: %w", perr)
 	}
 	if err != nil {
