@@ -255,8 +255,12 @@ func (w *Workflow) Advance(ctx context.Context, key string, refresh bool) error 
 func (w *Workflow) advance(ctx context.Context, key string, refresh bool, first *order.Order) error {
 	var outcome error // a step's permanent failure, returned once the order is at rest
 	load := w.cfg.Store.LoadFresh
+	// One order for every loop: step takes its address, so each would be
+	// a heap allocation of the whole order. Every loop sets all of it, and
+	// nothing keeps it past a step (the calculation beside the session is
+	// awaited).
+	var o order.Order
 	for range maxLoops {
-		var o order.Order
 		var rev uint64
 		var err error
 		if first != nil {
