@@ -138,7 +138,7 @@ bench:
 	$(GO) run ./tools/reconcilebench
 	$(GO) run ./tools/soak scale
 	scripts/bench-peers.sh
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/callbacktoken ./internal/events ./internal/handlers ./internal/orderstore ./internal/quote
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/callbacktoken ./internal/events ./internal/handlers ./internal/orderstore ./internal/quote ./schemas
 
 # bench-peers runs only the side-by-side comparison of the ingress with a
 # bare handler, Watermill and Benthos (../shared/bench/peers, ~4 min) and
