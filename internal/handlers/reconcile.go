@@ -124,7 +124,12 @@ func (w *Workflow) reconcileOne(ctx context.Context, key string, interval time.D
 		err = w.Advance(ctx, key, true)
 	}
 	var we *waitError
-	if err != nil && !errors.As(err, &we) {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// The pass was stopped (shutdown): nothing is wrong with the order.
+		w.log.InfoContext(ctx, "reconcile: stopped before the order moved; the next pass takes it up", "order_id", key)
+		return false
+	case err != nil && !errors.As(err, &we):
 		w.log.WarnContext(ctx, "reconcile: order not advanced", "order_id", key, "err", err)
 		return false
 	}

@@ -194,6 +194,11 @@ func (w *Workflow) called(step, orderID string) error {
 // names (a calculation refused beside a created session) or at step.
 func (w *Workflow) callFailed(ctx context.Context, o *order.Order, owner, step string, cause error) (*StepError, error) {
 	attempts := o.Attempts(step)
+	if err := stopped(ctx, cause); err != nil {
+		// Nothing is written: a hold for a retry would need the context
+		// that is gone, and the claim expires by itself.
+		return nil, fmt.Errorf("order %s, step %s: %w", o.OrderID, step, err)
+	}
 	if inbankapi.IsTransient(cause) {
 		after := w.retryDelay(cause, attempts)
 		w.holdForRetry(ctx, o.Key(), step, owner, after, certainlyNotApplied(cause))

@@ -431,6 +431,9 @@ func (w *Workflow) now() time.Time { return w.cfg.Now().UTC() }
 // and queues order.failed. The failure it returns is what the input ends
 // with once the order is at rest (see advance).
 func (w *Workflow) fail(ctx context.Context, key, step string, cause error, attempts int) (*StepError, error) {
+	if err := stopped(ctx, cause); err != nil {
+		return nil, fmt.Errorf("order %s, step %s: %w", key, step, err)
+	}
 	_, _, err := w.update(ctx, key, func(o *order.Order) (bool, error) {
 		return o.Fail(step, cause, attempts, w.now()), nil
 	})
@@ -439,6 +442,20 @@ func (w *Workflow) fail(ctx context.Context, key, step string, cause error, atte
 	}
 	w.log.ErrorContext(ctx, "order failed", "order_id", key, "step", step, "err", cause)
 	return &StepError{Step: step, Err: cause}, nil
+}
+
+// stopped returns the cancellation when ctx was cancelled or cause is
+// one: the work was stopped (the process shutting down, a reconcile pass
+// cut short), and no Inbank answer is to be judged from it. It is left
+// as if the process had died there, for the next attempt.
+func stopped(ctx context.Context, cause error) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return nil
 }
 
 // unprocessableError is an input or a state this bridge cannot process

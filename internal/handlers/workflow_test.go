@@ -763,3 +763,92 @@ func TestPublishedNotIndexedIsPublishedAgainInTheWindow(t *testing.T) {
 		}
 	})
 }
+
+// cancelOnSessionRead is Inbank with the caller's context cancelled as a
+// session read starts: the process shutting down mid-call.
+type cancelOnSessionRead struct {
+	handlers.Inbank
+	cancel context.CancelFunc
+}
+
+func (c cancelOnSessionRead) Session(ctx context.Context, uuid string) (inbankapi.Session, error) {
+	c.cancel()
+	return c.Inbank.Session(ctx, uuid)
+}
+
+// TestReconcilePassCutByShutdownWarnsNothing: a pass stopped by shutdown
+// leaves its orders to the next pass, which is no fault to warn an
+// operator about (every demo's end logged one such warning).
+func TestReconcilePassCutByShutdownWarnsNothing(t *testing.T) {
+	var logs bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := newHarness(t, func(c *handlers.Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		c.Inbank = cancelOnSessionRead{Inbank: c.Inbank, cancel: cancel}
+	})
+	h.mustDeliver(placed("SD1", 500))
+	h.advanceClock(2 * time.Minute)
+	if _, err := h.wf.Reconcile(ctx, h.store, time.Minute); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Reconcile = %v, want the cancellation", err)
+	}
+	// A cancelled call is no answer from Inbank: the order is not failed
+	// (this store, unlike the KV one, would have written it).
+	if o := h.store.get(t, "SD1"); o.State != order.StatePending {
+		t.Errorf("order is %s after a cancelled read, want %s", o.State, order.StatePending)
+	}
+	h.count("SD1", events.TypeOrderFailed, 0)
+	stopped := false
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
+			t.Errorf("logged %s", line)
+		}
+		stopped = stopped || strings.Contains(line, `"msg":"reconcile: stopped before the order moved`) && strings.Contains(line, `"order_id":"SD1"`)
+	}
+	if !stopped {
+		t.Errorf("no line says the order was left to the next pass:\n%s", logs.String())
+	}
+}
+
+// cancelOnCreateSession is Inbank with the caller's context cancelled as
+// the session creation starts.
+type cancelOnCreateSession struct {
+	handlers.Inbank
+	cancel context.CancelFunc
+}
+
+func (c cancelOnCreateSession) CreateSession(ctx context.Context, r inbankapi.SessionRequest) (inbankapi.CreatedSession, error) {
+	c.cancel()
+	return c.Inbank.CreateSession(ctx, r)
+}
+
+// TestInputStoppedMidSessionCallIsNotFailed: a call with a side effect
+// cut short by the work being stopped is left as after a crash (the claim
+// expires, the input comes again), never judged as Inbank's refusal.
+func TestInputStoppedMidSessionCallIsNotFailed(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := newHarness(t, func(c *handlers.Config) {
+		c.Inbank = cancelOnCreateSession{Inbank: c.Inbank, cancel: cancel}
+	})
+	p := placed("SD2", 500)
+	e, err := h.codec.New("urn:test", events.TypeOrderPlaced, "SD2", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = h.wf.Handle(ctx, events.Envelope{Event: e, Data: p}, streams.Delivery{Subject: events.SubjectOrderPlaced, Published: h.clock(), NumDelivered: 1})
+	if !errors.Is(err, context.Canceled) || streams.IsPermanent(err) {
+		t.Fatalf("Handle = %v, want the cancellation, to be retried", err)
+	}
+	o := h.store.get(t, "SD2")
+	if order.Final(o.State) {
+		t.Errorf("order is %s after a cancelled session call", o.State)
+	}
+	// Nothing more is written with a context that is gone (on the KV
+	// store such a write fails and warns): the attempt's own claim stays
+	// and expires, not turned into a hold for a retry.
+	if o.SessionClaim == nil || o.SessionClaim.Owner == order.RetryHold {
+		t.Errorf("session claim = %+v, want the attempt's own", o.SessionClaim)
+	}
+	h.count("SD2", events.TypeOrderFailed, 0)
+}
