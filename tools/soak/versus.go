@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -87,6 +88,10 @@ func runVersus(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(tw, "steady p99, ms\t%.1f\t%.1f\t%+.1f ms\t≤ +10 ms\t%s\t%s\n", ms(ours.p99), ms(bare.p99), ms(ours.p99-bare.p99), span("ours", p99, "%.1f"), span("bare", p99, "%.1f"))
 	fmt.Fprintf(tw, "CPU per order: bridge, ms\t%.3f\t%.3f\t%.2f\t≤ 1.5\t%s\t%s\n", ours.bridgeMs, bare.bridgeMs, ours.bridgeMs/bare.bridgeMs, span("ours", bridgeMs, "%.3f"), span("bare", bridgeMs, "%.3f"))
 	fmt.Fprintf(tw, "CPU per order: nats-server, ms\t%.3f\t%.3f\t%.2f\t≤ 1.5\t%s\t%s\n", ours.natsMs, bare.natsMs, ours.natsMs/bare.natsMs, span("ours", natsMs, "%.3f"), span("bare", natsMs, "%.3f"))
+	// Not a target: the driver of much of the bridge's CPU (its garbage
+	// collection grows with it) and steadier from run to run than CPU.
+	allocKB := func(r rowResult) float64 { return r.allocKB }
+	fmt.Fprintf(tw, "allocated per order: bridge, KiB\t%.1f\t%.1f\t%.2f\t\t%s\t%s\n", ours.allocKB, bare.allocKB, ours.allocKB/bare.allocKB, span("ours", allocKB, "%.1f"), span("bare", allocKB, "%.1f"))
 	return tw.Flush()
 }
 
@@ -119,6 +124,7 @@ func (e *envList) Set(v string) error {
 // rowResult is one row's steady-state figures.
 type rowResult struct {
 	rate, bridgeMs, natsMs float64
+	allocKB                float64 // bytes the bridge allocated per order, KiB
 	p50, p99               time.Duration
 }
 
@@ -136,6 +142,7 @@ func median(rows []rowResult) rowResult {
 		rate:     pick(func(r rowResult) float64 { return r.rate }),
 		bridgeMs: pick(func(r rowResult) float64 { return r.bridgeMs }),
 		natsMs:   pick(func(r rowResult) float64 { return r.natsMs }),
+		allocKB:  pick(func(r rowResult) float64 { return r.allocKB }),
 		p50:      time.Duration(pick(func(r rowResult) float64 { return float64(r.p50) })),
 		p99:      time.Duration(pick(func(r rowResult) float64 { return float64(r.p99) })),
 	}
@@ -225,9 +232,15 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 		profiled <- nil
 		profiled <- nil
 	}
+	metrics := fmt.Sprintf("http://127.0.0.1:%d/metrics", readyPort)
+	a0, aerr0 := allocatedBytes(ctx, metrics)
 	b0, n0 := cpuSeconds(bridge.pid()), cpuSeconds(ns.pid())
 	done, err := driver.countedLoop(pctx, v.inFlight, v.orders)
 	b1, n1 := cpuSeconds(bridge.pid()), cpuSeconds(ns.pid())
+	a1, aerr1 := allocatedBytes(ctx, metrics)
+	if aerr := errors.Join(aerr0, aerr1); aerr != nil {
+		return rowResult{}, fmt.Errorf("%s bridge's allocations: %w", which, aerr)
+	}
 	if perr := errors.Join(<-profiled, <-profiled); perr != nil {
 		return rowResult{}, fmt.Errorf("cpu profile: %w", perr)
 	}
@@ -248,6 +261,7 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 		p99:      lat[min(len(lat)-1, int(0.99*float64(len(lat))))],
 		bridgeMs: 1000 * (b1 - b0) / n,
 		natsMs:   1000 * (n1 - n0) / n,
+		allocKB:  (a1 - a0) / n / 1024,
 	}, nil
 }
 
@@ -280,4 +294,28 @@ func fetchProfile(ctx context.Context, url, path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// allocatedBytes reads go_memstats_alloc_bytes_total (bytes allocated
+// since the process started) from a Prometheus endpoint.
+func allocatedBytes(ctx context.Context, url string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(line, "go_memstats_alloc_bytes_total "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no go_memstats_alloc_bytes_total", url)
 }
