@@ -122,7 +122,8 @@ chaos:
 # time; our bridge against the bare stateless bridge (tools/barebridge)
 # at C = 64 and C = 256, rows alternated, each on a fresh nats-server
 # process (ours/bare ratios of orders/s, p99 and CPU per order of the bridge
-# and of nats-server); a reconcile pass with 1,000 open orders among 200,000
+# and of nats-server, and of the bytes each bridge allocates per order);
+# a reconcile pass with 1,000 open orders among 200,000
 # finished ones against the 1,000 alone (reconcile-scaling ratio); 3
 # bridges against 1 on a three-node R3 cluster (bridges-3-vs-1 ratio);
 # then the hot paths' Go benchmarks.
