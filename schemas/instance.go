@@ -9,20 +9,15 @@ import (
 	"github.com/valyala/fastjson"
 )
 
-// parsers are reused: a fastjson.Parser keeps its value tree between
-// parses, so a parse of an event's data allocates little beyond the
-// instance handed to the validator.
-var parsers fastjson.ParserPool
-
 // instance decodes JSON data into the value the validator reads (objects
 // as map[string]any, arrays as []any, numbers as json.Number), exactly as
 // jsonschema.UnmarshalJSON does. Malformed data, and every error, go the
 // library's way, so that errors read as they always did.
-func instance(data []byte) (any, error) {
+func (s *Set) instance(data []byte) (any, error) {
 	if !json.Valid(data) {
 		return jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	}
-	return wellFormedInstance(data)
+	return s.wellFormedInstance(data)
 }
 
 // wellFormedInstance is instance for data that encoding/json's scanner
@@ -38,12 +33,12 @@ func instance(data []byte) (any, error) {
 // the precondition, and data that is not valid UTF-8 or has a \u escape
 // goes the library's way too. TestInstanceIsWhatTheLibraryDecodes and
 // FuzzInstance hold the two to the same result.
-func wellFormedInstance(data []byte) (any, error) {
+func (s *Set) wellFormedInstance(data []byte) (any, error) {
 	if !utf8.Valid(data) || bytes.Contains(data, []byte(`\u`)) {
 		return jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	}
-	p := parsers.Get()
-	defer parsers.Put(p)
+	p := s.parsers.Get()
+	defer s.parsers.Put(p)
 	v, err := p.ParseBytes(data)
 	if err != nil { // deeper than fastjson.MaxDepth
 		return jsonschema.UnmarshalJSON(bytes.NewReader(data))

@@ -27,10 +27,11 @@ func sameAsLibrary(t *testing.T, data []byte) {
 			t.Fatalf("%s(%q): decoded %#v, library decoded %#v", name, data, got, want)
 		}
 	}
-	got, err := instance(data)
+	var set Set
+	got, err := set.instance(data)
 	check("instance", got, err)
 	if json.Valid(data) { // wellFormedInstance's precondition
-		got, err := wellFormedInstance(data)
+		got, err := set.wellFormedInstance(data)
 		check("wellFormedInstance", got, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"github.com/valyala/fastjson"
 )
 
 //go:embed *.json asyncapi.yaml
@@ -30,6 +31,10 @@ func ID(eventType string) string { return IDPrefix + eventType }
 // use and meant to be built once per process.
 type Set struct {
 	byType map[string]*jsonschema.Schema
+	// parsers are reused: a fastjson.Parser keeps its value tree between
+	// parses, so decoding an event's data allocates little beyond the
+	// instance handed to the validator (see instance).
+	parsers fastjson.ParserPool
 }
 
 // Load compiles every schema in [FS].
@@ -143,7 +148,7 @@ func (e *FieldError) Error() string {
 // for data that breaks the schema, or another error for data that is not
 // JSON.
 func (s *Set) Validate(eventType string, data []byte) error {
-	return s.validate(eventType, data, instance)
+	return s.validate(eventType, data, s.instance)
 }
 
 // ValidateWellFormed is Validate for data known to be well-formed JSON:
@@ -151,7 +156,7 @@ func (s *Set) Validate(eventType string, data []byte) error {
 // json.Unmarshal accepted, or json.Marshal's output). It skips a second
 // syntax check; on data that is not well-formed its result is undefined.
 func (s *Set) ValidateWellFormed(eventType string, data []byte) error {
-	return s.validate(eventType, data, wellFormedInstance)
+	return s.validate(eventType, data, s.wellFormedInstance)
 }
 
 func (s *Set) validate(eventType string, data []byte, decode func([]byte) (any, error)) error {
