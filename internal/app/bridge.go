@@ -467,16 +467,25 @@ func startConsumers(p *process, c *bridgeConfig, wf *handlers.Workflow, codec *e
 	if err != nil {
 		return nil, err
 	}
+	// Under set-up's rules (waits reported in the log and /readyz, bounded
+	// by NATS_SETUP_TIMEOUT): looking a consumer up is a JetStream request
+	// a cluster that has just formed may leave unanswered for a while.
 	var consumers []*streams.Consumer
-	for _, cc := range c.nats.Topology.Consumers() {
-		cons, err := streams.Consume(p.ctx, p.nc, p.js, codec, wf, streams.ConsumerConfig{
-			Stream: cc.Stream, Consumer: cc.Durable, Concurrency: c.concurrency,
-			MaxDeliver: cc.MaxDeliver, AckWait: cc.AckWait, Logger: p.log, Metrics: metrics, Tracer: tp.Tracer("github.com/smartrent-bridge/bridge"),
-		})
-		if err != nil {
-			return nil, err
+	err = p.setUp(c.nats, func(ctx context.Context) error {
+		for _, cc := range c.nats.Topology.Consumers() {
+			cons, err := streams.Consume(ctx, p.nc, p.js, codec, wf, streams.ConsumerConfig{
+				Stream: cc.Stream, Consumer: cc.Durable, Concurrency: c.concurrency,
+				MaxDeliver: cc.MaxDeliver, AckWait: cc.AckWait, Logger: p.log, Metrics: metrics, Tracer: tp.Tracer("github.com/smartrent-bridge/bridge"),
+			})
+			if err != nil {
+				return err
+			}
+			consumers = append(consumers, cons)
 		}
-		consumers = append(consumers, cons)
+		return nil
+	})
+	if err != nil {
+		return consumers, err
 	}
 	return consumers, p.reg.Register(streams.NewLagCollector(p.js, c.nats.Topology.Consumers()))
 }
@@ -509,7 +518,14 @@ func openOrderStore(p *process, c *bridgeConfig, kv jetstream.KeyValue) (*orders
 	store := orderstore.NewStateStore[order.Order](kv)
 	// A per-key TTL: JetStream removes a finished order after retention.
 	store.ExpireWith(p.js, order.Retention(c.retention, time.Now))
-	openIndex, err := orderstore.OpenIndexOf(p.ctx, p.js, events.NewID())
+	var openIndex *orderstore.OpenIndex
+	err = p.setUp(c.nats, func(ctx context.Context) error {
+		return streams.Await(ctx, "open-order index", func(ctx context.Context) error {
+			var err error
+			openIndex, err = orderstore.OpenIndexOf(ctx, p.js, events.NewID())
+			return err
+		})
+	})
 	if err != nil {
 		return nil, nil, err
 	}

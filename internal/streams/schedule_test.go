@@ -491,3 +491,55 @@ func TestConsumerHandlesAtMostConcurrency(t *testing.T) {
 		t.Errorf("at most %d handled at once, want exactly Concurrency = %d", most, limit)
 	}
 }
+
+// TestConsumeWaitsForItsConsumer: looking the durable up is a set-up
+// step. While JetStream cannot answer it (here: not there yet; on a
+// cluster that has just formed: no answer in time) Consume waits and
+// reports the wait instead of failing, so a bridge starting beside its
+// peers stays up (soak scale lost one of three bridges in half its runs).
+func TestConsumeWaitsForItsConsumer(t *testing.T) {
+	srv := natstest.Run(t, natstest.Options{})
+	nc, js := natstest.Connect(t, srv.ClientURL())
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "WAITS", Subjects: []string{"waits.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	reported := make(chan string, 100)
+	rctx := streams.WithSetupReport(ctx, func(step string, _ error) {
+		select {
+		case reported <- step:
+		default:
+		}
+	})
+	type started struct {
+		c   *streams.Consumer
+		err error
+	}
+	done := make(chan started, 1)
+	go func() {
+		c, err := streams.Consume(rctx, nc, js, events.NewCodec(schemaSet), newDeliveryRecorder(nil), streams.ConsumerConfig{Stream: "WAITS", Consumer: "late"})
+		done <- started{c, err}
+	}()
+	select {
+	case step := <-reported:
+		if step != "consumer late" {
+			t.Fatalf("reported a wait for %q", step)
+		}
+	case s := <-done:
+		t.Fatalf("Consume returned (%v) before its consumer existed", s.err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no wait reported")
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, "WAITS", jetstream.ConsumerConfig{Durable: "late", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-done:
+		if s.err != nil {
+			t.Fatalf("Consume = %v once the consumer exists", s.err)
+		}
+		s.c.Stop(ctx)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Consume still waiting after the consumer was created")
+	}
+}

@@ -235,6 +235,15 @@ func provisionBackoff() retry.Backoff {
 	return retry.WithCappedDuration(time.Second, retry.WithJitterPercent(20, retry.NewExponential(50*time.Millisecond)))
 }
 
+// Await runs f, a set-up step of JetStream named what (e.g. "bucket
+// smartrent_open"), as provisioning runs its own: each attempt with its
+// own deadline, retried while it can pass by itself (no answer yet, no
+// leader, not there yet) until ctx ends, each wait reported under
+// WithSetupReport.
+func Await(ctx context.Context, what string, f func(context.Context) error) error {
+	return apply(ctx, what, f)
+}
+
 // apply runs one create-or-update, retrying what can pass by itself (no
 // peers yet, a concurrent creator winning the race) and classifying a
 // refusal of the definition as ErrIncompatible.
