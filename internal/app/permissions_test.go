@@ -29,14 +29,47 @@ import (
 
 // serverLog keeps the server's warnings and errors.
 type serverLog struct {
-	mu    sync.Mutex
-	lines []string
+	mu      sync.Mutex
+	lines   []string
+	changed chan struct{} // signalled after each line, once awaitViolation made it
 }
 
 func (l *serverLog) add(format string, v ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lines = append(l.lines, fmt.Sprintf(format, v...))
+	if l.changed != nil {
+		select {
+		case l.changed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// awaitViolation returns the violations logged once one contains want,
+// or those logged until timeout. nats-server answers the client with its
+// permissions error before it logs the violation, so a test that reads
+// the log as soon as the client failed can find it empty (a fresh
+// .ci/run did).
+func (l *serverLog) awaitViolation(want string, timeout time.Duration) []string {
+	l.mu.Lock()
+	if l.changed == nil {
+		l.changed = make(chan struct{}, 1)
+	}
+	changed := l.changed
+	l.mu.Unlock()
+	deadline := time.After(timeout)
+	for {
+		v := l.violations()
+		if strings.Contains(strings.Join(v, "\n"), want) {
+			return v
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			return v
+		}
+	}
 }
 func (l *serverLog) Noticef(string, ...any)         {}
 func (l *serverLog) Debugf(string, ...any)          {}
