@@ -253,12 +253,10 @@ func readRSS(p *proc) string {
 // scrapeMean reads a histogram's mean (sum / count) for the series whose
 // labels contain match from a Prometheus text endpoint.
 func scrapeMean(url, name, match string) time.Duration {
-	resp, err := http.Get(url)
+	b, err := httpGet(context.Background(), url)
 	if err != nil {
 		return 0
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	var sum, count float64
 	for _, line := range strings.Split(string(b), "\n") {
 		if !strings.Contains(line, match) {
