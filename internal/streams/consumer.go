@@ -109,13 +109,34 @@ type ConsumerConfig struct {
 type Msg struct {
 	Env      events.Envelope
 	Delivery Delivery
-	Log      *slog.Logger // names the consumer, subject, order, type and shop
 	// Outcome is what the disposition did (ok, retry or dead_letter), and
 	// Err the handler's error it acted on.
 	Outcome string
 	Err     error
 
-	raw jetstream.Msg
+	raw      jetstream.Msg
+	consumer string
+	shop     string
+	traceID  string
+	base     *slog.Logger
+	logOnce  sync.Once
+	log      *slog.Logger
+}
+
+// Log is the message's logger: it names the consumer, subject, stream
+// sequence, delivery, order, type, shop and (when traced) trace. It is
+// built on first use: most messages are acked and log nothing, and a
+// logger's eight attributes cost about 2 KB per message.
+func (m *Msg) Log() *slog.Logger {
+	m.logOnce.Do(func() {
+		d := m.Delivery
+		m.log = m.base.With("consumer", m.consumer, "subject", d.Subject, "stream_seq", d.StreamSeq, "delivery", d.NumDelivered,
+			"order_id", m.Env.OrderID(), "type", m.Env.Event.Type(), "shop", m.shop)
+		if m.traceID != "" {
+			m.log = m.log.With("trace_id", m.traceID)
+		}
+	})
+	return m.log
 }
 
 // HandlerFunc handles one decoded message. Its error decides what happens
@@ -284,18 +305,17 @@ func (c *Consumer) handle(raw jetstream.Msg) {
 	defer c.heartbeat(raw)()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	log := c.cfg.Logger.With("consumer", c.cfg.Consumer, "subject", d.Subject, "stream_seq", d.StreamSeq, "delivery", d.NumDelivered)
 
 	env, err := c.codec.Decode(raw.Headers(), raw.Data())
 	var de *events.DecodeError
 	if errors.As(err, &de) {
-		c.invalid(ctx, raw, d, de, log.With("order_id", de.OrderID), start)
+		log := c.cfg.Logger.With("consumer", c.cfg.Consumer, "subject", d.Subject, "stream_seq", d.StreamSeq, "delivery", d.NumDelivered, "order_id", de.OrderID)
+		c.invalid(ctx, raw, d, de, log, start)
 		return
 	}
 	shop := ids.ShopName(events.ShopOf(env.Data))
 	ctx = telemetry.WithLogAttrs(ctx, slog.String("shop", shop))
-	log = log.With("order_id", env.OrderID(), "type", env.Event.Type(), "shop", shop)
-	_ = c.chain(ctx, &Msg{Env: env, Delivery: d, Log: log, raw: raw})
+	_ = c.chain(ctx, &Msg{Env: env, Delivery: d, raw: raw, consumer: c.cfg.Consumer, shop: shop, base: c.cfg.Logger})
 }
 
 // invalid reports an undecodable message to the handler, then
@@ -328,12 +348,12 @@ func (c *Consumer) disposed(next HandlerFunc) HandlerFunc {
 	return func(ctx context.Context, m *Msg) error {
 		err := next(ctx, m)
 		m.Err = err
-		d, log := m.Delivery, m.Log
+		d := m.Delivery
 		switch {
 		case err == nil:
 			m.Outcome = "ok"
 			if aerr := m.raw.Ack(); aerr != nil {
-				log.Warn("ack failed; the message will come again and is handled idempotently", "err", aerr)
+				m.Log().Warn("ack failed; the message will come again and is handled idempotently", "err", aerr)
 			}
 		case IsPermanent(err) || d.Last():
 			reason := err.Error()
@@ -341,16 +361,16 @@ func (c *Consumer) disposed(next HandlerFunc) HandlerFunc {
 				reason = fmt.Sprintf("gave up after %d deliveries: %s", d.NumDelivered, reason)
 			}
 			if herr := c.h.GiveUp(ctx, m.Env, d, err); herr != nil {
-				log.Error("could not report a failed message; will retry", "err", herr, "cause", err)
+				m.Log().Error("could not report a failed message; will retry", "err", herr, "cause", err)
 				m.Outcome = "retry"
 				_ = m.raw.NakWithDelay(c.cfg.RetryBase)
 				return nil
 			}
 			m.Outcome = "dead_letter"
-			c.deadLetter(ctx, m.raw, d, reason, log)
+			c.deadLetter(ctx, m.raw, d, reason, m.Log())
 		default:
 			m.Outcome = "retry"
-			c.retry(m.raw, d, err, log)
+			c.retry(m.raw, d, err, m.Log())
 		}
 		return nil
 	}
@@ -368,7 +388,7 @@ func (c *Consumer) traced(next HandlerFunc) HandlerFunc {
 				attribute.String("smartrent.order_id", m.Env.OrderID()), attribute.Int64("messaging.nats.stream_sequence", int64(d.StreamSeq))))
 		defer span.End()
 		if sc := span.SpanContext(); sc.IsValid() {
-			m.Log = m.Log.With("trace_id", sc.TraceID().String())
+			m.traceID = sc.TraceID().String()
 		}
 		err := next(ctx, m)
 		if m.Err != nil {

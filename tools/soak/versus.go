@@ -33,7 +33,7 @@ func runVersus(ctx context.Context, args []string, out io.Writer) error {
 	orders := fs.Int("orders", 3000, "orders per row; figures are of the steady state after the first 2·C")
 	rounds := fs.Int("rounds", 3, "rounds of (ours, bare); each figure is the median of its rounds")
 	syncAlways := fs.Bool("sync-always", false, "nats-server with sync_interval always (the shipped setting; fsync-bound on small machines)")
-	cpuProfile := fs.String("cpuprofile", "", "write CPU profiles of both bridges and their nats-servers during the first round's orders to PREFIX-{ours,bare}[-nats].pb.gz (for `go tool pprof`)")
+	cpuProfile := fs.String("cpuprofile", "", "write CPU profiles of both bridges and their nats-servers, and the bridges' allocations, during the first round's orders to PREFIX-{ours,bare}[-nats|-allocs].pb.gz (for `go tool pprof`)")
 	var oursEnv envList
 	fs.Var(&oursEnv, "ours-env", "KEY=VALUE for our bridge only, repeatable (GOGC=200: what a setting costs or saves against the same floor)")
 	if err := fs.Parse(args); err != nil {
@@ -219,18 +219,19 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	profiled := make(chan error, 2)
+	// CPU of the bridge and its nats-server, and the bridge's allocations
+	// (a delta profile: what the same 3 seconds allocated).
+	profiles := map[string]string{}
 	if profiling {
-		// Long enough to cover most of the steady state at any C, short
-		// enough to end before the orders do on this machine.
-		for port, name := range map[int]string{readyPort: which, profPort: which + "-nats"} {
-			go func() {
-				profiled <- fetchProfile(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, 3), v.cpuProfile+"-"+name+".pb.gz")
-			}()
-		}
-	} else {
-		profiled <- nil
-		profiled <- nil
+		profiles[fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=3", readyPort)] = which
+		profiles[fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=3", profPort)] = which + "-nats"
+		profiles[fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/allocs?seconds=3", readyPort)] = which + "-allocs"
+	}
+	profiled := make(chan error, len(profiles))
+	// Long enough to cover most of the steady state at any C, short
+	// enough to end before the orders do on this machine.
+	for url, name := range profiles {
+		go func() { profiled <- fetchProfile(ctx, url, v.cpuProfile+"-"+name+".pb.gz") }()
 	}
 	metrics := fmt.Sprintf("http://127.0.0.1:%d/metrics", readyPort)
 	a0, aerr0 := allocatedBytes(ctx, metrics)
@@ -241,8 +242,12 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 	if aerr := errors.Join(aerr0, aerr1); aerr != nil {
 		return rowResult{}, fmt.Errorf("%s bridge's allocations: %w", which, aerr)
 	}
-	if perr := errors.Join(<-profiled, <-profiled); perr != nil {
-		return rowResult{}, fmt.Errorf("cpu profile: %w", perr)
+	var perr error
+	for range profiles {
+		perr = errors.Join(perr, <-profiled)
+	}
+	if perr != nil {
+		return rowResult{}, fmt.Errorf("profile: %w", perr)
 	}
 	if err != nil {
 		return rowResult{}, fmt.Errorf("placing %d orders: %w", v.orders, err)
