@@ -2,15 +2,29 @@ package ids
 
 import (
 	"encoding/base64"
-	"regexp"
 )
 
-var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+// plainKey reports whether id is made of [A-Za-z0-9_-] only (and is not
+// empty). A loop, not a regexp: keys are made several times per order, and
+// the regexp cost about 1 % of the bridge's CPU.
+func plainKey(id string) bool {
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !IsAlnum(c) && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return id != ""
+}
+
+// IsAlnum reports whether c is an ASCII letter or digit.
+func IsAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
 
 // OrderKey is the KV key of a default-shop order: the id itself when it is
 // made of [A-Za-z0-9_-], otherwise "=" + base64url-without-padding(id).
 func OrderKey(orderID string) string {
-	if plainKey.MatchString(orderID) {
+	if plainKey(orderID) {
 		return orderID
 	}
 	return "=" + base64.RawURLEncoding.EncodeToString([]byte(orderID))

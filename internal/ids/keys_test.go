@@ -1,6 +1,7 @@
 package ids
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -41,4 +42,18 @@ func TestOrderKey(t *testing.T) {
 			t.Errorf("OrderKey(%q) = %q, want %q", tt.id, got, tt.want)
 		}
 	}
+}
+
+// FuzzPlainKey: the byte loop accepts exactly what the pattern of the
+// documented key rule, ^[A-Za-z0-9_-]+$, accepts.
+func FuzzPlainKey(f *testing.F) {
+	pattern := regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	for _, id := range append(hostileIDs, "", "a", "Z9_-", "a\n", "\x00", "ab\xff") {
+		f.Add(id)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		if got, want := plainKey(id), pattern.MatchString(id); got != want {
+			t.Fatalf("plainKey(%q) = %v, the pattern says %v", id, got, want)
+		}
+	})
 }
