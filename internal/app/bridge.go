@@ -230,7 +230,7 @@ func RunBridge(ctx context.Context, args []string, getenv cli.Getenv, logOut io.
 	if err != nil {
 		return err
 	}
-	if err := backfillOpenIndex(p, wf, store, openIndex); err != nil {
+	if err := backfillOpenIndex(p, c, wf, store, openIndex); err != nil {
 		return err
 	}
 	quoteService, err := startQuotes(p, c, shopAPIs, schemaSet)
@@ -505,12 +505,19 @@ func statePublisher(p *process, c *bridgeConfig, codec *events.Codec) *streams.P
 // ORDER_RETENTION) and the open-order index.
 func openOrderStore(p *process, c *bridgeConfig, kv jetstream.KeyValue) (*orderstore.StateStore[order.Order], *orderstore.OpenIndex, error) {
 	// Orders of non-default shops written by an earlier version under the
-	// ambiguous key "shop/orderId" move to their own keys.
-	migrateCtx, cancel := context.WithTimeout(p.ctx, time.Minute)
-	moved, err := orderstore.MigrateStateKeys(migrateCtx, kv)
-	cancel()
+	// ambiguous key "shop/orderId" move to their own keys. A set-up step:
+	// a listing left unanswered by a busy cluster is tried again (the
+	// migration is idempotent), not the end of the process.
+	var moved int
+	err := p.setUp(c.nats, func(ctx context.Context) error {
+		return streams.AwaitWithin(ctx, "migrate order state keys", time.Minute, func(ctx context.Context) error {
+			n, err := orderstore.MigrateStateKeys(ctx, kv)
+			moved += n // an attempt that failed part way moved these
+			return err
+		})
+	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("migrate order state keys: %w", err)
+		return nil, nil, err
 	}
 	if moved > 0 {
 		p.log.Info("moved orders of non-default shops to their own state keys", "orders", moved)
@@ -535,12 +542,20 @@ func openOrderStore(p *process, c *bridgeConfig, kv jetstream.KeyValue) (*orders
 // backfillOpenIndex indexes, once, a bucket written before the open-order
 // index existed (the orders still open) and gives its finished orders
 // their retention.
-func backfillOpenIndex(p *process, wf *handlers.Workflow, store *orderstore.StateStore[order.Order], openIndex *orderstore.OpenIndex) error {
-	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Minute)
-	defer cancel()
-	indexed, retired, err := wf.Backfill(ctx, store, openIndex)
+func backfillOpenIndex(p *process, c *bridgeConfig, wf *handlers.Workflow, store *orderstore.StateStore[order.Order], openIndex *orderstore.OpenIndex) error {
+	// A set-up step, tried again when JetStream leaves a request
+	// unanswered: Backfill is idempotent (an order indexed twice is one
+	// entry, and the bucket is marked done only at the end).
+	var indexed, retired int
+	err := p.setUp(c.nats, func(ctx context.Context) error {
+		return streams.AwaitWithin(ctx, "index open orders", 10*time.Minute, func(ctx context.Context) error {
+			i, r, err := wf.Backfill(ctx, store, openIndex)
+			indexed, retired = indexed+i, retired+r
+			return err
+		})
+	})
 	if err != nil {
-		return fmt.Errorf("index open orders: %w", err)
+		return err
 	}
 	if indexed+retired > 0 {
 		p.log.Info("indexed the open orders of an earlier version's bucket", "open", indexed, "finished", retired)

@@ -241,18 +241,33 @@ func provisionBackoff() retry.Backoff {
 // leader, not there yet) until ctx ends, each wait reported under
 // WithSetupReport.
 func Await(ctx context.Context, what string, f func(context.Context) error) error {
-	return apply(ctx, what, f)
+	return AwaitWithin(ctx, what, requestAttempt, f)
 }
+
+// AwaitWithin is Await for a step of many requests (a migration, a
+// backfill), each attempt given attempt to finish. f must be safe to run
+// again after an attempt that failed part way.
+func AwaitWithin(ctx context.Context, what string, attempt time.Duration, f func(context.Context) error) error {
+	return applyWithin(ctx, what, attempt, f)
+}
+
+// requestAttempt is how long one set-up request is awaited before it is
+// sent again: a request sent before a cluster has a meta leader may
+// never be answered.
+const requestAttempt = 5 * time.Second
 
 // apply runs one create-or-update, retrying what can pass by itself (no
 // peers yet, a concurrent creator winning the race) and classifying a
 // refusal of the definition as ErrIncompatible.
 func apply(ctx context.Context, what string, f func(context.Context) error) error {
+	return applyWithin(ctx, what, requestAttempt, f)
+}
+
+func applyWithin(ctx context.Context, what string, attempt time.Duration, f func(context.Context) error) error {
 	var last error
 	err := retry.Do(ctx, provisionBackoff(), func(ctx context.Context) error {
-		// Each attempt has its own deadline: a request sent before a
-		// cluster has a meta leader may never be answered.
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// Each attempt has its own deadline (see requestAttempt).
+		actx, cancel := context.WithTimeout(ctx, attempt)
 		defer cancel()
 		err := f(actx)
 		if err == nil {

@@ -155,3 +155,50 @@ func TestDeployServerConfigs(t *testing.T) {
 		}
 	}
 }
+
+// TestAwaitWithinTriesAStepAgain: a set-up step of many requests whose
+// attempt fails (a request a busy cluster left unanswered) is reported
+// and run again, each attempt with its own deadline, until it passes; a
+// step that never passes ends with the context, naming its last error.
+func TestAwaitWithinTriesAStepAgain(t *testing.T) {
+	var reports []string
+	ctx := streams.WithSetupReport(context.Background(), func(step string, err error) {
+		reports = append(reports, step+": "+err.Error())
+	})
+	const attempt = 300 * time.Millisecond
+	unanswered := errors.New("nats: timeout")
+	var deadlines []time.Duration
+	err := streams.AwaitWithin(ctx, "index open orders", attempt, func(ctx context.Context) error {
+		d, ok := ctx.Deadline()
+		if !ok {
+			t.Fatal("an attempt without a deadline")
+		}
+		deadlines = append(deadlines, time.Until(d))
+		if len(deadlines) < 3 {
+			return unanswered
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("a step that passes on its third attempt: %v", err)
+	}
+	if len(deadlines) != 3 {
+		t.Fatalf("%d attempts, want 3", len(deadlines))
+	}
+	for i, d := range deadlines {
+		if d <= 0 || d > attempt {
+			t.Errorf("attempt %d had %v left, want (0, %v]", i+1, d, attempt)
+		}
+	}
+	want := "index open orders: nats: timeout"
+	if len(reports) != 2 || reports[0] != want || reports[1] != want {
+		t.Errorf("reports %q, want two of %q", reports, want)
+	}
+
+	bounded, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	err = streams.AwaitWithin(bounded, "migrate order state keys", attempt, func(context.Context) error { return unanswered })
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "last error: nats: timeout") || !strings.Contains(err.Error(), "migrate order state keys") {
+		t.Errorf("a step that never passes ended with %v", err)
+	}
+}
