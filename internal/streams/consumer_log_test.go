@@ -2,7 +2,6 @@ package streams_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/smartrent-bridge/bridge/internal/events"
-	"github.com/smartrent-bridge/bridge/internal/natstest"
 	"github.com/smartrent-bridge/bridge/internal/streams"
 )
 
@@ -65,14 +63,7 @@ func (l *lineLog) await(t *testing.T, msg string) map[string]any {
 // order, type and shop — the logger is built only when a line is written,
 // so a message that is simply acknowledged logs nothing.
 func TestConsumerLogLinesNameTheMessage(t *testing.T) {
-	srv := natstest.Run(t, natstest.Options{})
-	nc, js := natstest.Connect(t, srv.ClientURL())
-	ctx := context.Background()
-	topo := streams.DefaultTopology()
-	if _, err := streams.ProvisionBridge(ctx, js, topo); err != nil {
-		t.Fatal(err)
-	}
-	pub := streams.NewPublisher(js, events.NewCodec(schemaSet))
+	nc, js, topo, pub := bridgeStreams(t, nil)
 	again := errors.New("try again")
 	rec := newDeliveryRecorder(func(id string, n int) error {
 		switch {

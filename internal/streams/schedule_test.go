@@ -100,15 +100,8 @@ func within(got, documented time.Duration) bool {
 //   - a message whose handler died is delivered again after ACK_WAIT;
 //   - after MAX_DELIVER deliveries the message is given up.
 func TestRedeliveryScheduleAsDocumented(t *testing.T) {
-	srv := natstest.Run(t, natstest.Options{})
-	nc, js := natstest.Connect(t, srv.ClientURL())
+	nc, js, topo, pub := bridgeStreams(t, func(topo *streams.Topology) { topo.AckWait, topo.MaxDeliver = 2*time.Second, 6 })
 	ctx := context.Background()
-	topo := streams.DefaultTopology()
-	topo.AckWait, topo.MaxDeliver = 2*time.Second, 6
-	if _, err := streams.ProvisionBridge(ctx, js, topo); err != nil {
-		t.Fatal(err)
-	}
-	pub := streams.NewPublisher(js, events.NewCodec(schemaSet))
 	transient := errors.New("inbank: 503")
 	rec := newDeliveryRecorder(func(orderID string, n int) error {
 		switch orderID {
@@ -226,14 +219,8 @@ func TestProvisionRemovesOldBackOff(t *testing.T) {
 // one is given up and dead-lettered without reaching the handler), and it
 // runs inside the disposition (no outcome is decided when it returns).
 func TestMiddlewareWrapsTheHandler(t *testing.T) {
-	srv := natstest.Run(t, natstest.Options{})
-	nc, js := natstest.Connect(t, srv.ClientURL())
+	nc, js, topo, pub := bridgeStreams(t, nil)
 	ctx := context.Background()
-	topo := streams.DefaultTopology()
-	if _, err := streams.ProvisionBridge(ctx, js, topo); err != nil {
-		t.Fatal(err)
-	}
-	pub := streams.NewPublisher(js, events.NewCodec(schemaSet))
 	rec := newDeliveryRecorder(func(string, int) error { return nil })
 
 	var mu sync.Mutex
@@ -542,4 +529,21 @@ func TestConsumeWaitsForItsConsumer(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Consume still waiting after the consumer was created")
 	}
+}
+
+// bridgeStreams runs a nats-server with the bridge's streams and
+// consumers as topo (changed by adjust, if given) defines them, and returns
+// a connection, the topology and a publisher of events.
+func bridgeStreams(t *testing.T, adjust func(*streams.Topology)) (*nats.Conn, jetstream.JetStream, streams.Topology, *streams.Publisher) {
+	t.Helper()
+	srv := natstest.Run(t, natstest.Options{})
+	nc, js := natstest.Connect(t, srv.ClientURL())
+	topo := streams.DefaultTopology()
+	if adjust != nil {
+		adjust(&topo)
+	}
+	if _, err := streams.ProvisionBridge(context.Background(), js, topo); err != nil {
+		t.Fatal(err)
+	}
+	return nc, js, topo, streams.NewPublisher(js, events.NewCodec(schemaSet))
 }
