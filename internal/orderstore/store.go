@@ -1,6 +1,7 @@
 package orderstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -44,7 +45,17 @@ type StateStore[T events.Copier[T]] struct {
 
 	mu   sync.Mutex
 	seen *simplelru.LRU[string, seenEntry[T]] // guarded by mu
+
+	// buffers holds *bytes.Buffer to encode values into. A publish copies
+	// the value into the connection's buffer before it returns, so a
+	// buffer is reused once its write returned, instead of a new copy of
+	// the document (json.Marshal's result, ~2 KB per order) on every write.
+	buffers sync.Pool
 }
+
+// maxPooledBuffer keeps an unusually large document's buffer out of the
+// pool: it would stay allocated for every later write.
+const maxPooledBuffer = 64 << 10
 
 type seenEntry[T any] struct {
 	rev uint64
@@ -79,20 +90,37 @@ func (s *StateStore[T]) ExpireWith(js jetstream.JetStream, prepare func(*T) time
 	s.js, s.prepare = js, prepare
 }
 
-// encode prepares and marshals v, returning the value as written and its
-// time to live (0: none). The value shares memory with the caller's.
-func (s *StateStore[T]) encode(key string, v T) ([]byte, T, time.Duration, error) {
+// encode prepares and marshals v into a buffer of the pool, returning
+// the value as written and its time to live (0: none); the caller hands
+// the buffer back with release once the write returned. The value shares
+// memory with the caller's.
+func (s *StateStore[T]) encode(key string, v T) (*bytes.Buffer, T, time.Duration, error) {
 	var ttl time.Duration
 	if s.prepare != nil {
 		ttl = s.prepare(&v)
 	}
-	// &v: v is on the heap already (prepare took its address); marshalling
+	buf, _ := s.buffers.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	buf.Reset()
+	// &v: v is on the heap already (prepare took its address); encoding
 	// v itself would box another copy of the whole order.
-	b, err := json.Marshal(&v)
-	if err != nil {
+	if err := json.NewEncoder(buf).Encode(&v); err != nil {
+		s.release(buf)
 		return nil, v, 0, fmt.Errorf("encode order %s: %w", key, err)
 	}
-	return b, v, ttl, nil
+	// Encode ends the document with a newline; the stored value is what
+	// json.Marshal writes.
+	buf.Truncate(buf.Len() - 1)
+	return buf, v, ttl, nil
+}
+
+// release returns an encode buffer to the pool.
+func (s *StateStore[T]) release(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledBuffer {
+		s.buffers.Put(buf)
+	}
 }
 
 // remember keeps val, which the caller must not change afterwards.
@@ -163,7 +191,7 @@ func (s *StateStore[T]) Create(ctx context.Context, key string, v T) (uint64, er
 	if err := checkKey(key); err != nil {
 		return 0, err
 	}
-	b, written, ttl, err := s.encode(key, v)
+	buf, written, ttl, err := s.encode(key, v)
 	if err != nil {
 		return 0, err
 	}
@@ -171,7 +199,8 @@ func (s *StateStore[T]) Create(ctx context.Context, key string, v T) (uint64, er
 	if ttl > 0 {
 		opts = append(opts, jetstream.KeyTTL(ttl))
 	}
-	rev, err := s.kv.Create(ctx, key, b, opts...)
+	rev, err := s.kv.Create(ctx, key, buf.Bytes(), opts...)
+	s.release(buf)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		s.forget(key)
 		return 0, fmt.Errorf("order %s: %w", key, ErrExists)
@@ -190,16 +219,17 @@ func (s *StateStore[T]) Save(ctx context.Context, key string, v T, rev uint64) (
 	if err := checkKey(key); err != nil {
 		return 0, err
 	}
-	b, written, ttl, err := s.encode(key, v)
+	buf, written, ttl, err := s.encode(key, v)
 	if err != nil {
 		return 0, err
 	}
 	var n uint64
 	if ttl > 0 {
-		n, err = s.updateWithTTL(ctx, key, b, rev, ttl)
+		n, err = s.updateWithTTL(ctx, key, buf.Bytes(), rev, ttl)
 	} else {
-		n, err = s.kv.Update(ctx, key, b, rev)
+		n, err = s.kv.Update(ctx, key, buf.Bytes(), rev)
 	}
+	s.release(buf)
 	if err != nil {
 		// On a conflict the remembered value is stale; on any other error
 		// it is unknown whether the write happened.

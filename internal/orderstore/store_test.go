@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -193,5 +195,54 @@ func TestStateStoreForgetsTheLeastRecentlyUsed(t *testing.T) {
 	}
 	if _, _, err := s.Load(ctx, "IDLE"); !errors.Is(err, orderstore.ErrNotFound) {
 		t.Errorf("the order unused since 6,000 others was still remembered (err %v)", err)
+	}
+}
+
+// TestConcurrentWritesStoreTheirOwnDocuments: writes share encode
+// buffers, so many at once (of different sizes) must each store exactly
+// its own document, byte for byte what json.Marshal writes, as read back
+// from the server.
+func TestConcurrentWritesStoreTheirOwnDocuments(t *testing.T) {
+	_, kv := provisioned(t)
+	ctx := context.Background()
+	store := orderstore.NewStateStore[doc](kv)
+	const writers, each = 16, 25
+	value := func(w, i, round int) doc {
+		return doc{State: strings.Repeat(fmt.Sprintf("w%d-i%d-r%d;", w, i, round), 1+(w*7+i*3+round)%40)}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				key := fmt.Sprintf("concurrent-%d-%d", w, i)
+				rev, err := store.Create(ctx, key, value(w, i, 0))
+				if err == nil {
+					_, err = store.Save(ctx, key, value(w, i, 1), rev)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("%s: %w", key, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for w := range writers {
+		for i := range each {
+			key := fmt.Sprintf("concurrent-%d-%d", w, i)
+			e, err := kv.Get(ctx, key)
+			if err != nil {
+				t.Fatalf("%s: %v", key, err)
+			}
+			want, _ := json.Marshal(value(w, i, 1))
+			if !bytes.Equal(e.Value(), want) {
+				t.Fatalf("%s holds %q, want %q", key, e.Value(), want)
+			}
+		}
 	}
 }
