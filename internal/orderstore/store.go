@@ -77,7 +77,9 @@ func NewStateStore[T events.Copier[T]](kv jetstream.KeyValue) *StateStore[T] {
 	if err != nil {
 		panic(err) // only for a size below 1
 	}
-	return &StateStore[T]{kv: kv, seen: seen}
+	s := &StateStore[T]{kv: kv, seen: seen}
+	s.buffers.New = func() any { return new(bytes.Buffer) }
+	return s
 }
 
 // ExpireWith makes every write of a value pass through prepare first; a
@@ -99,10 +101,7 @@ func (s *StateStore[T]) encode(key string, v T) (*bytes.Buffer, T, time.Duration
 	if s.prepare != nil {
 		ttl = s.prepare(&v)
 	}
-	buf, _ := s.buffers.Get().(*bytes.Buffer)
-	if buf == nil {
-		buf = new(bytes.Buffer)
-	}
+	buf := s.buffers.Get().(*bytes.Buffer)
 	buf.Reset()
 	// &v: v is on the heap already (prepare took its address); encoding
 	// v itself would box another copy of the whole order.

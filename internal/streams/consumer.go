@@ -194,13 +194,13 @@ func Consume(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, codec *
 	c := &Consumer{cfg: cfg, js: js, nc: nc, codec: codec, pub: NewPublisher(js, codec), h: h, work: make(chan jetstream.Msg), quit: make(chan struct{})}
 	c.chain = c.handler()
 	cfg.Metrics.init(cfg.Consumer)
-	// Looked up as set-up steps are applied: a cluster that has just
+	// Looked up as a set-up step (Await): a cluster that has just
 	// formed (or is busy) may leave a request unanswered for seconds, and
 	// a bridge that gave up here exited while its peers started (soak
 	// scale: 3 bridges on a new R3 cluster, half the runs). ctx bounds
 	// the waiting; under WithSetupReport each wait is reported.
 	var cons jetstream.Consumer
-	err := apply(ctx, "consumer "+cfg.Consumer, func(ctx context.Context) error {
+	err := Await(ctx, "consumer "+cfg.Consumer, func(ctx context.Context) error {
 		var err error
 		cons, err = js.Consumer(ctx, cfg.Stream, cfg.Consumer)
 		return err

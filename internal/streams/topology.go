@@ -236,19 +236,13 @@ func provisionBackoff() retry.Backoff {
 }
 
 // Await runs f, a set-up step of JetStream named what (e.g. "bucket
-// smartrent_open"), as provisioning runs its own: each attempt with its
-// own deadline, retried while it can pass by itself (no answer yet, no
-// leader, not there yet) until ctx ends, each wait reported under
-// WithSetupReport.
+// smartrent_open"; every create-or-update of provisioning is one): each
+// attempt with its own deadline, retried while it can pass by itself (no
+// answer yet, no leader, not there yet, a concurrent creator winning the
+// race) until ctx ends, each wait reported under WithSetupReport. A
+// refusal of a definition ends it as ErrIncompatible.
 func Await(ctx context.Context, what string, f func(context.Context) error) error {
 	return AwaitWithin(ctx, what, requestAttempt, f)
-}
-
-// AwaitWithin is Await for a step of many requests (a migration, a
-// backfill), each attempt given attempt to finish. f must be safe to run
-// again after an attempt that failed part way.
-func AwaitWithin(ctx context.Context, what string, attempt time.Duration, f func(context.Context) error) error {
-	return applyWithin(ctx, what, attempt, f)
 }
 
 // requestAttempt is how long one set-up request is awaited before it is
@@ -256,14 +250,10 @@ func AwaitWithin(ctx context.Context, what string, attempt time.Duration, f func
 // never be answered.
 const requestAttempt = 5 * time.Second
 
-// apply runs one create-or-update, retrying what can pass by itself (no
-// peers yet, a concurrent creator winning the race) and classifying a
-// refusal of the definition as ErrIncompatible.
-func apply(ctx context.Context, what string, f func(context.Context) error) error {
-	return applyWithin(ctx, what, requestAttempt, f)
-}
-
-func applyWithin(ctx context.Context, what string, attempt time.Duration, f func(context.Context) error) error {
+// AwaitWithin is Await for a step of many requests (a migration, a
+// backfill), each attempt given attempt to finish. f must be safe to run
+// again after an attempt that failed part way.
+func AwaitWithin(ctx context.Context, what string, attempt time.Duration, f func(context.Context) error) error {
 	var last error
 	err := retry.Do(ctx, provisionBackoff(), func(ctx context.Context) error {
 		// Each attempt has its own deadline (see requestAttempt).
@@ -297,7 +287,7 @@ func applyWithin(ctx context.Context, what string, attempt time.Duration, f func
 }
 
 func createOrUpdateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
-	return apply(ctx, "stream "+cfg.Name, func(ctx context.Context) error {
+	return Await(ctx, "stream "+cfg.Name, func(ctx context.Context) error {
 		_, err := js.CreateOrUpdateStream(ctx, cfg)
 		return err
 	})
@@ -311,7 +301,7 @@ func ProvisionBridge(ctx context.Context, js jetstream.JetStream, t Topology) (j
 	}
 	var kv jetstream.KeyValue
 	for _, b := range []jetstream.KeyValueConfig{t.OpenBucket(), t.OrdersBucket()} {
-		err := apply(ctx, "bucket "+b.Bucket, func(ctx context.Context) error {
+		err := Await(ctx, "bucket "+b.Bucket, func(ctx context.Context) error {
 			var err error
 			kv, err = js.CreateOrUpdateKeyValue(ctx, b)
 			return err
@@ -321,7 +311,7 @@ func ProvisionBridge(ctx context.Context, js jetstream.JetStream, t Topology) (j
 		}
 	}
 	for _, c := range t.Consumers() {
-		err := apply(ctx, "consumer "+c.Durable, func(ctx context.Context) error {
+		err := Await(ctx, "consumer "+c.Durable, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.ConsumerConfig)
 			return err
 		})
@@ -346,7 +336,7 @@ func VerifyStreams(ctx context.Context, js jetstream.JetStream, t Topology, name
 		if len(names) > 0 && !slices.Contains(names, want.Name) {
 			continue
 		}
-		err := apply(ctx, "stream "+want.Name, func(ctx context.Context) error {
+		err := Await(ctx, "stream "+want.Name, func(ctx context.Context) error {
 			s, err := js.Stream(ctx, want.Name)
 			if errors.Is(err, jetstream.ErrStreamNotFound) {
 				return fmt.Errorf("%w (PROVISION=false: create it as deploy/nats/README.md shows)", ErrMissing)
@@ -384,7 +374,7 @@ func VerifyBridge(ctx context.Context, js jetstream.JetStream, t Topology) (jets
 	}
 	var kv jetstream.KeyValue
 	for _, b := range []jetstream.KeyValueConfig{t.OpenBucket(), t.OrdersBucket()} {
-		err := apply(ctx, "bucket "+b.Bucket, func(ctx context.Context) error {
+		err := Await(ctx, "bucket "+b.Bucket, func(ctx context.Context) error {
 			var err error
 			kv, err = js.KeyValue(ctx, b.Bucket)
 			if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -403,7 +393,7 @@ func VerifyBridge(ctx context.Context, js jetstream.JetStream, t Topology) (jets
 		}
 	}
 	for _, want := range t.Consumers() {
-		err := apply(ctx, "consumer "+want.Durable, func(ctx context.Context) error {
+		err := Await(ctx, "consumer "+want.Durable, func(ctx context.Context) error {
 			c, err := js.Consumer(ctx, want.Stream, want.Durable)
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
 				return fmt.Errorf("%w (PROVISION=false: create it as deploy/nats/README.md shows)", ErrMissing)

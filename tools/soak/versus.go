@@ -197,7 +197,7 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 	} else {
 		env = append(env, fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", readyPort))
 		env = append(env, v.oursEnv...)
-		if v.cpuProfile != "" && round == 0 {
+		if profiling {
 			env = append(env, "PPROF=true")
 		}
 	}
@@ -220,7 +220,9 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	// CPU of the bridge and its nats-server, and the bridge's allocations
-	// (a delta profile: what the same 3 seconds allocated).
+	// (a delta profile: what the same 3 seconds allocated). 3 seconds:
+	// long enough to cover most of the steady state at any C, short
+	// enough to end before the orders do on this machine.
 	profiles := map[string]string{}
 	if profiling {
 		profiles[fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=3", readyPort)] = which
@@ -228,8 +230,6 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 		profiles[fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/allocs?seconds=3", readyPort)] = which + "-allocs"
 	}
 	profiled := make(chan error, len(profiles))
-	// Long enough to cover most of the steady state at any C, short
-	// enough to end before the orders do on this machine.
 	for url, name := range profiles {
 		go func() { profiled <- fetchProfile(ctx, url, v.cpuProfile+"-"+name+".pb.gz") }()
 	}
