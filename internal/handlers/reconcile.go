@@ -54,11 +54,18 @@ func (w *Workflow) Reconcile(ctx context.Context, open OpenOrders, interval time
 	oldest := map[string]float64{}
 	var due []string
 	for _, key := range keys {
+		if ctx.Err() != nil {
+			// Stopped (shutdown) while looking: no fault of any order, and
+			// no gauges from a partial count.
+			return 0, ctx.Err()
+		}
 		o, rev, err := w.cfg.Store.LoadFresh(ctx, key)
 		switch {
+		case ctx.Err() != nil:
+			continue // the loop's check ends the pass
 		case errors.Is(err, orderstore.ErrNotFound):
 			// Indexed before its creation, and never created (or expired).
-			if err := open.Remove(ctx, key); err != nil {
+			if err := open.Remove(ctx, key); err != nil && ctx.Err() == nil {
 				w.log.WarnContext(ctx, "reconcile: cannot retire an index entry", "key", key, "err", err)
 			}
 			continue
@@ -140,12 +147,12 @@ func (w *Workflow) reconcileOne(ctx context.Context, key string, interval time.D
 // and no customer data) and removes it from the open index.
 func (w *Workflow) retire(ctx context.Context, open OpenOrders, key string, o order.Order, rev uint64) {
 	if _, err := w.cfg.Store.Save(ctx, key, o, rev); err != nil {
-		if !errors.Is(err, orderstore.ErrConflict) {
+		if !errors.Is(err, orderstore.ErrConflict) && ctx.Err() == nil {
 			w.log.WarnContext(ctx, "reconcile: cannot retire an order", "key", key, "err", err)
 		}
 		return // changed meanwhile: the next pass looks again
 	}
-	if err := open.Remove(ctx, key); err != nil {
+	if err := open.Remove(ctx, key); err != nil && ctx.Err() == nil {
 		w.log.WarnContext(ctx, "reconcile: cannot retire an index entry", "key", key, "err", err)
 	}
 }

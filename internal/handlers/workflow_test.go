@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -851,4 +852,49 @@ func TestInputStoppedMidSessionCallIsNotFailed(t *testing.T) {
 		t.Errorf("session claim = %+v, want the attempt's own", o.SessionClaim)
 	}
 	h.count("SD2", events.TypeOrderFailed, 0)
+}
+
+// cancelOnScan is the store with the reconcile pass's context cancelled
+// as it reads its second order, and, as the KV store does, every read of
+// a cancelled context failing with the cancellation.
+type cancelOnScan struct {
+	handlers.Store
+	cancel context.CancelFunc
+	reads  int
+}
+
+func (s *cancelOnScan) LoadFresh(ctx context.Context, key string) (order.Order, uint64, error) {
+	if s.reads++; s.reads == 2 {
+		s.cancel()
+	}
+	if err := ctx.Err(); err != nil {
+		return order.Order{}, 0, fmt.Errorf("load order %s: %w", key, err)
+	}
+	return s.Store.LoadFresh(ctx, key)
+}
+
+// TestReconcileScanCutByShutdownWarnsNothing: a pass stopped while it
+// reads the open orders ends there with the cancellation, logging no
+// error or warning for the orders it could not read (a demo's end logged
+// "cannot read an order" and "cannot retire an index entry" for them).
+func TestReconcileScanCutByShutdownWarnsNothing(t *testing.T) {
+	var logs bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := newHarness(t, func(c *handlers.Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		c.Store = &cancelOnScan{Store: c.Store, cancel: cancel}
+	})
+	for _, id := range []string{"SC1", "SC2", "SC3", "SC4"} {
+		h.mustDeliver(placed(id, 500))
+	}
+	h.advanceClock(2 * time.Minute)
+	if _, err := h.wf.Reconcile(ctx, h.store, time.Minute); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Reconcile = %v, want the cancellation", err)
+	}
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
+			t.Errorf("logged %s", line)
+		}
+	}
 }
