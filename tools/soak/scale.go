@@ -108,6 +108,38 @@ func cpuSeconds(pid int) float64 {
 	return (ut + st) / 100 // clock ticks (USER_HZ = 100 on Linux)
 }
 
+// machineSeconds reads, from /proc/stat, the seconds all the machine's
+// cores spent busy and in all since boot (0, 0 when it cannot).
+func machineSeconds() (busy, all float64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return parseMachineSeconds(line)
+}
+
+// parseMachineSeconds reads the "cpu" line of /proc/stat: user nice
+// system idle iowait irq softirq steal (guest time is already counted in
+// user and nice), in clock ticks. Idle and iowait are not busy.
+func parseMachineSeconds(line string) (busy, all float64) {
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0
+	}
+	for i, v := range f[1:9] {
+		t, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, 0
+		}
+		all += t / 100 // USER_HZ = 100 on Linux
+		if i != 3 && i != 4 {
+			busy += t / 100
+		}
+	}
+	return busy, all
+}
+
 func numCPU() int {
 	b, _ := os.ReadFile("/proc/cpuinfo")
 	return max(1, strings.Count(string(b), "processor\t:"))

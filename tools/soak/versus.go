@@ -88,6 +88,12 @@ func runVersus(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(tw, "steady p99, ms\t%.1f\t%.1f\t%+.1f ms\t≤ +10 ms\t%s\t%s\n", ms(ours.p99), ms(bare.p99), ms(ours.p99-bare.p99), span("ours", p99, "%.1f"), span("bare", p99, "%.1f"))
 	fmt.Fprintf(tw, "CPU per order: bridge, ms\t%.3f\t%.3f\t%.2f\t≤ 1.5\t%s\t%s\n", ours.bridgeMs, bare.bridgeMs, ours.bridgeMs/bare.bridgeMs, span("ours", bridgeMs, "%.3f"), span("bare", bridgeMs, "%.3f"))
 	fmt.Fprintf(tw, "CPU per order: nats-server, ms\t%.3f\t%.3f\t%.2f\t≤ 1.5\t%s\t%s\n", ours.natsMs, bare.natsMs, ours.natsMs/bare.natsMs, span("ours", natsMs, "%.3f"), span("bare", natsMs, "%.3f"))
+	// Not targets: they tell whether orders/s was bound by the machine's
+	// CPU, and then what the other figures cost in orders/s.
+	machineMs := func(r rowResult) float64 { return r.machineMs }
+	busy := func(r rowResult) float64 { return 100 * r.busy }
+	fmt.Fprintf(tw, "CPU per order: whole machine, ms\t%.3f\t%.3f\t%.2f\t\t%s\t%s\n", ours.machineMs, bare.machineMs, ours.machineMs/bare.machineMs, span("ours", machineMs, "%.3f"), span("bare", machineMs, "%.3f"))
+	fmt.Fprintf(tw, "machine busy, %% of %d cores\t%.0f\t%.0f\t\t\t%s\t%s\n", numCPU(), 100*ours.busy, 100*bare.busy, span("ours", busy, "%.0f"), span("bare", busy, "%.0f"))
 	// Not a target: the driver of much of the bridge's CPU (its garbage
 	// collection grows with it) and steadier from run to run than CPU.
 	allocKB := func(r rowResult) float64 { return r.allocKB }
@@ -124,8 +130,13 @@ func (e *envList) Set(v string) error {
 // rowResult is one row's steady-state figures.
 type rowResult struct {
 	rate, bridgeMs, natsMs float64
-	allocKB                float64 // bytes the bridge allocated per order, KiB
-	p50, p99               time.Duration
+	// machineMs is the CPU the whole machine spent per order (both
+	// processes, this driver, the fake Inbank and anyone else), busy the
+	// share of its cores busy meanwhile: when busy is near 1, orders/s is
+	// bound by CPU, and ours/bare ≈ bare's machineMs / ours'.
+	machineMs, busy float64
+	allocKB         float64 // bytes the bridge allocated per order, KiB
+	p50, p99        time.Duration
 }
 
 // median is the per-figure median of rows.
@@ -139,12 +150,14 @@ func median(rows []rowResult) rowResult {
 		return v[len(v)/2]
 	}
 	return rowResult{
-		rate:     pick(func(r rowResult) float64 { return r.rate }),
-		bridgeMs: pick(func(r rowResult) float64 { return r.bridgeMs }),
-		natsMs:   pick(func(r rowResult) float64 { return r.natsMs }),
-		allocKB:  pick(func(r rowResult) float64 { return r.allocKB }),
-		p50:      time.Duration(pick(func(r rowResult) float64 { return float64(r.p50) })),
-		p99:      time.Duration(pick(func(r rowResult) float64 { return float64(r.p99) })),
+		rate:      pick(func(r rowResult) float64 { return r.rate }),
+		bridgeMs:  pick(func(r rowResult) float64 { return r.bridgeMs }),
+		natsMs:    pick(func(r rowResult) float64 { return r.natsMs }),
+		machineMs: pick(func(r rowResult) float64 { return r.machineMs }),
+		busy:      pick(func(r rowResult) float64 { return r.busy }),
+		allocKB:   pick(func(r rowResult) float64 { return r.allocKB }),
+		p50:       time.Duration(pick(func(r rowResult) float64 { return float64(r.p50) })),
+		p99:       time.Duration(pick(func(r rowResult) float64 { return float64(r.p99) })),
 	}
 }
 
@@ -236,8 +249,10 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 	metrics := fmt.Sprintf("http://127.0.0.1:%d/metrics", readyPort)
 	a0, aerr0 := allocatedBytes(ctx, metrics)
 	b0, n0 := cpuSeconds(bridge.pid()), cpuSeconds(ns.pid())
+	m0, all0 := machineSeconds()
 	done, err := driver.countedLoop(pctx, v.inFlight, v.orders)
 	b1, n1 := cpuSeconds(bridge.pid()), cpuSeconds(ns.pid())
+	m1, all1 := machineSeconds()
 	a1, aerr1 := allocatedBytes(ctx, metrics)
 	if aerr := errors.Join(aerr0, aerr1); aerr != nil {
 		return rowResult{}, fmt.Errorf("%s bridge's allocations: %w", which, aerr)
@@ -261,12 +276,14 @@ func (v versusRun) row(ctx context.Context, which string, round int) (rowResult,
 	elapsed := done[len(done)-1].at.Sub(done[skip].at)
 	n := float64(len(done))
 	return rowResult{
-		rate:     float64(len(lat)) / elapsed.Seconds(),
-		p50:      lat[len(lat)/2],
-		p99:      lat[min(len(lat)-1, int(0.99*float64(len(lat))))],
-		bridgeMs: 1000 * (b1 - b0) / n,
-		natsMs:   1000 * (n1 - n0) / n,
-		allocKB:  (a1 - a0) / n / 1024,
+		rate:      float64(len(lat)) / elapsed.Seconds(),
+		p50:       lat[len(lat)/2],
+		p99:       lat[min(len(lat)-1, int(0.99*float64(len(lat))))],
+		bridgeMs:  1000 * (b1 - b0) / n,
+		natsMs:    1000 * (n1 - n0) / n,
+		machineMs: 1000 * (m1 - m0) / n,
+		busy:      (m1 - m0) / max(all1-all0, 1e-9),
+		allocKB:   (a1 - a0) / n / 1024,
 	}, nil
 }
 
