@@ -104,6 +104,20 @@
 // than order.placed, and the reconciler, still empty the outbox with a
 // write of the order: they have no index entry to write.
 //
+// What the two writes beside the claim cost, measured (`go run
+// ./tools/soak versus -rounds 3`, 2 cores, with the record and the index
+// entry made no-ops in a scratch build: the least any design keeping the
+// claim could write, since Inbank has no idempotency key; three batches
+// each): nats-server CPU per order fell from 1.7–2.1× the stateless
+// bridge's to 1.30–1.45× (C = 256) and 1.20–1.44× (C = 64); our
+// bridge's only to 1.72–1.91× and 1.54–1.75×, and orders/s at C = 256
+// not at all (0.69–0.72: the machine's two cores were nearly all busy,
+// and the rest of the workflow's CPU bound it). Dropping the record would
+// need session.created itself to be the record (a compare-and-set on
+// the events stream, and later inputs reading the session from there);
+// dropping the entry, an open-order list kept some other way. Neither is
+// done: they buy nats-server's share only.
+//
 // # Calculation and session together
 //
 // The session request needs nothing from the calculation's answer (Inbank
