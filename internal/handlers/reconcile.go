@@ -54,15 +54,13 @@ func (w *Workflow) Reconcile(ctx context.Context, open OpenOrders, interval time
 	oldest := map[string]float64{}
 	var due []string
 	for _, key := range keys {
+		o, rev, err := w.cfg.Store.LoadFresh(ctx, key)
 		if ctx.Err() != nil {
 			// Stopped (shutdown) while looking: no fault of any order, and
 			// no gauges from a partial count.
 			return 0, ctx.Err()
 		}
-		o, rev, err := w.cfg.Store.LoadFresh(ctx, key)
 		switch {
-		case ctx.Err() != nil:
-			continue // the loop's check ends the pass
 		case errors.Is(err, orderstore.ErrNotFound):
 			// Indexed before its creation, and never created (or expired).
 			if err := open.Remove(ctx, key); err != nil && ctx.Err() == nil {

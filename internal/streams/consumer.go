@@ -129,14 +129,18 @@ type Msg struct {
 // logger's eight attributes cost about 2 KB per message.
 func (m *Msg) Log() *slog.Logger {
 	m.logOnce.Do(func() {
-		d := m.Delivery
-		m.log = m.base.With("consumer", m.consumer, "subject", d.Subject, "stream_seq", d.StreamSeq, "delivery", d.NumDelivered,
-			"order_id", m.Env.OrderID(), "type", m.Env.Event.Type(), "shop", m.shop)
+		m.log = deliveryLog(m.base, m.consumer, m.Delivery, m.Env.OrderID()).With("type", m.Env.Event.Type(), "shop", m.shop)
 		if m.traceID != "" {
 			m.log = m.log.With("trace_id", m.traceID)
 		}
 	})
 	return m.log
+}
+
+// deliveryLog names one delivery of consumer's in base's lines: the
+// consumer, subject, stream sequence, delivery and order.
+func deliveryLog(base *slog.Logger, consumer string, d Delivery, orderID string) *slog.Logger {
+	return base.With("consumer", consumer, "subject", d.Subject, "stream_seq", d.StreamSeq, "delivery", d.NumDelivered, "order_id", orderID)
 }
 
 // HandlerFunc handles one decoded message. Its error decides what happens
@@ -309,8 +313,7 @@ func (c *Consumer) handle(raw jetstream.Msg) {
 	env, err := c.codec.Decode(raw.Headers(), raw.Data())
 	var de *events.DecodeError
 	if errors.As(err, &de) {
-		log := c.cfg.Logger.With("consumer", c.cfg.Consumer, "subject", d.Subject, "stream_seq", d.StreamSeq, "delivery", d.NumDelivered, "order_id", de.OrderID)
-		c.invalid(ctx, raw, d, de, log, start)
+		c.invalid(ctx, raw, d, de, deliveryLog(c.cfg.Logger, c.cfg.Consumer, d, de.OrderID), start)
 		return
 	}
 	shop := ids.ShopName(events.ShopOf(env.Data))
